@@ -1,0 +1,102 @@
+"""Writing activities: always inside the transaction that makes the change they describe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session
+
+from tidings.activities.models import Activity
+
+
+class Cause(StrEnum):
+    API = "api"
+    IMPORT = "import"
+    AUTOMATION = "automation"
+    TRACKING = "tracking"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+class ActivityType(StrEnum):
+    CONTACT_CREATED = "contact_created"
+    CONTACT_UPDATED = "contact_updated"
+    CONTACT_DELETED = "contact_deleted"
+    FIELD_CHANGED = "field_changed"
+    TAG_ADDED = "tag_added"
+    TAG_REMOVED = "tag_removed"
+    LIST_SUBSCRIBED = "list_subscribed"
+    LIST_UNSUBSCRIBED = "list_unsubscribed"
+    STATUS_CHANGED = "status_changed"
+    SCORE_CHANGED = "score_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRow:
+    contact_id: int | None
+    type: str
+    cause: str
+    occurred_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# Called after a commit that wrote activities, so an in-process worker wakes up at once.
+_commit_listeners: list[Callable[[], None]] = []
+
+
+def on_activities_committed(listener: Callable[[], None]) -> Callable[[], None]:
+    """Register a listener; returns a function that unregisters it."""
+    _commit_listeners.append(listener)
+    return lambda: _commit_listeners.remove(listener)
+
+
+def _mark_written(session: Session) -> None:
+    session.info["activities_written"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _notify_after_commit(session: Session) -> None:
+    if session.info.pop("activities_written", False):
+        for listener in list(_commit_listeners):
+            listener()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop("activities_written", None)
+
+
+def record(
+    session: Session,
+    contact_id: int | None,
+    type: str,
+    cause: str,
+    occurred_at: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    record_many(session, [ActivityRow(contact_id, type, cause, occurred_at, data or {})])
+
+
+def record_many(session: Session, rows: Sequence[ActivityRow]) -> None:
+    """Insert many activity rows with one executemany."""
+    if not rows:
+        return
+    session.execute(
+        insert(Activity),
+        [
+            {
+                "contact_id": row.contact_id,
+                "type": row.type,
+                "cause": row.cause,
+                "occurred_at": row.occurred_at,
+                "data": row.data,
+            }
+            for row in rows
+        ],
+    )
+    _mark_written(session)

@@ -1,0 +1,42 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+
+from tidings import __version__
+from tidings.api.deps import require_api_key
+from tidings.api.problems import install_problem_handlers
+from tidings.clock import Clock, SystemClock
+from tidings.config import Settings, get_settings
+from tidings.db.engine import Database, create_database
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Tidings",
+        version=__version__,
+        description="Self-hosted marketing automation and CRM. Authenticate with "
+        "`Authorization: Bearer <key>` (create one with `tidings apikey create NAME`).",
+    )
+    app.state.settings = settings
+    app.state.database = database or create_database(settings.database_url)
+    app.state.clock = clock or SystemClock()
+    install_problem_handlers(app)
+
+    from tidings.contacts.api import router as contacts_router
+
+    authenticated = [Depends(require_api_key)]
+    app.include_router(contacts_router, prefix="/api/v1", dependencies=authenticated)
+
+    @app.get("/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

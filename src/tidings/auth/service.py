@@ -1,0 +1,34 @@
+"""API keys: random secrets shown once; only their SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tidings.auth.models import ApiKey
+
+KEY_PREFIX = "tid_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(session: Session, name: str, *, now: datetime) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the key itself, which is not stored anywhere."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(name=name, key_hash=hash_key(key), prefix=key[:10], created_at=now)
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def find_api_key(session: Session, key: str) -> ApiKey | None:
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row

@@ -1,0 +1,74 @@
+"""The `tidings` command line. Each domain adds its own sub-commands from its cli module."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from tidings.clock import SystemClock
+from tidings.config import get_settings
+from tidings.db.engine import Database, create_database
+
+app = typer.Typer(help="Tidings: self-hosted marketing automation and CRM.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(apikey_app, name="apikey")
+console = Console(stderr=True)
+
+
+def open_database() -> Database:
+    return create_database(get_settings().database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Create or migrate the schema (safe to run repeatedly)."""
+    from tidings.db.migrate import upgrade
+
+    database = open_database()
+    upgrade(database, revision)
+    console.print(f"database at {database.engine.url.render_as_string()} is at {revision}")
+
+
+@apikey_app.command("create")
+def apikey_create(name: str) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    from tidings.auth.service import create_api_key
+
+    database = open_database()
+    with database.session() as session:
+        _, key = create_api_key(session, name, now=SystemClock().now())
+    typer.echo(key)
+    console.print("[yellow]Store this key now: it cannot be shown again.[/yellow]")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Interface to bind (default from TIDINGS_HOST)."),
+    port: int = typer.Option(None, help="Port (default from TIDINGS_PORT)."),
+) -> None:
+    """Serve the API (and, later, the in-process worker)."""
+    import uvicorn
+
+    from tidings.app import create_app
+    from tidings.db.migrate import upgrade
+
+    settings = get_settings()
+    database = create_database(settings.database_url)
+    upgrade(database)
+    application = create_app(settings, database=database)
+    uvicorn.run(application, host=host or settings.host, port=port or settings.port)
+
+
+def _register_domain_commands() -> None:
+    from tidings.contacts.cli import contacts_app
+
+    app.add_typer(contacts_app, name="contacts")
+
+
+_register_domain_commands()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Contacts, their status and sending policy, tags, lists, custom fields and suppression."""

@@ -1,0 +1,477 @@
+"""REST endpoints for contacts, tags, lists, custom fields and suppressions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tidings.activities.models import Activity
+from tidings.activities.service import Cause
+from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from tidings.contacts import repository, service
+from tidings.contacts.emails import InvalidEmail, normalize_email
+from tidings.contacts.fields import STANDARD_FIELDS, FieldType
+from tidings.contacts.models import Contact, CustomField, MailingList, Suppression, Tag
+from tidings.contacts.policy import ContactStatus
+from tidings.contacts.schemas import (
+    ActivityOut,
+    ActivityPage,
+    BulkUpsertIn,
+    BulkUpsertOut,
+    ContactIn,
+    ContactOut,
+    ContactPage,
+    ContactPatch,
+    ContactSummary,
+    FieldIn,
+    FieldOut,
+    FieldPatch,
+    ListIn,
+    ListOut,
+    ListPatch,
+    MembershipOut,
+    RejectedOut,
+    StatusChangeIn,
+    SubscribeIn,
+    SuppressionIn,
+    SuppressionOut,
+    TagIn,
+    TagOut,
+    TagPatch,
+)
+from tidings.errors import Conflict, NotFound, ValidationFailed
+
+router = APIRouter()
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+# Other packages (events: the engagement summary) add sections to a contact's representation.
+contact_extensions: list[Any] = []
+
+
+def contact_out(session: Session, contact: Contact) -> ContactOut:
+    memberships = [
+        MembershipOut(list_id=ml.id, list=ml.name, status=lm.status, updated_at=lm.updated_at)
+        for ml, lm in repository.list_memberships(session, contact.id)
+    ]
+    out = ContactOut(
+        id=contact.id,
+        email=contact.email,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        phone=contact.phone,
+        status=contact.status,
+        score=contact.score,
+        fields=contact.fields or {},
+        tags=repository.tag_names(session, contact.id),
+        lists=memberships,
+        created_at=contact.created_at,
+        updated_at=contact.updated_at,
+    )
+    for extend in contact_extensions:
+        extend(session, contact, out)
+    return out
+
+
+def _input(body: ContactIn) -> service.ContactInput:
+    return service.ContactInput(
+        email=body.email,
+        first_name=body.first_name,
+        last_name=body.last_name,
+        phone=body.phone,
+        status=body.status.value if body.status else None,
+        fields=body.fields,
+        tags=body.tags,
+        lists=body.lists,
+    )
+
+
+# ---- contacts ---------------------------------------------------------------------------
+
+
+@router.post("/contacts", status_code=201, tags=["contacts"])
+def create_contact(body: ContactIn, session: SessionDep, clock: ClockDep) -> ContactOut:
+    contact = service.create_contact(session, _input(body), now=clock.now(), cause=Cause.API)
+    return contact_out(session, contact)
+
+
+@router.get("/contacts", tags=["contacts"])
+def list_contacts(
+    session: SessionDep,
+    email: str | None = None,
+    tag: str | None = None,
+    list_id: Annotated[int | None, Query(alias="list")] = None,
+    list_status: Annotated[str | None, Query(pattern="^(active|unsubscribed)$")] = None,
+    status: ContactStatus | None = None,
+    cursor: str | None = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+) -> ContactPage:
+    if email is not None:
+        try:
+            email = normalize_email(email)
+        except InvalidEmail:
+            return ContactPage(items=[], next_cursor=None)
+    query = repository.filtered_contacts(
+        email=email,
+        tag=tag,
+        list_id=list_id,
+        list_status=list_status,
+        status=status.value if status else None,
+    )
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Contact.id > after)
+    rows = list(session.scalars(query.order_by(Contact.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ContactPage(
+        items=[ContactSummary.model_validate(c) for c in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+@router.post("/contacts/bulk", tags=["contacts"])
+def bulk_upsert(body: BulkUpsertIn, session: SessionDep, clock: ClockDep) -> BulkUpsertOut:
+    """Create or update up to 10,000 contacts; invalid rows are reported, the rest written."""
+    if body.force_resubscribe and not body.reason:
+        raise ValidationFailed("reason: required with force_resubscribe")
+    report = service.upsert_contacts(
+        session,
+        [_input(c) for c in body.contacts],
+        now=clock.now(),
+        cause=Cause.API,
+        force_resubscribe=body.force_resubscribe,
+        reason=body.reason,
+    )
+    return BulkUpsertOut(
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        rejected=[
+            RejectedOut(index=r.index, email=r.email, reason=r.reason) for r in report.rejected
+        ],
+        kept_status=[{"email": e, "status": s} for e, s in report.kept_status],
+    )
+
+
+@router.get("/contacts/{contact_id}", tags=["contacts"])
+def get_contact(contact_id: int, session: SessionDep) -> ContactOut:
+    return contact_out(session, service.get_contact(session, contact_id))
+
+
+@router.patch("/contacts/{contact_id}", tags=["contacts"])
+def patch_contact(
+    contact_id: int, body: ContactPatch, session: SessionDep, clock: ClockDep
+) -> ContactOut:
+    contact = service.get_contact(session, contact_id)
+    provided = body.model_dump(exclude_unset=True)
+    profile: dict[str, str | None] = {
+        k: provided[k] for k in ("first_name", "last_name", "phone") if k in provided
+    }
+    service.update_contact(
+        session,
+        contact,
+        now=clock.now(),
+        cause=Cause.API,
+        email=provided.get("email"),
+        profile=profile,
+        fields=provided.get("fields"),
+    )
+    return contact_out(session, contact)
+
+
+@router.delete("/contacts/{contact_id}", status_code=204, tags=["contacts"])
+def delete_contact(contact_id: int, session: SessionDep, clock: ClockDep) -> Response:
+    service.delete_contact(
+        session, service.get_contact(session, contact_id), now=clock.now(), cause=Cause.API
+    )
+    return Response(status_code=204)
+
+
+@router.post("/contacts/{contact_id}/status", tags=["contacts"])
+def change_status(
+    contact_id: int, body: StatusChangeIn, session: SessionDep, clock: ClockDep
+) -> ContactOut:
+    contact = service.get_contact(session, contact_id)
+    service.change_status(
+        session,
+        contact,
+        body.status.value,
+        now=clock.now(),
+        cause=Cause.API,
+        reason=body.reason,
+        force_resubscribe=body.force_resubscribe,
+    )
+    return contact_out(session, contact)
+
+
+@router.get("/contacts/{contact_id}/activities", tags=["contacts"])
+def contact_activities(
+    contact_id: int,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+) -> ActivityPage:
+    """The contact's history (every change, with its cause), newest first."""
+    query = select(Activity).where(Activity.contact_id == contact_id)
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(Activity.id < before)
+    rows = list(session.scalars(query.order_by(Activity.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ActivityPage(
+        items=[ActivityOut.model_validate(a) for a in rows],
+        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    )
+
+
+@router.put("/contacts/{contact_id}/tags/{tag}", tags=["contacts"])
+def add_tag(contact_id: int, tag: str, session: SessionDep, clock: ClockDep) -> ContactOut:
+    contact = service.get_contact(session, contact_id)
+    service.add_tag(session, contact, tag, now=clock.now(), cause=Cause.API)
+    return contact_out(session, contact)
+
+
+@router.delete("/contacts/{contact_id}/tags/{tag}", tags=["contacts"])
+def remove_tag(contact_id: int, tag: str, session: SessionDep, clock: ClockDep) -> ContactOut:
+    contact = service.get_contact(session, contact_id)
+    service.remove_tag(session, contact, tag, now=clock.now(), cause=Cause.API)
+    return contact_out(session, contact)
+
+
+def _get_list(session: Session, list_id: int) -> MailingList:
+    mailing_list = session.get(MailingList, list_id)
+    if mailing_list is None:
+        raise NotFound(f"list {list_id} does not exist")
+    return mailing_list
+
+
+@router.put("/contacts/{contact_id}/lists/{list_id}", tags=["contacts"])
+def subscribe(
+    contact_id: int,
+    list_id: int,
+    session: SessionDep,
+    clock: ClockDep,
+    body: SubscribeIn | None = None,
+) -> ContactOut:
+    contact = service.get_contact(session, contact_id)
+    service.subscribe_list(
+        session,
+        contact,
+        _get_list(session, list_id),
+        now=clock.now(),
+        cause=Cause.API,
+        force_resubscribe=body.force_resubscribe if body else False,
+    )
+    return contact_out(session, contact)
+
+
+@router.delete("/contacts/{contact_id}/lists/{list_id}", tags=["contacts"])
+def unsubscribe(contact_id: int, list_id: int, session: SessionDep, clock: ClockDep) -> ContactOut:
+    contact = service.get_contact(session, contact_id)
+    service.unsubscribe_list(
+        session, contact, _get_list(session, list_id), now=clock.now(), cause=Cause.API
+    )
+    return contact_out(session, contact)
+
+
+# ---- tags -------------------------------------------------------------------------------
+
+
+def _get(session: Session, model: Any, id_: int, what: str) -> Any:
+    row = session.get(model, id_)
+    if row is None:
+        raise NotFound(f"{what} {id_} does not exist")
+    return row
+
+
+def _unique_name(
+    session: Session, model: Any, name: str, what: str, exclude_id: int | None = None
+) -> str:
+    cleaned = name.strip()
+    if not cleaned:
+        raise ValidationFailed("name: must not be blank")
+    existing = session.scalar(select(model.id).where(model.name == cleaned))
+    if existing is not None and existing != exclude_id:
+        raise Conflict(f"a {what} named {cleaned!r} already exists")
+    return cleaned
+
+
+@router.get("/tags", tags=["tags"])
+def list_tags(session: SessionDep) -> list[TagOut]:
+    return [TagOut.model_validate(t) for t in session.scalars(select(Tag).order_by(Tag.name))]
+
+
+@router.post("/tags", status_code=201, tags=["tags"])
+def create_tag(body: TagIn, session: SessionDep, clock: ClockDep) -> TagOut:
+    tag = Tag(
+        name=_unique_name(session, Tag, body.name, "tag"),
+        description=body.description,
+        created_at=clock.now(),
+    )
+    session.add(tag)
+    session.flush()
+    return TagOut.model_validate(tag)
+
+
+@router.get("/tags/{tag_id}", tags=["tags"])
+def get_tag(tag_id: int, session: SessionDep) -> TagOut:
+    return TagOut.model_validate(_get(session, Tag, tag_id, "tag"))
+
+
+@router.patch("/tags/{tag_id}", tags=["tags"])
+def patch_tag(tag_id: int, body: TagPatch, session: SessionDep) -> TagOut:
+    tag = _get(session, Tag, tag_id, "tag")
+    if body.name is not None:
+        tag.name = _unique_name(session, Tag, body.name, "tag", exclude_id=tag.id)
+    if "description" in body.model_fields_set:
+        tag.description = body.description
+    session.flush()
+    return TagOut.model_validate(tag)
+
+
+@router.delete("/tags/{tag_id}", status_code=204, tags=["tags"])
+def delete_tag(tag_id: int, session: SessionDep) -> Response:
+    session.delete(_get(session, Tag, tag_id, "tag"))
+    return Response(status_code=204)
+
+
+# ---- lists ------------------------------------------------------------------------------
+
+
+@router.get("/lists", tags=["lists"])
+def list_lists(session: SessionDep) -> list[ListOut]:
+    return [
+        ListOut.model_validate(x)
+        for x in session.scalars(select(MailingList).order_by(MailingList.name))
+    ]
+
+
+@router.post("/lists", status_code=201, tags=["lists"])
+def create_list(body: ListIn, session: SessionDep, clock: ClockDep) -> ListOut:
+    mailing_list = MailingList(
+        name=_unique_name(session, MailingList, body.name, "list"),
+        description=body.description,
+        double_opt_in=body.double_opt_in,
+        created_at=clock.now(),
+    )
+    session.add(mailing_list)
+    session.flush()
+    return ListOut.model_validate(mailing_list)
+
+
+@router.get("/lists/{list_id}", tags=["lists"])
+def get_list(list_id: int, session: SessionDep) -> ListOut:
+    return ListOut.model_validate(_get_list(session, list_id))
+
+
+@router.patch("/lists/{list_id}", tags=["lists"])
+def patch_list(list_id: int, body: ListPatch, session: SessionDep) -> ListOut:
+    mailing_list = _get_list(session, list_id)
+    if body.name is not None:
+        mailing_list.name = _unique_name(
+            session, MailingList, body.name, "list", exclude_id=mailing_list.id
+        )
+    if "description" in body.model_fields_set:
+        mailing_list.description = body.description
+    if body.double_opt_in is not None:
+        mailing_list.double_opt_in = body.double_opt_in
+    session.flush()
+    return ListOut.model_validate(mailing_list)
+
+
+@router.delete("/lists/{list_id}", status_code=204, tags=["lists"])
+def delete_list(list_id: int, session: SessionDep) -> Response:
+    session.delete(_get_list(session, list_id))
+    return Response(status_code=204)
+
+
+# ---- custom fields ----------------------------------------------------------------------
+
+
+def _check_options(field_type: FieldType, options: list[str] | None) -> list[str] | None:
+    if field_type in (FieldType.SINGLE_CHOICE, FieldType.MULTI_CHOICE):
+        if not options:
+            raise ValidationFailed(f"options: a {field_type} field needs at least one option")
+        if len(set(options)) != len(options):
+            raise ValidationFailed("options: must be unique")
+        return options
+    if options:
+        raise ValidationFailed(f"options: only choice fields have options, not {field_type}")
+    return None
+
+
+@router.get("/fields", tags=["fields"])
+def list_fields(session: SessionDep) -> list[FieldOut]:
+    return [
+        FieldOut.model_validate(f)
+        for f in session.scalars(select(CustomField).order_by(CustomField.key))
+    ]
+
+
+@router.post("/fields", status_code=201, tags=["fields"])
+def create_field(body: FieldIn, session: SessionDep, clock: ClockDep) -> FieldOut:
+    if body.key in STANDARD_FIELDS:
+        raise ValidationFailed(f"key: {body.key!r} is a standard contact attribute")
+    if session.scalar(select(CustomField.id).where(CustomField.key == body.key)) is not None:
+        raise Conflict(f"a custom field with key {body.key!r} already exists")
+    row = CustomField(
+        key=body.key,
+        label=body.label or body.key.replace("_", " ").capitalize(),
+        type=body.type.value,
+        options=_check_options(body.type, body.options),
+        created_at=clock.now(),
+    )
+    session.add(row)
+    session.flush()
+    return FieldOut.model_validate(row)
+
+
+@router.get("/fields/{field_id}", tags=["fields"])
+def get_field(field_id: int, session: SessionDep) -> FieldOut:
+    return FieldOut.model_validate(_get(session, CustomField, field_id, "field"))
+
+
+@router.patch("/fields/{field_id}", tags=["fields"])
+def patch_field(field_id: int, body: FieldPatch, session: SessionDep) -> FieldOut:
+    row = _get(session, CustomField, field_id, "field")
+    if body.label is not None:
+        row.label = body.label
+    if body.options is not None:
+        row.options = _check_options(FieldType(row.type), body.options)
+    session.flush()
+    return FieldOut.model_validate(row)
+
+
+@router.delete("/fields/{field_id}", status_code=204, tags=["fields"])
+def delete_field(field_id: int, session: SessionDep) -> Response:
+    """Delete the definition; values already stored on contacts stay in their history."""
+    session.delete(_get(session, CustomField, field_id, "field"))
+    return Response(status_code=204)
+
+
+# ---- suppression ------------------------------------------------------------------------
+
+
+@router.get("/suppressions", tags=["suppressions"])
+def list_suppressions(session: SessionDep) -> list[SuppressionOut]:
+    rows = session.scalars(select(Suppression).order_by(Suppression.value))
+    return [SuppressionOut.model_validate(s) for s in rows]
+
+
+@router.post("/suppressions", status_code=201, tags=["suppressions"])
+def add_suppression(body: SuppressionIn, session: SessionDep, clock: ClockDep) -> SuppressionOut:
+    entry = service.add_suppression(session, body.value, now=clock.now(), reason=body.reason)
+    return SuppressionOut.model_validate(entry)
+
+
+@router.delete("/suppressions/{suppression_id}", status_code=204, tags=["suppressions"])
+def delete_suppression(suppression_id: int, session: SessionDep) -> Response:
+    result = session.execute(delete(Suppression).where(Suppression.id == suppression_id))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound(f"suppression {suppression_id} does not exist")
+    return Response(status_code=204)

@@ -1,0 +1,123 @@
+"""`tidings contacts import|export`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tidings.clock import SystemClock
+from tidings.contacts.importer import export_contacts, import_contacts, rejected_path_for
+from tidings.contacts.policy import ContactStatus
+from tidings.errors import TidingsError
+
+contacts_app = typer.Typer(help="Import and export contacts.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(2)
+
+
+@contacts_app.command("import")
+def import_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    list_name: str = typer.Option(
+        None, "--list", help="Subscribe every imported contact to this list."
+    ),
+    tag: str = typer.Option(None, "--tag", help="Add this tag to every imported contact."),
+    status: ContactStatus = typer.Option(
+        ContactStatus.SUBSCRIBED,
+        "--status",
+        help="Status of new contacts (a 'status' column wins).",
+    ),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the file."),
+    force_resubscribe: bool = typer.Option(
+        False, help="Let the file resubscribe unsubscribed, bounced or complained contacts."
+    ),
+    reason: str = typer.Option(None, help="Why (required with --force-resubscribe)."),
+) -> None:
+    """Import contacts from CSV. Rejected rows go to FILE.rejected.csv with the reason."""
+    from tidings.cli import open_database
+
+    if force_resubscribe and not reason:
+        raise _fail("--force-resubscribe needs --reason")
+    database = open_database()
+    rejected = rejected_path_for(file)
+    rejected.unlink(missing_ok=True)
+    with (
+        file.open("rb") as stream,
+        Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress,
+    ):
+        task = progress.add_task("import", total=file.stat().st_size)
+        try:
+            summary = import_contacts(
+                database,
+                stream,
+                clock=SystemClock(),
+                rejected_path=rejected,
+                list_name=list_name,
+                tag=tag,
+                status=status.value,
+                encoding=encoding,
+                force_resubscribe=force_resubscribe,
+                reason=reason,
+                progress=lambda _rows: progress.update(task, completed=stream.tell()),
+            )
+        except TidingsError as exc:
+            raise _fail(exc.detail) from None
+        except LookupError as exc:
+            raise _fail(f"--encoding: {exc}") from None
+        progress.update(task, completed=file.stat().st_size)
+    console.print(
+        f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
+        f"rejected {summary.rejected}"
+    )
+    if summary.kept_status:
+        console.print(
+            f"{summary.kept_status} contact(s) kept their unsubscribed/bounced/complained status "
+            "(use --force-resubscribe with --reason to change it)"
+        )
+    for sample in summary.samples:
+        console.print(f"  [yellow]{sample}[/yellow]")
+    if summary.rejected_file:
+        console.print(f"rejected rows written to {summary.rejected_file}")
+
+
+@contacts_app.command("export")
+def export_command(
+    file: Path = typer.Argument(..., help="Output CSV file, or - for standard output."),
+    segment: str = typer.Option(
+        None, help="Only contacts matching this segment (JSON condition or saved segment name)."
+    ),
+) -> None:
+    """Export contacts as CSV, in the columns `contacts import` reads."""
+    from tidings.cli import open_database
+
+    database = open_database()
+    where = None
+    if segment:
+        try:
+            from tidings.segments.export import segment_filter  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise _fail("segments are not available in this build") from None
+        try:
+            where = segment_filter(database, segment)
+        except TidingsError as exc:
+            raise _fail(exc.detail) from None
+    if str(file) == "-":
+        count = export_contacts(database, sys.stdout, where=where)
+    else:
+        with file.open("w", newline="", encoding="utf-8") as out:
+            count = export_contacts(database, out, where=where)
+    console.print(f"exported {count} contacts")

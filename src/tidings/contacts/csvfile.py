@@ -1,0 +1,116 @@
+"""Reading CSV defensively: bad bytes, ragged rows and huge lines reject a row, not the file."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tidings.errors import ValidationFailed
+
+MAX_LINE_BYTES = 1 << 20  # a physical line longer than 1 MiB is rejected, never held in memory
+_OVERLONG = "\x01tidings-overlong-line\x01"
+csv.field_size_limit(MAX_LINE_BYTES * 2)
+
+
+@dataclass(slots=True)
+class Record:
+    line: int  # first physical line of the record, 1-based
+    values: list[str] | None
+    error: str | None = None
+
+
+class _Lines:
+    """Physical lines of a binary file, decoded one by one, with their problems remembered."""
+
+    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder(encoding)
+        self.encoding = encoding
+        self.number = 0
+        self.problems: dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            raw = self.stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            self.number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                # Skip the rest of the line in chunks; memory stays flat.
+                while raw and not raw.endswith(b"\n"):
+                    raw = self.stream.readline(MAX_LINE_BYTES)
+                self.problems[self.number] = f"line {self.number} is longer than 1 MiB"
+                yield _OVERLONG + "\n"
+                continue
+            try:
+                yield raw.decode(self.encoding)
+            except UnicodeDecodeError as exc:
+                self.problems[self.number] = (
+                    f"line {self.number} is not valid {self.encoding} "
+                    f"(byte 0x{raw[exc.start]:02x} at position {exc.start + 1})"
+                )
+                yield raw.decode(self.encoding, errors="replace")
+
+
+def _check_encoding(stream: BinaryIO) -> None:
+    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValidationFailed(
+            "the file is UTF-16 encoded; save it as UTF-8 (or pass --encoding utf-16)"
+        )
+
+
+def read_records(stream: BinaryIO, encoding: str = "utf-8") -> tuple[list[str], Iterator[Record]]:
+    """The header and an iterator over the data records (blank lines skipped)."""
+    if encoding.replace("-", "").lower() == "utf8":
+        _check_encoding(stream)
+        encoding = "utf-8-sig"  # drop a byte-order mark if Excel wrote one
+    lines = _Lines(stream, encoding)
+    reader = csv.reader(iter(lines), strict=False)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ValidationFailed(
+            "the file is empty: expected a header line with an 'email' column"
+        ) from None
+    except csv.Error as exc:
+        raise ValidationFailed(f"line 1: cannot read the header: {exc}") from None
+    if lines.problems:
+        raise ValidationFailed(f"header: {next(iter(lines.problems.values()))}")
+    lines.encoding = encoding.removesuffix("-sig")
+
+    def records() -> Iterator[Record]:
+        width = len(header)
+        previous_end = lines.number
+        while True:
+            start = previous_end + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                previous_end = lines.number
+                yield Record(start, None, f"line {start}: malformed CSV: {exc}")
+                continue
+            end = lines.number
+            problems = [
+                lines.problems.pop(n)
+                for n in range(previous_end + 1, end + 1)
+                if n in lines.problems
+            ]
+            previous_end = end
+            if problems:
+                yield Record(start, None, "; ".join(problems))
+            elif not values or (len(values) == 1 and not values[0].strip()):
+                continue
+            elif len(values) != width:
+                yield Record(
+                    start, None, f"line {start}: has {len(values)} fields, the header has {width}"
+                )
+            else:
+                yield Record(start, values)
+
+    return header, records()

@@ -1,0 +1,286 @@
+"""CSV import and export of contacts: streamed in batches, idempotent, rejected rows reported."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import ColumnElement, select
+
+from tidings.activities.service import Cause
+from tidings.clock import Clock
+from tidings.contacts import repository
+from tidings.contacts.csvfile import Record, read_records
+from tidings.contacts.fields import FieldDef
+from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
+from tidings.contacts.policy import ContactStatus
+from tidings.contacts.service import ContactInput, UpsertReport, upsert_contacts
+from tidings.db.engine import Database
+from tidings.errors import ValidationFailed
+
+BATCH_SIZE = 2_000
+STANDARD_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags", "lists")
+MULTI_SEPARATOR = "|"
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    kept_status: int = 0
+    rejected_file: Path | None = None
+    rows: int = 0
+    samples: list[str] = field(default_factory=list)
+
+
+def _column_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _plan_columns(header: list[str], definitions: dict[str, FieldDef]) -> list[str]:
+    keys = [_column_key(h) for h in header]
+    if "email" not in keys:
+        raise ValidationFailed("header: no 'email' column")
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValidationFailed(f"header: column {key!r} appears twice")
+        seen.add(key)
+    unknown = [
+        h
+        for h, k in zip(header, keys, strict=True)
+        if k not in STANDARD_COLUMNS and k not in definitions
+    ]
+    if unknown:
+        known = ", ".join(sorted(definitions)) or "none defined"
+        raise ValidationFailed(
+            f"header: unknown column(s) {', '.join(map(repr, unknown))}; standard columns are "
+            f"{', '.join(STANDARD_COLUMNS)}, custom fields: {known}"
+        )
+    return keys
+
+
+def _split(cell: str) -> list[str]:
+    return [part.strip() for part in cell.split(MULTI_SEPARATOR) if part.strip()]
+
+
+def _to_input(keys: list[str], values: list[str]) -> ContactInput:
+    item = ContactInput(email=None)
+    for key, value in zip(keys, values, strict=True):
+        if key == "email":
+            item.email = value
+        elif key in ("first_name", "last_name", "phone"):
+            if value.strip():
+                setattr(item, key, value)
+        elif key == "status":
+            item.status = value.strip().lower() or None
+        elif key == "tags":
+            item.tags = _split(value)
+        elif key == "lists":
+            item.lists = _split(value)
+        elif value != "":
+            # An empty cell leaves a custom field as it is.
+            item.fields[key] = value
+    return item
+
+
+class _RejectedWriter:
+    """Writes rejected rows beside the input, created only when the first row is rejected."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path = path
+        self.header = header
+        self._file: Any = None
+        self._writer: Any = None
+
+    def write(self, line: int, values: list[str] | None, reason: str) -> None:
+        if self._writer is None:
+            self._file = self.path.open("w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["line", "reason", *self.header])
+        self._writer.writerow([line, reason, *(values or [])])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def rejected_path_for(path: Path) -> Path:
+    return path.with_name(path.stem + ".rejected.csv")
+
+
+def import_contacts(
+    database: Database,
+    stream: BinaryIO,
+    *,
+    clock: Clock,
+    rejected_path: Path,
+    list_name: str | None = None,
+    tag: str | None = None,
+    status: str = ContactStatus.SUBSCRIBED,
+    encoding: str = "utf-8",
+    batch_size: int = BATCH_SIZE,
+    force_resubscribe: bool = False,
+    reason: str | None = None,
+    cause: str = Cause.IMPORT,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import contacts from CSV, one transaction per batch.
+
+    Batches are idempotent, so an interrupted import is finished by running it again.
+    """
+    status = ContactStatus(status).value
+    header, records = read_records(stream, encoding)
+    with database.session() as session:
+        definitions = repository.field_definitions(session)
+    keys = _plan_columns(header, definitions)
+    summary = ImportSummary()
+    writer = _RejectedWriter(rejected_path, header)
+    try:
+        for batch in _batches(records, batch_size):
+            good = [r for r in batch if r.values is not None]
+            for bad in batch:
+                if bad.values is None:
+                    writer.write(bad.line, None, bad.error or "unreadable")
+                    summary.rejected += 1
+            with database.session() as session:
+                report = upsert_contacts(
+                    session,
+                    [_to_input(keys, r.values or []) for r in good],
+                    now=clock.now(),
+                    cause=cause,
+                    default_status=status,
+                    extra_tags=[tag] if tag else (),
+                    extra_lists=[list_name] if list_name else (),
+                    force_resubscribe=force_resubscribe,
+                    reason=reason,
+                    definitions=definitions,
+                )
+            _account(summary, report, good, writer)
+            summary.rows += len(batch)
+            if progress:
+                progress(sum(1 for _ in batch))
+    finally:
+        writer.close()
+    if summary.rejected:
+        summary.rejected_file = rejected_path
+    return summary
+
+
+def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _account(
+    summary: ImportSummary, report: UpsertReport, good: list[Record], writer: _RejectedWriter
+) -> None:
+    summary.created += report.created
+    summary.updated += report.updated
+    summary.unchanged += report.unchanged
+    summary.kept_status += len(report.kept_status)
+    for rejection in report.rejected:
+        record = good[rejection.index]
+        writer.write(record.line, record.values, f"line {record.line}: {rejection.reason}")
+        summary.rejected += 1
+        if len(summary.samples) < 5:
+            summary.samples.append(f"line {record.line}: {rejection.reason}")
+
+
+EXPORT_PAGE = 5_000
+
+
+def export_contacts(
+    database: Database,
+    out: Any,
+    *,
+    where: ColumnElement[bool] | None = None,
+) -> int:
+    """Write contacts as CSV (the same columns the importer reads); returns the count."""
+    with database.session() as session:
+        field_keys = sorted(repository.field_definitions(session))
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "email",
+            "first_name",
+            "last_name",
+            "phone",
+            "status",
+            "score",
+            "tags",
+            "lists",
+            *field_keys,
+            "created_at",
+        ]
+    )
+    count, after = 0, 0
+    while True:
+        with database.session() as session:
+            query = select(Contact).where(Contact.id > after)
+            if where is not None:
+                query = query.where(where)
+            contacts = list(session.scalars(query.order_by(Contact.id).limit(EXPORT_PAGE)))
+            if not contacts:
+                return count
+            ids = [c.id for c in contacts]
+            tags = _grouped(
+                session.execute(
+                    select(ContactTag.contact_id, Tag.name)
+                    .join(Tag, Tag.id == ContactTag.tag_id)
+                    .where(ContactTag.contact_id.in_(ids))
+                )
+            )
+            lists = _grouped(
+                session.execute(
+                    select(ListMembership.contact_id, MailingList.name)
+                    .join(MailingList, MailingList.id == ListMembership.list_id)
+                    .where(ListMembership.contact_id.in_(ids), ListMembership.status == "active")
+                )
+            )
+        for c in contacts:
+            values = c.fields or {}
+            writer.writerow(
+                [
+                    c.email,
+                    c.first_name or "",
+                    c.last_name or "",
+                    c.phone or "",
+                    c.status,
+                    c.score,
+                    MULTI_SEPARATOR.join(sorted(tags.get(c.id, []))),
+                    MULTI_SEPARATOR.join(sorted(lists.get(c.id, []))),
+                    *(_cell(values.get(k)) for k in field_keys),
+                    c.created_at.isoformat(),
+                ]
+            )
+        count += len(contacts)
+        after = contacts[-1].id
+
+
+def _grouped(rows: Any) -> dict[int, list[str]]:
+    grouped: dict[int, list[str]] = {}
+    for contact_id, name in rows:
+        grouped.setdefault(contact_id, []).append(name)
+    return grouped
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return MULTI_SEPARATOR.join(map(str, value))
+    return str(value)

@@ -1,0 +1,152 @@
+"""Queries for contacts, tags, lists, fields and suppressions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from tidings.contacts.fields import FieldDef, FieldType
+from tidings.contacts.models import (
+    Contact,
+    ContactTag,
+    CustomField,
+    ListMembership,
+    MailingList,
+    Suppression,
+    Tag,
+)
+
+# Portable bound on the number of parameters in one IN (...) list.
+IN_CHUNK = 500
+
+
+def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def field_definitions(session: Session) -> dict[str, FieldDef]:
+    rows = session.execute(select(CustomField.key, CustomField.type, CustomField.options))
+    return {
+        key: FieldDef(key, FieldType(type_), tuple(options or ())) for key, type_, options in rows
+    }
+
+
+def contacts_by_email(session: Session, emails: Sequence[str]) -> dict[str, Contact]:
+    found: dict[str, Contact] = {}
+    for part in chunks(emails):
+        for contact in session.scalars(select(Contact).where(Contact.email.in_(part))):
+            found[contact.email] = contact
+    return found
+
+
+def pairs_present(
+    session: Session, column_a: Any, column_b: Any, a_values: Sequence[int], b_values: Sequence[int]
+) -> set[tuple[int, int]]:
+    """Which (a, b) pairs of a two-column link table exist, for the given a's and b's."""
+    present: set[tuple[int, int]] = set()
+    if not a_values or not b_values:
+        return present
+    for part in chunks(a_values):
+        rows = session.execute(
+            select(column_a, column_b).where(column_a.in_(part), column_b.in_(b_values))
+        )
+        present.update((a, b) for a, b in rows)
+    return present
+
+
+def memberships(
+    session: Session, contact_ids: Sequence[int], list_ids: Sequence[int]
+) -> dict[tuple[int, int], str]:
+    found: dict[tuple[int, int], str] = {}
+    if not contact_ids or not list_ids:
+        return found
+    for part in chunks(contact_ids):
+        rows = session.execute(
+            select(ListMembership.contact_id, ListMembership.list_id, ListMembership.status).where(
+                ListMembership.contact_id.in_(part), ListMembership.list_id.in_(list_ids)
+            )
+        )
+        found.update({(c, ls): status for c, ls, status in rows})
+    return found
+
+
+def tag_names(session: Session, contact_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(Tag.name)
+            .join(ContactTag, ContactTag.tag_id == Tag.id)
+            .where(ContactTag.contact_id == contact_id)
+            .order_by(Tag.name)
+        )
+    )
+
+
+def list_memberships(session: Session, contact_id: int) -> list[tuple[MailingList, ListMembership]]:
+    rows = session.execute(
+        select(MailingList, ListMembership)
+        .join(ListMembership, ListMembership.list_id == MailingList.id)
+        .where(ListMembership.contact_id == contact_id)
+        .order_by(MailingList.name)
+    )
+    return [(ml, lm) for ml, lm in rows]
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    domain = "@" + email.rpartition("@")[2]
+    return bool(session.scalar(select(exists().where(Suppression.value.in_([email, domain])))))
+
+
+def suppressed_condition(email_column: Any) -> Any:
+    """A SQL condition: the address in `email_column` is suppressed, by address or domain.
+
+    Domain entries are stored as '@domain', so they match the address's suffix from its '@'.
+    """
+    return exists().where(
+        or_(
+            Suppression.value == email_column,
+            and_(
+                func.substr(Suppression.value, 1, 1) == "@",
+                func.substr(
+                    email_column, func.length(email_column) - func.length(Suppression.value) + 1
+                )
+                == Suppression.value,
+            ),
+        )
+    )
+
+
+def filtered_contacts(
+    *,
+    email: str | None = None,
+    tag: str | None = None,
+    list_id: int | None = None,
+    list_status: str | None = None,
+    status: str | None = None,
+    created_after: datetime | None = None,
+) -> Select[Contact]:
+    query = select(Contact)
+    if email is not None:
+        query = query.where(Contact.email == email)
+    if status is not None:
+        query = query.where(Contact.status == status)
+    if created_after is not None:
+        query = query.where(Contact.created_at > created_after)
+    if tag is not None:
+        query = query.where(
+            exists()
+            .where(ContactTag.contact_id == Contact.id)
+            .where(ContactTag.tag_id == select(Tag.id).where(Tag.name == tag).scalar_subquery())
+        )
+    if list_id is not None:
+        membership = exists().where(
+            ListMembership.contact_id == Contact.id, ListMembership.list_id == list_id
+        )
+        if list_status is not None:
+            membership = membership.where(ListMembership.status == list_status)
+        query = query.where(membership)
+    return query
