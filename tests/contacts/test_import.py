@@ -140,7 +140,7 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_imported(
 def test_unknown_column_stops_before_writing(
     database: Database, clock: FakeClock, tmp_path: Path
 ) -> None:
-    with pytest.raises(ValidationFailed, match="unknown column.*'shoe_size'"):
+    with pytest.raises(ValidationFailed, match=r"unknown column.*'shoe_size'"):
         _run(database, clock, b"email,shoe_size\na@example.com,9\n", tmp_path)
     assert _count(database, Contact) == 0
     with pytest.raises(ValidationFailed, match="no 'email' column"):

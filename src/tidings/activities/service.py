@@ -8,10 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
+from tidings.db.bulk import bulk_insert
 
 
 class Cause(StrEnum):
@@ -86,8 +87,9 @@ def record_many(session: Session, rows: Sequence[ActivityRow]) -> None:
     """Insert many activity rows with one executemany."""
     if not rows:
         return
-    session.execute(
-        insert(Activity),
+    bulk_insert(
+        session,
+        Activity.__table__,  # type: ignore[arg-type]
         [
             {
                 "contact_id": row.contact_id,

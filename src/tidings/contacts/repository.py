@@ -44,6 +44,20 @@ def contacts_by_email(session: Session, emails: Sequence[str]) -> dict[str, Cont
     return found
 
 
+def ids_by_email(session: Session, emails: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for part in chunks(emails):
+        found.update(
+            {
+                e: i
+                for e, i in session.execute(
+                    select(Contact.email, Contact.id).where(Contact.email.in_(part))
+                )
+            }
+        )
+    return found
+
+
 def pairs_present(
     session: Session, column_a: Any, column_b: Any, a_values: Sequence[int], b_values: Sequence[int]
 ) -> set[tuple[int, int]]:

@@ -26,6 +26,7 @@ from tidings.contacts.models import (
     Tag,
 )
 from tidings.contacts.policy import ContactStatus, needs_explicit_resubscribe
+from tidings.db.bulk import bulk_insert
 from tidings.errors import Conflict, NotFound, ValidationFailed
 
 PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
@@ -324,8 +325,9 @@ def upsert_contacts(
 
     ids = {email: contact.id for email, contact in existing.items()}
     if new_rows:
-        result = session.execute(insert(Contact).returning(Contact.id, Contact.email), new_rows)
-        for contact_id, email in result:
+        bulk_insert(session, Contact.__table__, new_rows)  # type: ignore[arg-type]
+        created = repository.ids_by_email(session, [row["email"] for row in new_rows])
+        for email, contact_id in created.items():
             ids[email] = contact_id
             activities.append(
                 _activity(
@@ -403,7 +405,7 @@ def _link_tags(
         )
         touched.add(email)
     if rows:
-        session.execute(insert(ContactTag), rows)
+        bulk_insert(session, ContactTag.__table__, rows)  # type: ignore[arg-type]
     return touched
 
 
@@ -458,7 +460,7 @@ def _link_lists(
         )
         touched.add(email)
     if inserts:
-        session.execute(insert(ListMembership), inserts)
+        bulk_insert(session, ListMembership.__table__, inserts)  # type: ignore[arg-type]
     if reactivate:
         session.execute(update(ListMembership), reactivate)
     return touched

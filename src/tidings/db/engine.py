@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -69,8 +70,14 @@ class Database:
         self.engine.dispose()
 
 
+def _json_serializer(value: Any) -> str:
+    # orjson: several times faster than json on the ingest paths, and the same JSON.
+    return orjson.dumps(value).decode()
+
+
 def create_database(url: str, **engine_kwargs: Any) -> Database:
     url = normalize_url(url)
+    engine_kwargs.setdefault("json_serializer", _json_serializer)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})

@@ -1,0 +1,46 @@
+"""Helpers shared by the bench scripts: sizes, fresh databases, timing and printing."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / ".data"
+
+
+def scale() -> float:
+    """1.0 = the issue's sizes; `--quick` or BENCH_SCALE=0.05 runs small."""
+    if "--quick" in sys.argv:
+        return 0.02
+    return float(os.environ.get("BENCH_SCALE", "1"))
+
+
+def fresh_sqlite(name: str) -> Path:
+    DATA_DIR.mkdir(exist_ok=True)
+    path = DATA_DIR / name
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return path
+
+
+@contextmanager
+def timed() -> Iterator[list[float]]:
+    box: list[float] = []
+    start = time.perf_counter()
+    yield box
+    box.append(time.perf_counter() - start)
+
+
+def report(
+    label: str, value: float, unit: str, baseline: float | None = None, target: str = ""
+) -> None:
+    line = f"{label:<58} {value:>12,.1f} {unit}"
+    if baseline:
+        line += f"   ratio to baseline {value / baseline:.2f}"
+    if target:
+        line += f"   (target {target})"
+    print(line, flush=True)
