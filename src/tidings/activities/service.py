@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.db.bulk import bulk_insert
+from tidings.db.bulk import insert_tuples
 
 
 class Cause(StrEnum):
@@ -35,6 +35,9 @@ class ActivityType(StrEnum):
     LIST_UNSUBSCRIBED = "list_unsubscribed"
     STATUS_CHANGED = "status_changed"
     SCORE_CHANGED = "score_changed"
+
+
+ACTIVITY_COLUMNS = ("contact_id", "type", "cause", "occurred_at", "data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +90,10 @@ def record_many(session: Session, rows: Sequence[ActivityRow]) -> None:
     """Insert many activity rows with one executemany."""
     if not rows:
         return
-    bulk_insert(
+    insert_tuples(
         session,
         Activity.__table__,  # type: ignore[arg-type]
-        [
-            {
-                "contact_id": row.contact_id,
-                "type": row.type,
-                "cause": row.cause,
-                "occurred_at": row.occurred_at,
-                "data": row.data,
-            }
-            for row in rows
-        ],
+        ACTIVITY_COLUMNS,
+        [(r.contact_id, r.type, r.cause, r.occurred_at, r.data) for r in rows],
     )
     _mark_written(session)

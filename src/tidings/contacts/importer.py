@@ -17,11 +17,17 @@ from tidings.contacts.csvfile import Record, read_records
 from tidings.contacts.fields import FieldDef
 from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
 from tidings.contacts.policy import ContactStatus
-from tidings.contacts.service import ContactInput, UpsertReport, upsert_contacts
+from tidings.contacts.service import (
+    ContactInput,
+    UpsertReport,
+    ValidatedBatch,
+    validate_batch,
+    write_contacts,
+)
 from tidings.db.engine import Database
 from tidings.errors import ValidationFailed
 
-BATCH_SIZE = 2_000
+BATCH_SIZE = 5_000
 STANDARD_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags", "lists")
 MULTI_SEPARATOR = "|"
 
@@ -141,30 +147,31 @@ def import_contacts(
     keys = _plan_columns(header, definitions)
     summary = ImportSummary()
     writer = _RejectedWriter(rejected_path, header)
+    extra_tags = [tag] if tag else []
+    extra_lists = [list_name] if list_name else []
+
+    def write(batch: ValidatedBatch) -> UpsertReport:
+        with database.session() as session:
+            return write_contacts(
+                session,
+                batch,
+                now=clock.now(),
+                cause=cause,
+                default_status=status,
+                force_resubscribe=force_resubscribe,
+                reason=reason,
+            )
+
     try:
-        for batch in _batches(records, batch_size):
-            good = [r for r in batch if r.values is not None]
-            for bad in batch:
-                if bad.values is None:
-                    writer.write(bad.line, None, bad.error or "unreadable")
-                    summary.rejected += 1
-            with database.session() as session:
-                report = upsert_contacts(
-                    session,
-                    [_to_input(keys, r.values or []) for r in good],
-                    now=clock.now(),
-                    cause=cause,
-                    default_status=status,
-                    extra_tags=[tag] if tag else (),
-                    extra_lists=[list_name] if list_name else (),
-                    force_resubscribe=force_resubscribe,
-                    reason=reason,
-                    definitions=definitions,
-                )
-            _account(summary, report, good, writer)
-            summary.rows += len(batch)
-            if progress:
-                progress(sum(1 for _ in batch))
+        for records_batch in _batches(records, batch_size):
+            good = [r for r in records_batch if r.values is not None]
+            validated = validate_batch(
+                [_to_input(keys, r.values or []) for r in good],
+                definitions,
+                extra_tags=extra_tags,
+                extra_lists=extra_lists,
+            )
+            _finish(summary, write(validated), records_batch, writer, progress)
     finally:
         writer.close()
     if summary.rejected:
@@ -181,6 +188,24 @@ def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
             batch = []
     if batch:
         yield batch
+
+
+def _finish(
+    summary: ImportSummary,
+    report: UpsertReport,
+    records: list[Record],
+    writer: _RejectedWriter,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Report a written batch's rows, in file order."""
+    for record in records:
+        if record.values is None:
+            writer.write(record.line, None, record.error or "unreadable")
+            summary.rejected += 1
+    _account(summary, report, [r for r in records if r.values is not None], writer)
+    summary.rows += len(records)
+    if progress:
+        progress(len(records))
 
 
 def _account(

@@ -26,13 +26,15 @@ from tidings.contacts.models import (
     Tag,
 )
 from tidings.contacts.policy import ContactStatus, needs_explicit_resubscribe
-from tidings.db.bulk import bulk_insert
+from tidings.db.bulk import bulk_insert, insert_tuples
 from tidings.errors import Conflict, NotFound, ValidationFailed
 
 PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
 MEMBERSHIP_ACTIVE = "active"
 MEMBERSHIP_UNSUBSCRIBED = "unsubscribed"
 MAX_NAME_LENGTH = 200
+TAG_ADDED = ActivityType.TAG_ADDED.value
+LIST_SUBSCRIBED = ActivityType.LIST_SUBSCRIBED.value
 
 
 @dataclass(slots=True)
@@ -245,6 +247,45 @@ def _diff_existing(
     return changes, activities
 
 
+@dataclass(slots=True)
+class ValidatedBatch:
+    """Inputs after validation: the valid ones by address (with their index), and the rejected."""
+
+    valid: dict[str, tuple[int, ValidContact]] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def validate_batch(
+    items: Sequence[ContactInput],
+    definitions: dict[str, FieldDef],
+    *,
+    extra_tags: Sequence[str] = (),
+    extra_lists: Sequence[str] = (),
+    index_offset: int = 0,
+) -> ValidatedBatch:
+    """Validate inputs without touching the database (so it can overlap with writes)."""
+    batch = ValidatedBatch()
+    valid = batch.valid
+    for offset, item in enumerate(items):
+        index = index_offset + offset
+        try:
+            checked = validate_input(item, definitions)
+        except ValidationFailed as exc:
+            email = item.email if isinstance(item.email, str) else None
+            batch.rejected.append(Rejection(index, email, exc.detail))
+            continue
+        if checked.email in valid:
+            first = valid[checked.email][0]
+            batch.rejected.append(
+                Rejection(index, checked.email, f"duplicate of the contact at index {first}")
+            )
+            continue
+        checked.tags.extend(t for t in extra_tags if t not in checked.tags)
+        checked.lists.extend(ls for ls in extra_lists if ls not in checked.lists)
+        valid[checked.email] = (index, checked)
+    return batch
+
+
 def upsert_contacts(
     session: Session,
     items: Sequence[ContactInput],
@@ -264,26 +305,38 @@ def upsert_contacts(
     Rows that fail validation are reported with their index and reason; the rest are written.
     An input that changes nothing writes nothing (so importing a file twice is idempotent).
     """
-    report = UpsertReport()
     definitions = definitions if definitions is not None else repository.field_definitions(session)
-    valid: dict[str, tuple[int, ValidContact]] = {}
-    for offset, item in enumerate(items):
-        index = index_offset + offset
-        try:
-            checked = validate_input(item, definitions)
-        except ValidationFailed as exc:
-            email = item.email if isinstance(item.email, str) else None
-            report.rejected.append(Rejection(index, email, exc.detail))
-            continue
-        if checked.email in valid:
-            first = valid[checked.email][0]
-            report.rejected.append(
-                Rejection(index, checked.email, f"duplicate of the contact at index {first}")
-            )
-            continue
-        checked.tags.extend(t for t in extra_tags if t not in checked.tags)
-        checked.lists.extend(ls for ls in extra_lists if ls not in checked.lists)
-        valid[checked.email] = (index, checked)
+    batch = validate_batch(
+        items,
+        definitions,
+        extra_tags=extra_tags,
+        extra_lists=extra_lists,
+        index_offset=index_offset,
+    )
+    return write_contacts(
+        session,
+        batch,
+        now=now,
+        cause=cause,
+        default_status=default_status,
+        force_resubscribe=force_resubscribe,
+        reason=reason,
+    )
+
+
+def write_contacts(
+    session: Session,
+    batch: ValidatedBatch,
+    *,
+    now: datetime,
+    cause: str,
+    default_status: str = ContactStatus.SUBSCRIBED,
+    force_resubscribe: bool = False,
+    reason: str | None = None,
+) -> UpsertReport:
+    """Write a validated batch: inserts, updates, tags, lists and their activities."""
+    report = UpsertReport(rejected=list(batch.rejected))
+    valid = batch.valid
     if not valid:
         return report
 
@@ -348,8 +401,9 @@ def upsert_contacts(
         for rows in shapes.values():
             session.execute(update(Contact), rows)
 
+    known = set(existing)
     membership_touched = _link_tags(
-        session, valid, ids, cause=cause, now=now, activities=activities
+        session, valid, ids, cause=cause, now=now, activities=activities, known=known
     )
     membership_touched |= _link_lists(
         session,
@@ -359,6 +413,7 @@ def upsert_contacts(
         now=now,
         activities=activities,
         force_resubscribe=force_resubscribe,
+        known=known,
     )
     record_many(session, activities)
 
@@ -380,6 +435,7 @@ def _link_tags(
     cause: str,
     now: datetime,
     activities: list[ActivityRow],
+    known: set[str],
 ) -> set[str]:
     wanted = [(email, tag) for email, (_, item) in valid.items() for tag in item.tags]
     if not wanted:
@@ -389,23 +445,25 @@ def _link_tags(
         session,
         ContactTag.contact_id,
         ContactTag.tag_id,
-        sorted({ids[e] for e, _ in wanted}),
+        # Contacts created in this batch have no tags yet: only look up the others.
+        sorted({ids[e] for e, _ in wanted if e in known}),
         sorted(set(tag_ids.values())),
     )
-    rows = []
+    rows: list[tuple[int, int, datetime]] = []
     touched = set()
     for email, tag in wanted:
         pair = (ids[email], tag_ids[tag])
         if pair in present:
             continue
         present.add(pair)
-        rows.append({"contact_id": pair[0], "tag_id": pair[1], "created_at": now})
+        rows.append((pair[0], pair[1], now))
         activities.append(
-            _activity(pair[0], ActivityType.TAG_ADDED, cause, now, tag=tag, tag_id=pair[1])
+            ActivityRow(pair[0], TAG_ADDED, cause, now, {"tag": tag, "tag_id": pair[1]})
         )
         touched.add(email)
     if rows:
-        bulk_insert(session, ContactTag.__table__, rows)  # type: ignore[arg-type]
+        table = ContactTag.__table__
+        insert_tuples(session, table, ("contact_id", "tag_id", "created_at"), rows)  # type: ignore[arg-type]
     return touched
 
 
@@ -418,15 +476,18 @@ def _link_lists(
     now: datetime,
     activities: list[ActivityRow],
     force_resubscribe: bool,
+    known: set[str],
 ) -> set[str]:
     wanted = [(email, name) for email, (_, item) in valid.items() for name in item.lists]
     if not wanted:
         return set()
     list_ids = ensure_lists(session, [name for _, name in wanted], now)
     present = repository.memberships(
-        session, sorted({ids[e] for e, _ in wanted}), sorted(set(list_ids.values()))
+        session, sorted({ids[e] for e, _ in wanted if e in known}), sorted(set(list_ids.values()))
     )
-    inserts, reactivate, touched = [], [], set()
+    inserts: list[tuple[int, int, str, datetime, datetime]] = []
+    reactivate: list[dict[str, Any]] = []
+    touched = set()
     for email, name in wanted:
         pair = (ids[email], list_ids[name])
         status = present.get(pair)
@@ -445,22 +506,14 @@ def _link_lists(
                 }
             )
         else:
-            inserts.append(
-                {
-                    "contact_id": pair[0],
-                    "list_id": pair[1],
-                    "status": MEMBERSHIP_ACTIVE,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            inserts.append((pair[0], pair[1], MEMBERSHIP_ACTIVE, now, now))
         present[pair] = MEMBERSHIP_ACTIVE
-        activities.append(
-            _activity(pair[0], ActivityType.LIST_SUBSCRIBED, cause, now, list=name, list_id=pair[1])
-        )
+        data = {"list": name, "list_id": pair[1]}
+        activities.append(ActivityRow(pair[0], LIST_SUBSCRIBED, cause, now, data))
         touched.add(email)
     if inserts:
-        bulk_insert(session, ListMembership.__table__, inserts)  # type: ignore[arg-type]
+        columns = ("contact_id", "list_id", "status", "created_at", "updated_at")
+        insert_tuples(session, ListMembership.__table__, columns, inserts)  # type: ignore[arg-type]
     if reactivate:
         session.execute(update(ListMembership), reactivate)
     return touched
