@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -103,28 +104,30 @@ def _choices(value: Any, options: tuple[str, ...]) -> list[str]:
     return sorted(set(chosen), key=chosen.index)
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise FieldValueError(f"expected text, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > MAX_TEXT_LENGTH:
+        raise FieldValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
+    return text
+
+
+_COERCERS: dict[FieldType, Callable[[Any, tuple[str, ...]], Any]] = {
+    FieldType.TEXT: lambda value, _: _text(value),
+    FieldType.NUMBER: lambda value, _: _number(value),
+    FieldType.DATE: lambda value, _: _date(value),
+    FieldType.BOOLEAN: lambda value, _: _boolean(value),
+    FieldType.SINGLE_CHOICE: _choice,
+    FieldType.MULTI_CHOICE: _choices,
+}
+
+
 def coerce(field: FieldDef, value: Any) -> Any:
     """The stored form of `value` for `field`; None and "" clear the field."""
-    if value is None or (isinstance(value, str) and value == ""):
+    if value is None or value == "":
         return None
-    match field.type:
-        case FieldType.TEXT:
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise FieldValueError(f"expected text, got {type(value).__name__}")
-            text = str(value)
-            if len(text) > MAX_TEXT_LENGTH:
-                raise FieldValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
-            return text
-        case FieldType.NUMBER:
-            return _number(value)
-        case FieldType.DATE:
-            return _date(value)
-        case FieldType.BOOLEAN:
-            return _boolean(value)
-        case FieldType.SINGLE_CHOICE:
-            return _choice(value, field.options)
-        case FieldType.MULTI_CHOICE:
-            return _choices(value, field.options)
+    return _COERCERS[field.type](value, field.options)
 
 
 def coerce_all(

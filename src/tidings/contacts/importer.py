@@ -30,6 +30,7 @@ from tidings.errors import ValidationFailed
 BATCH_SIZE = 5_000
 STANDARD_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags", "lists")
 MULTI_SEPARATOR = "|"
+PROFILE_COLUMNS = ("first_name", "last_name", "phone")
 
 
 @dataclass(slots=True)
@@ -75,24 +76,47 @@ def _split(cell: str) -> list[str]:
     return [part.strip() for part in cell.split(MULTI_SEPARATOR) if part.strip()]
 
 
-def _to_input(keys: list[str], values: list[str]) -> ContactInput:
-    item = ContactInput(email=None)
-    for key, value in zip(keys, values, strict=True):
-        if key == "email":
-            item.email = value
-        elif key in ("first_name", "last_name", "phone"):
-            if value.strip():
-                setattr(item, key, value)
-        elif key == "status":
-            item.status = value.strip().lower() or None
-        elif key == "tags":
-            item.tags = _split(value)
-        elif key == "lists":
-            item.lists = _split(value)
-        elif value != "":
-            # An empty cell leaves a custom field as it is.
-            item.fields[key] = value
-    return item
+@dataclass(frozen=True, slots=True)
+class _RowReader:
+    """Where each kind of column sits in a row, worked out once per file."""
+
+    email: int
+    profile: tuple[tuple[str, int], ...]
+    status: int | None
+    tags: int | None
+    lists: int | None
+    fields: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def for_columns(cls, keys: list[str]) -> _RowReader:
+        where = {key: index for index, key in enumerate(keys)}
+        return cls(
+            email=where["email"],
+            profile=tuple(
+                (k, where[k]) for k in ("first_name", "last_name", "phone") if k in where
+            ),
+            status=where.get("status"),
+            tags=where.get("tags"),
+            lists=where.get("lists"),
+            fields=tuple((k, i) for k, i in where.items() if k not in STANDARD_COLUMNS),
+        )
+
+    def read(self, values: list[str]) -> ContactInput:
+        item = ContactInput(
+            email=values[self.email],
+            # An empty cell leaves the existing value as it is.
+            fields={key: values[i] for key, i in self.fields if values[i] != ""},
+        )
+        for attribute, index in self.profile:
+            if values[index].strip():
+                setattr(item, attribute, values[index])
+        if self.status is not None:
+            item.status = values[self.status].strip().lower() or None
+        if self.tags is not None:
+            item.tags = _split(values[self.tags])
+        if self.lists is not None:
+            item.lists = _split(values[self.lists])
+        return item
 
 
 class _RejectedWriter:
@@ -144,7 +168,7 @@ def import_contacts(
     header, records = read_records(stream, encoding)
     with database.session() as session:
         definitions = repository.field_definitions(session)
-    keys = _plan_columns(header, definitions)
+    row_reader = _RowReader.for_columns(_plan_columns(header, definitions))
     summary = ImportSummary()
     writer = _RejectedWriter(rejected_path, header)
     extra_tags = [tag] if tag else []
@@ -166,7 +190,7 @@ def import_contacts(
         for records_batch in _batches(records, batch_size):
             good = [r for r in records_batch if r.values is not None]
             validated = validate_batch(
-                [_to_input(keys, r.values or []) for r in good],
+                [row_reader.read(r.values or []) for r in good],
                 definitions,
                 extra_tags=extra_tags,
                 extra_lists=extra_lists,

@@ -19,6 +19,7 @@ from tidings.contacts.models import (
     Suppression,
     Tag,
 )
+from tidings.db.bulk import in_values
 
 # Portable bound on the number of parameters in one IN (...) list.
 IN_CHUNK = 500
@@ -44,6 +45,25 @@ def contacts_by_email(session: Session, emails: Sequence[str]) -> dict[str, Cont
     return found
 
 
+SNAPSHOT_COLUMNS = (
+    Contact.id,
+    Contact.email,
+    Contact.first_name,
+    Contact.last_name,
+    Contact.phone,
+    Contact.status,
+    Contact.fields,
+)
+
+
+def snapshots_by_email(session: Session, emails: Sequence[str]) -> dict[str, Any]:
+    """The columns an upsert compares, for the contacts with these addresses (one query)."""
+    if not emails:
+        return {}
+    query = select(*SNAPSHOT_COLUMNS).where(in_values(session, Contact.email, emails))
+    return {row.email: row for row in session.execute(query)}
+
+
 def ids_by_email(session: Session, emails: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for part in chunks(emails):
@@ -65,11 +85,10 @@ def pairs_present(
     present: set[tuple[int, int]] = set()
     if not a_values or not b_values:
         return present
-    for part in chunks(a_values):
-        rows = session.execute(
-            select(column_a, column_b).where(column_a.in_(part), column_b.in_(b_values))
-        )
-        present.update((a, b) for a, b in rows)
+    query = select(column_a, column_b).where(
+        in_values(session, column_a, a_values), column_b.in_(b_values)
+    )
+    present.update((a, b) for a, b in session.execute(query))
     return present
 
 
@@ -79,13 +98,11 @@ def memberships(
     found: dict[tuple[int, int], str] = {}
     if not contact_ids or not list_ids:
         return found
-    for part in chunks(contact_ids):
-        rows = session.execute(
-            select(ListMembership.contact_id, ListMembership.list_id, ListMembership.status).where(
-                ListMembership.contact_id.in_(part), ListMembership.list_id.in_(list_ids)
-            )
-        )
-        found.update({(c, ls): status for c, ls, status in rows})
+    query = select(ListMembership.contact_id, ListMembership.list_id, ListMembership.status).where(
+        in_values(session, ListMembership.contact_id, contact_ids),
+        ListMembership.list_id.in_(list_ids),
+    )
+    found.update({(c, ls): status for c, ls, status in session.execute(query)})
     return found
 
 

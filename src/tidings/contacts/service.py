@@ -26,7 +26,7 @@ from tidings.contacts.models import (
     Tag,
 )
 from tidings.contacts.policy import ContactStatus, needs_explicit_resubscribe
-from tidings.db.bulk import bulk_insert, insert_tuples
+from tidings.db.bulk import insert_returning_ids, insert_tuples
 from tidings.errors import Conflict, NotFound, ValidationFailed
 
 PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
@@ -173,7 +173,7 @@ def _activity(
 
 
 def _diff_existing(
-    contact: Contact,
+    contact: Any,
     item: ValidContact,
     *,
     cause: str,
@@ -340,7 +340,7 @@ def write_contacts(
     if not valid:
         return report
 
-    existing = repository.contacts_by_email(session, list(valid))
+    existing = repository.snapshots_by_email(session, list(valid))
     activities: list[ActivityRow] = []
     updates: list[dict[str, Any]] = []
     touched: set[str] = set()
@@ -378,9 +378,9 @@ def write_contacts(
 
     ids = {email: contact.id for email, contact in existing.items()}
     if new_rows:
-        bulk_insert(session, Contact.__table__, new_rows)  # type: ignore[arg-type]
-        created = repository.ids_by_email(session, [row["email"] for row in new_rows])
-        for email, contact_id in created.items():
+        new_ids = insert_returning_ids(session, Contact.__table__, new_rows)  # type: ignore[arg-type]
+        for row, contact_id in zip(new_rows, new_ids, strict=True):
+            email = row["email"]
             ids[email] = contact_id
             activities.append(
                 _activity(

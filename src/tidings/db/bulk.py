@@ -11,7 +11,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Table
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from tidings.db.types import UTCDateTime, sqlite_timestamp
@@ -37,7 +48,7 @@ def _converter(column_type: Any) -> Callable[[Any], Any] | None:
 
 
 def insert_tuples(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     """Insert rows given as tuples in `columns` order (the cheapest form to build per row)."""
     if not rows:
@@ -46,17 +57,25 @@ def insert_tuples(
     if connection.dialect.name != "sqlite":
         connection.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    converters = [_converter(table.c[column].type) for column in columns]
-    if any(converters):
-        pairs = list(enumerate(converters))
-        rows = [
-            tuple(convert(row[i]) if convert else row[i] for i, convert in pairs) for row in rows
-        ]
+    converting = [
+        (index, convert)
+        for index, column in enumerate(columns)
+        if (convert := _converter(table.c[column].type)) is not None
+    ]
+    if converting:
+        rows = [_converted(row, converting) for row in rows]
     _executemany(connection, table, columns, rows)
 
 
+def _converted(row: Sequence[Any], converting: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:
+    values = list(row)
+    for index, convert in converting:
+        values[index] = convert(values[index])
+    return values
+
+
 def _executemany(
-    connection: Any, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     names = ", ".join(f'"{column}"' for column in columns)
     marks = ", ".join("?" for _ in columns)
@@ -77,3 +96,39 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     columns = list(rows[0])
     insert_tuples(session, table, columns, [tuple(row[c] for c in columns) for row in rows])
+
+
+def insert_returning_ids(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]]
+) -> list[int]:
+    """Insert rows (same keys) and return their new ids, in the order of `rows`."""
+    if not rows:
+        return []
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        return [row[0] for row in connection.execute(statement, list(rows))]
+    # SQLite gives each new row max(rowid) + 1. Every write transaction holds the write lock
+    # from its start (BEGIN IMMEDIATE), so nobody else can insert in between: the new ids are
+    # the next len(rows) integers. Checked afterwards, never assumed silently.
+    id_column = table.c.id
+    before = session.execute(select(func.coalesce(func.max(id_column), 0))).scalar_one()
+    bulk_insert(session, table, rows)
+    after = session.execute(select(func.max(id_column))).scalar_one()
+    if after != before + len(rows):
+        raise RuntimeError(
+            f"{table.name}: expected ids {before + 1}..{before + len(rows)}, got max {after}"
+        )
+    return list(range(before + 1, after + 1))
+
+
+def in_values(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values` with ONE bound parameter, however many values.
+
+    A plain IN list compiles a statement per list length and hits parameter limits; a JSON
+    array (SQLite) or an array (PostgreSQL) keeps it one cached statement.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        items = func.json_each(bindparam(None, orjson.dumps(list(values)).decode(), type_=String))
+        return column.in_(select(literal_column("value")).select_from(items))  # type: ignore[no-any-return]
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
