@@ -170,3 +170,17 @@ def test_tags_lists_and_suppressions(client: TestClient) -> None:
     )
     assert client.post("/api/v1/suppressions", json={"value": "@"}).status_code == 422
     assert len(client.get("/api/v1/suppressions").json()) == 1
+
+
+def test_bulk_upsert_refuses_more_than_10000(client: TestClient) -> None:
+    body = {"contacts": [{"email": f"x{i}@example.com"} for i in range(10_001)]}
+    response = client.post("/api/v1/contacts/bulk", json=body)
+    assert response.status_code == 422
+    assert "contacts" in response.json()["detail"]
+    assert client.get("/api/v1/contacts").json()["items"] == []
+
+
+def test_force_resubscribe_needs_a_reason(client: TestClient) -> None:
+    body = {"contacts": [{"email": "a@example.com"}], "force_resubscribe": True}
+    response = client.post("/api/v1/contacts/bulk", json=body)
+    assert response.status_code == 422 and "reason" in response.json()["detail"]
