@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String
+from sqlalchemy import BigInteger, Boolean, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base
@@ -21,8 +21,14 @@ class Activity(Base):
     cause: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Engagement events (issue 3, migration 0002): the caller's idempotency key, and whether an
+    # open/click was made by a machine (privacy proxy, link scanner) rather than a person.
+    event_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    machine: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         # A contact's history, newest first (timeline, per-contact automation checks).
         Index("ix_activities_contact_id_id", "contact_id", "id"),
+        # Segments ("opened in the last 7 days"), pruning and daily reports: see 0002_events.
+        Index("ix_activities_type_occurred_at", "type", "occurred_at", "machine", "contact_id"),
     )

@@ -25,6 +25,19 @@ class Contact(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Engagement summary (issue 3, tidings.events.summary): kept current by every ingest with
+    # relative UPDATEs; machine opens/clicks are not engagement and are not counted here.
+    last_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_visit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_engaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    open_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    click_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    visit_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Sum of purchase amounts in minor units (amount x 100, e.g. cents): exact integer sums.
+    purchase_total_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Tag(Base):

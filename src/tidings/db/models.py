@@ -12,6 +12,8 @@ from tidings.contacts.models import (
     Tag,
 )
 from tidings.db.base import Base
+from tidings.events.models import EventDaily
+from tidings.segments.models import Segment
 
 __all__ = [
     "Activity",
@@ -20,8 +22,10 @@ __all__ = [
     "Contact",
     "ContactTag",
     "CustomField",
+    "EventDaily",
     "ListMembership",
     "MailingList",
+    "Segment",
     "Suppression",
     "Tag",
 ]

@@ -1,0 +1,446 @@
+"""The segment condition language: JSON in, typed pydantic models out, errors named by path.
+
+A condition is a JSON object with exactly one key naming its kind (the field comparison is the
+one exception: `{"field": ..., "op": ..., "value": ...}`):
+
+    {"and": [C, ...]}   {"or": [C, ...]}   {"not": C}
+    {"field": "first_name", "op": "eq", "value": "Ann"}
+    {"has_tag": "VIP"}   {"lacks_tag": "VIP"}
+    {"in_list": "Newsletter"}   {"in_list": {"list": 3, "status": "unsubscribed"}}
+    {"status": ["subscribed", "pending"]}
+    {"score": {"op": "gte", "value": 10}}
+    {"created": {"after": "2026-01-01T00:00:00Z", "within_days": 30}}
+    {"event": {"type": ["email_opened", "link_clicked"], "within_days": 7, "at_least": 2,
+               "where": [{"property": "url", "op": "contains", "value": "pricing"}]}}
+    {"purchase_total": {"op": "gte", "value": 100, "within_days": 90}}
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tidings.contacts.policy import ContactStatus
+from tidings.errors import ValidationFailed
+
+MAX_DEPTH = 20
+MAX_ITEMS = 200
+
+TEXT_FIELDS = frozenset({"email", "first_name", "last_name", "phone"})
+NUMBER_FIELDS = frozenset(
+    {"score", "open_count", "click_count", "purchase_count", "visit_count", "purchase_total_minor"}
+)
+TIME_FIELDS = frozenset(
+    {
+        "created_at",
+        "updated_at",
+        "last_open_at",
+        "last_click_at",
+        "last_purchase_at",
+        "last_visit_at",
+        "last_engaged_at",
+    }
+)
+STANDARD_FIELDS = TEXT_FIELDS | NUMBER_FIELDS | TIME_FIELDS
+CUSTOM_FIELD_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,40}|custom:[A-Za-z0-9_.\-]{1,56}")
+
+TEXT_OPS = frozenset(
+    {"eq", "neq", "contains", "not_contains", "starts_with", "in", "not_in", "is_set", "not_set"}
+)
+NUMBER_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "is_set", "not_set"})
+TIME_OPS = frozenset({"before", "after", "within_days", "not_within_days", "is_set", "not_set"})
+BOOL_OPS = frozenset({"eq", "is_set", "not_set"})
+DATE_TEXT_OPS = frozenset({"before", "after", "eq", "neq", "is_set", "not_set"})
+ALL_OPS = TEXT_OPS | NUMBER_OPS | TIME_OPS | BOOL_OPS
+
+Compare = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class And(Node):
+    kind: Literal["and"] = "and"
+    items: tuple[Condition, ...]
+
+
+class Or(Node):
+    kind: Literal["or"] = "or"
+    items: tuple[Condition, ...]
+
+
+class Not(Node):
+    kind: Literal["not"] = "not"
+    item: Condition
+
+
+class FieldCondition(Node):
+    """A comparison on a contact column or custom field. `value_kind` says how it compares:
+    text, number, time (timestamp columns), bool, or date (custom date fields, YYYY-MM-DD)."""
+
+    field: str
+    op: str
+    value: Any = None
+    value_kind: Literal["text", "number", "time", "bool", "date"] = "text"
+    custom: bool = False
+
+
+class TagCondition(Node):
+    tag: str = Field(min_length=1, max_length=200)
+    present: bool = True
+
+
+class ListCondition(Node):
+    list: int | str
+    status: Literal["active", "unsubscribed", "pending", "any"] = "active"
+
+
+class StatusCondition(Node):
+    statuses: tuple[ContactStatus, ...] = Field(min_length=1)
+
+
+class Window(Node):
+    within_days: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @field_validator("within_days")
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be > 0")
+        if value is not None and value > 36_600:
+            raise ValueError("must be at most 36600")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a timezone (e.g. 2026-01-01T00:00:00Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+
+class PropertyFilter(Node):
+    property: str
+    op: Literal[
+        "eq", "neq", "contains", "not_contains", "starts_with", "gt", "gte", "lt", "lte", "is_set"
+    ]
+    value: str | float | bool | None = None
+
+    @field_validator("property")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) > 2 or not all(PROPERTY_KEY.fullmatch(p) for p in parts):
+            raise ValueError("must be a property name like 'url' or 'properties.plan'")
+        return value
+
+    @model_validator(mode="after")
+    def _typed(self) -> PropertyFilter:
+        if self.op == "is_set":
+            return self
+        if self.op in ("gt", "gte", "lt", "lte"):
+            if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+                raise ValueError(f"op {self.op} needs a number value")
+        elif self.op in ("contains", "not_contains", "starts_with"):
+            if not isinstance(self.value, str):
+                raise ValueError(f"op {self.op} needs a text value")
+        elif self.value is None:
+            raise ValueError(f"op {self.op} needs a value")
+        return self
+
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.property.split("."))
+
+
+class EventCondition(Window):
+    type: tuple[str, ...] = Field(min_length=1)
+    happened: bool = True
+    at_least: int = 1
+    where: tuple[PropertyFilter, ...] = ()
+    include_machine: bool = False
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _types(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not EVENT_TYPE.fullmatch(item):
+                raise ValueError(f"{item!r} is not an event type (custom events: 'custom:NAME')")
+        return value
+
+    @field_validator("at_least")
+    @classmethod
+    def _count(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be >= 1")
+        return value
+
+
+class PurchaseTotalCondition(Window):
+    op: Literal["gt", "gte", "lt", "lte", "eq", "neq"]
+    value: float = Field(ge=0, le=1e12)
+
+    @property
+    def value_minor(self) -> int:
+        return round(self.value * 100)
+
+
+class CreatedCondition(Node):
+    before: datetime | None = None
+    after: datetime | None = None
+    within_days: int | None = Field(default=None, gt=0, le=36_600)
+
+    @model_validator(mode="after")
+    def _something(self) -> CreatedCondition:
+        if self.before is None and self.after is None and self.within_days is None:
+            raise ValueError("give before, after or within_days")
+        for value in (self.before, self.after):
+            if value is not None and value.tzinfo is None:
+                raise ValueError("timestamps need a timezone (e.g. 2026-01-01T00:00:00Z)")
+        return self
+
+
+Condition = (
+    And
+    | Or
+    | Not
+    | FieldCondition
+    | TagCondition
+    | ListCondition
+    | StatusCondition
+    | EventCondition
+    | PurchaseTotalCondition
+    | CreatedCondition
+)
+for _recursive in (And, Or, Not):
+    _recursive.model_rebuild()
+
+KINDS = (
+    "and",
+    "or",
+    "not",
+    "field",
+    "has_tag",
+    "lacks_tag",
+    "in_list",
+    "status",
+    "score",
+    "created",
+    "event",
+    "purchase_total",
+)
+
+
+def parse_condition(obj: Any) -> Condition:
+    """Validate a JSON condition; ValidationFailed names the path of the first problem."""
+    return _parse(obj, "", 0)
+
+
+def _join(path: str, part: str | int) -> str:
+    if isinstance(part, int):
+        return f"{path}[{part}]"
+    return f"{path}.{part}" if path else part
+
+
+def _fail(path: str, message: str) -> ValidationFailed:
+    where = path or "condition"
+    return ValidationFailed(f"{where}: {message}", errors=[{"field": where, "message": message}])
+
+
+NodeT = TypeVar("NodeT", bound=Node)
+
+
+def _model(model: type[NodeT], data: Any, path: str) -> NodeT:
+    if not isinstance(data, dict):
+        raise _fail(path, "must be an object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = path
+        for part in error.get("loc", ()):
+            where = _join(where, part)
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            message = "unknown key"
+        raise _fail(where, message) from None
+
+
+def _parse(obj: Any, path: str, depth: int) -> Condition:
+    if depth > MAX_DEPTH:
+        raise _fail(path, f"nested more than {MAX_DEPTH} levels")
+    if not isinstance(obj, dict):
+        raise _fail(path, "must be an object")
+    if "field" in obj:
+        return _field(obj, path)
+    if len(obj) != 1:
+        raise _fail(path, f"must have exactly one key, one of: {', '.join(KINDS)}")
+    ((key, body),) = obj.items()
+    here = _join(path, key)
+    if key in ("and", "or"):
+        if not isinstance(body, list) or not body:
+            raise _fail(here, "must be a non-empty array of conditions")
+        if len(body) > MAX_ITEMS:
+            raise _fail(here, f"at most {MAX_ITEMS} conditions")
+        items = tuple(_parse(item, f"{here}[{i}]", depth + 1) for i, item in enumerate(body))
+        return And(items=items) if key == "and" else Or(items=items)
+    if key == "not":
+        return Not(item=_parse(body, here, depth + 1))
+    if key in ("has_tag", "lacks_tag"):
+        if not isinstance(body, str) or not body.strip():
+            raise _fail(here, "must be a tag name")
+        return TagCondition(tag=body.strip(), present=key == "has_tag")
+    if key == "in_list":
+        data = body if isinstance(body, dict) else {"list": body}
+        if isinstance(data.get("list"), bool):
+            raise _fail(_join(here, "list"), "must be a list id or name")
+        return _model(ListCondition, data, here)
+    if key == "status":
+        data = {"statuses": [body] if isinstance(body, str) else body}
+        try:
+            return StatusCondition.model_validate(data)
+        except ValidationError:
+            allowed = ", ".join(s.value for s in ContactStatus)
+            raise _fail(here, f"must be a status or a list of: {allowed}") from None
+    if key == "score":
+        if not isinstance(body, dict):
+            raise _fail(here, "must be an object like {'op': 'gte', 'value': 10}")
+        extra = set(body) - {"op", "value"}
+        if extra:
+            raise _fail(_join(here, sorted(extra)[0]), "unknown key")
+        return _field({"field": "score", **body}, here)
+    if key == "created":
+        return _model(CreatedCondition, body, here)
+    if key == "event":
+        return _model(EventCondition, body, here)
+    if key == "purchase_total":
+        return _model(PurchaseTotalCondition, body, here)
+    raise _fail(here, f"unknown condition; expected one of: {', '.join(KINDS)}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _field(obj: dict[str, Any], path: str) -> FieldCondition:
+    extra = set(obj) - {"field", "op", "value"}
+    if extra:
+        raise _fail(_join(path, sorted(extra)[0]), "unknown key")
+    name, op, value = obj.get("field"), obj.get("op"), obj.get("value")
+    if not isinstance(name, str):
+        raise _fail(_join(path, "field"), "must be a field name")
+    if not isinstance(op, str) or op not in ALL_OPS:
+        raise _fail(_join(path, "op"), f"unknown operator {op!r}")
+    custom = name not in STANDARD_FIELDS
+    if custom and not CUSTOM_FIELD_KEY.fullmatch(name):
+        raise _fail(_join(path, "field"), f"unknown field {name!r}")
+    kind = _kind(name, op, value, custom)
+    allowed = {
+        "text": TEXT_OPS,
+        "number": NUMBER_OPS,
+        "time": TIME_OPS,
+        "bool": BOOL_OPS,
+        "date": DATE_TEXT_OPS,
+    }[kind]
+    if op not in allowed:
+        raise _fail(_join(path, "op"), f"operator {op!r} does not apply to a {kind} field")
+    value = _check_value(kind, op, value, _join(path, "value"))
+    return FieldCondition(field=name, op=op, value=value, value_kind=kind, custom=custom)
+
+
+def _kind(
+    name: str, op: str, value: Any, custom: bool
+) -> Literal["text", "number", "time", "bool", "date"]:
+    if name in TEXT_FIELDS:
+        return "text"
+    if name in NUMBER_FIELDS:
+        return "number"
+    if name in TIME_FIELDS:
+        return "time"
+    # A custom field: its type is checked against the definitions by `check_fields`; here the
+    # value decides how the JSON value is compared.
+    if isinstance(value, bool):
+        return "bool"
+    if _is_number(value):
+        return "number"
+    if op in ("before", "after"):
+        return "date"
+    return "text"
+
+
+DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _check_value(kind: str, op: str, value: Any, path: str) -> Any:
+    if op in ("is_set", "not_set"):
+        if value is not None:
+            raise _fail(path, f"operator {op!r} takes no value")
+        return None
+    if kind == "text":
+        if op in ("in", "not_in"):
+            if (
+                not isinstance(value, list)
+                or not value
+                or len(value) > 1000
+                or not all(isinstance(v, str) for v in value)
+            ):
+                raise _fail(path, "must be a non-empty array of text values")
+            return tuple(value)
+        if not isinstance(value, str):
+            raise _fail(path, "must be text")
+        return value
+    if kind == "number":
+        if not _is_number(value):
+            raise _fail(path, "must be a number")
+        return value
+    if kind == "bool":
+        return value
+    if kind == "date":
+        if not isinstance(value, str) or not DATE_TEXT.fullmatch(value):
+            raise _fail(path, "must be a date YYYY-MM-DD")
+        return value
+    # time columns
+    if op in ("within_days", "not_within_days"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _fail(path, "must be a whole number of days")
+        if value <= 0:
+            raise _fail(path, "must be > 0")
+        return value
+    if not isinstance(value, str):
+        raise _fail(path, "must be a timestamp like 2026-01-01T00:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(path, "must be a timestamp like 2026-01-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise _fail(path, "needs a timezone (e.g. 2026-01-01T00:00:00Z)")
+    return moment
+
+
+def walk(condition: Condition) -> list[Condition]:
+    """Every node of a condition tree, depth first."""
+    out: list[Condition] = [condition]
+    if isinstance(condition, And | Or):
+        for item in condition.items:
+            out.extend(walk(item))
+    elif isinstance(condition, Not):
+        out.extend(walk(condition.item))
+    return out

@@ -1,0 +1,101 @@
+"""Saved segments and checks of a condition against the custom field definitions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from tidings.contacts import repository as contacts_repository
+from tidings.contacts.fields import FieldType
+from tidings.contacts.models import Contact
+from tidings.errors import Conflict, NotFound, ValidationFailed
+from tidings.segments.conditions import Condition, FieldCondition, parse_condition, walk
+from tidings.segments.models import Segment
+from tidings.segments.sql import condition_sql
+
+# How each custom field type may be compared (the value's JSON type decides the SQL).
+_KINDS_FOR_TYPE = {
+    FieldType.TEXT: {"text"},
+    FieldType.SINGLE_CHOICE: {"text"},
+    FieldType.NUMBER: {"number"},
+    FieldType.BOOLEAN: {"bool"},
+    FieldType.DATE: {"date", "text"},
+    FieldType.MULTI_CHOICE: set(),
+}
+
+
+def check_fields(session: Session, condition: Condition) -> None:
+    """Custom fields named in the condition exist and are compared as their type allows."""
+    definitions = contacts_repository.field_definitions(session)
+    for node in walk(condition):
+        if not isinstance(node, FieldCondition) or not node.custom:
+            continue
+        definition = definitions.get(node.field)
+        if definition is None:
+            raise ValidationFailed(f"field: unknown field {node.field!r}")
+        if node.op in ("is_set", "not_set"):
+            continue
+        if node.value_kind not in _KINDS_FOR_TYPE[definition.type]:
+            raise ValidationFailed(
+                f"{node.field}: a {definition.type.value} field cannot be compared "
+                f"with op {node.op!r} and value {node.value!r}"
+            )
+
+
+def compile_checked(session: Session, obj: Any, now: datetime) -> ColumnElement[bool]:
+    condition = parse_condition(obj)
+    check_fields(session, condition)
+    return condition_sql(condition, now)
+
+
+def count(session: Session, where: ColumnElement[bool]) -> int:
+    return int(session.scalar(select(func.count()).select_from(Contact).where(where)) or 0)
+
+
+def get_segment(session: Session, segment_id: int) -> Segment:
+    segment = session.get(Segment, segment_id)
+    if segment is None:
+        raise NotFound(f"segment {segment_id} does not exist")
+    return segment
+
+
+def segment_by_name(session: Session, name: str) -> Segment:
+    segment = session.scalar(select(Segment).where(Segment.name == name.strip()))
+    if segment is None:
+        raise NotFound(f"segment {name!r} does not exist")
+    return segment
+
+
+def save_segment(
+    session: Session, name: str, obj: Any, *, now: datetime, segment: Segment | None = None
+) -> Segment:
+    """Create (segment None) or replace a saved segment; the condition is validated first."""
+    check_fields(session, parse_condition(obj))
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("name: must not be empty")
+    clash = session.scalar(select(Segment.id).where(Segment.name == name))
+    if clash is not None and (segment is None or clash != segment.id):
+        raise Conflict(f"a segment named {name!r} already exists")
+    if segment is None:
+        segment = Segment(name=name, condition=obj, created_at=now, updated_at=now)
+        session.add(segment)
+    else:
+        segment.name, segment.condition, segment.updated_at = name, obj, now
+    session.flush()
+    return segment
+
+
+def resolve(session: Session, text: str) -> Any:
+    """A condition given as JSON text, or the condition of the saved segment of that name."""
+    stripped = text.strip()
+    if stripped.startswith(("{", "[")):
+        try:
+            return orjson.loads(stripped)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationFailed(f"segment: not valid JSON ({exc})") from None
+    return segment_by_name(session, stripped).condition

@@ -1,0 +1,153 @@
+"""The condition language: parsing with errors named by path, and compiled SQL on real data."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tidings.activities.service import ActivityRow, record_many
+from tidings.clock import FakeClock
+from tidings.contacts import service
+from tidings.contacts.models import Contact
+from tidings.db.engine import Database
+from tidings.errors import ValidationFailed
+from tidings.segments import condition_sql, parse_condition
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        (
+            {
+                "and": [
+                    {"status": "subscribed"},
+                    {"has_tag": "A"},
+                    {"event": {"type": "email_opened", "within_days": 0}},
+                ]
+            },
+            "and[2].event.within_days: must be > 0",
+        ),
+        ({"or": [{"bogus": 1}]}, "or[0].bogus: unknown condition"),
+        (
+            {"field": "first_name", "op": "gt", "value": "a"},
+            "op: operator 'gt' does not apply to a text field",
+        ),
+        ({"field": "first_name", "op": "like", "value": "a"}, "op: unknown operator 'like'"),
+        ({"field": "Nope!", "op": "eq", "value": "a"}, "field: unknown field 'Nope!'"),
+        ({"not": {"event": {"type": "Opened"}}}, "not.event.type: 'Opened' is not an event type"),
+        ({"event": {"type": "email_opened", "at_least": 0}}, "event.at_least: must be >= 1"),
+        ({"event": {"type": "email_opened", "colour": 1}}, "event.colour: unknown key"),
+        ({"status": ["subscribed", "gone"]}, "status: must be a status or a list of"),
+        ({"and": []}, "and: must be a non-empty array"),
+        ([], "condition: must be an object"),
+        ({"score": {"op": "gte", "value": "ten"}}, "score.value: must be a number"),
+        ({"field": "last_open_at", "op": "within_days", "value": -1}, "value: must be > 0"),
+        ({"purchase_total": {"op": "gte", "value": -1}}, "purchase_total.value:"),
+    ],
+)
+def test_parse_errors_name_the_path(condition: Any, message: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_condition(condition)
+    assert caught.value.detail.startswith(message), caught.value.detail
+
+
+def _ids(database: Database, condition: Any, clock: FakeClock) -> set[int]:
+    parsed = parse_condition(condition)
+    with database.session() as session:
+        return set(session.scalars(select(Contact.id).where(condition_sql(parsed, clock.now()))))
+
+
+def test_conditions_on_real_data(database: Database, clock: FakeClock) -> None:
+    now = clock.now()
+    with database.session() as session:
+        report = service.upsert_contacts(
+            session,
+            [
+                service.ContactInput(
+                    email="a@example.com", first_name="Ann", tags=["VIP"], lists=["News"]
+                ),
+                service.ContactInput(
+                    email="b@example.com", first_name="Bob", status="unsubscribed"
+                ),
+                service.ContactInput(email="c@example.com"),
+            ],
+            now=now,
+            cause="api",
+        )
+        a, b, c = report.contact_ids
+        record_many(
+            session,
+            [
+                ActivityRow(
+                    a, "email_opened", "api", now - timedelta(days=1), {"message_id": "m1"}
+                ),
+                ActivityRow(b, "email_opened", "api", now - timedelta(days=10), {}),
+                ActivityRow(
+                    b,
+                    "link_clicked",
+                    "api",
+                    now - timedelta(days=2),
+                    {"url": "https://x.test/Pricing"},
+                ),
+                ActivityRow(
+                    c,
+                    "purchase",
+                    "api",
+                    now - timedelta(days=3),
+                    {"amount": 12.5, "amount_minor": 1250},
+                ),
+                ActivityRow(
+                    c,
+                    "purchase",
+                    "api",
+                    now - timedelta(days=40),
+                    {"amount": 100, "amount_minor": 10000},
+                ),
+            ],
+        )
+    opened_or_clicked = {"event": {"type": ["email_opened", "link_clicked"], "within_days": 7}}
+    assert _ids(database, opened_or_clicked, clock) == {a, b}
+    assert _ids(database, {"and": [opened_or_clicked, {"lacks_tag": "VIP"}]}, clock) == {b}
+    assert _ids(database, {"and": [opened_or_clicked, {"status": "subscribed"}]}, clock) == {a}
+    assert _ids(database, {"event": {"type": "email_opened", "happened": False}}, clock) == {c}
+    assert _ids(database, {"event": {"type": "purchase", "at_least": 2}}, clock) == {c}
+    clicked_pricing = {
+        "event": {
+            "type": "link_clicked",
+            "where": [{"property": "url", "op": "contains", "value": "pricing"}],
+        }
+    }
+    assert _ids(database, clicked_pricing, clock) == {b}
+    assert _ids(
+        database,
+        {
+            "event": {
+                "type": "purchase",
+                "where": [{"property": "amount", "op": "gte", "value": 50}],
+            }
+        },
+        clock,
+    ) == {c}
+    assert _ids(
+        database, {"purchase_total": {"op": "gte", "value": 12.5, "within_days": 30}}, clock
+    ) == {c}
+    assert _ids(
+        database, {"purchase_total": {"op": "lt", "value": 20, "within_days": 30}}, clock
+    ) == {a, b, c}
+    assert (
+        _ids(database, {"purchase_total": {"op": "gt", "value": 20, "within_days": 30}}, clock)
+        == set()
+    )
+    assert _ids(database, {"in_list": "News"}, clock) == {a}
+    assert _ids(database, {"has_tag": "VIP"}, clock) == {a}
+    assert _ids(database, {"field": "first_name", "op": "starts_with", "value": "b"}, clock) == {b}
+    assert _ids(database, {"not": {"field": "first_name", "op": "eq", "value": "Ann"}}, clock) == {
+        b,
+        c,
+    }
+    assert _ids(database, {"field": "first_name", "op": "is_set"}, clock) == {a, b}
+    assert _ids(database, {"created": {"within_days": 1}}, clock) == {a, b, c}
+    assert _ids(database, {"score": {"op": "gte", "value": 1}}, clock) == set()
