@@ -131,39 +131,31 @@ def validate_input(item: ContactInput, definitions: dict[str, FieldDef]) -> Vali
     return ValidContact(email, profile, status, values, tags, lists)
 
 
-def ensure_tags(session: Session, names: Sequence[str], now: datetime) -> dict[str, int]:
-    """Ids of the named tags, creating those that do not exist yet."""
+def _ensure_named(
+    session: Session, model: type[Tag] | type[MailingList], names: Sequence[str], **defaults: Any
+) -> dict[str, int]:
+    """Ids of the named rows of `model`, creating those that do not exist yet."""
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    ids = {n: i for n, i in session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(wanted)))}
+    query = select(model.name, model.id)
+    ids = {name: id_ for name, id_ in session.execute(query.where(model.name.in_(wanted)))}
     missing = [name for name in wanted if name not in ids]
     if missing:
-        session.execute(insert(Tag), [{"name": n, "created_at": now} for n in missing])
-        ids.update(
-            {
-                n: i
-                for n, i in session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing)))
-            }
-        )
+        session.execute(insert(model), [{"name": name, **defaults} for name in missing])
+        found = session.execute(query.where(model.name.in_(missing)))
+        ids.update({name: id_ for name, id_ in found})
     return ids
+
+
+def ensure_tags(session: Session, names: Sequence[str], now: datetime) -> dict[str, int]:
+    """Ids of the named tags, creating those that do not exist yet."""
+    return _ensure_named(session, Tag, names, created_at=now)
 
 
 def ensure_lists(session: Session, names: Sequence[str], now: datetime) -> dict[str, int]:
     """Ids of the named lists, creating those that do not exist yet."""
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    query = select(MailingList.name, MailingList.id)
-    ids = {n: i for n, i in session.execute(query.where(MailingList.name.in_(wanted)))}
-    missing = [name for name in wanted if name not in ids]
-    if missing:
-        session.execute(
-            insert(MailingList),
-            [{"name": n, "created_at": now, "double_opt_in": False} for n in missing],
-        )
-        ids.update({n: i for n, i in session.execute(query.where(MailingList.name.in_(missing)))})
-    return ids
+    return _ensure_named(session, MailingList, names, created_at=now, double_opt_in=False)
 
 
 def _activity(
