@@ -28,6 +28,26 @@ class Settings(BaseSettings):
     # Raw events older than this many days may be pruned (None keeps them forever).
     event_retention_days: int | None = Field(default=None, gt=0)
     smtp_url: str | None = None
+    # Email (issue 5, tidings.messaging). The From header of every message.
+    mail_from: str = "Tidings <noreply@localhost>"
+    # VERP return path bounce+<token>@bounce_domain; None: the From address is the return path.
+    bounce_domain: str | None = None
+    # An address that unsubscribes by mail (List-Unsubscribe mailto); None leaves it out.
+    unsubscribe_mailto: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None  # default: the domain of mail_from
+    dkim_private_key: str | None = None  # PEM text, or ...
+    dkim_private_key_file: Path | None = None  # ... a file holding it
+    smtp_connections: int = Field(default=4, ge=1, le=64)
+    smtp_rate_per_second: float | None = Field(default=None, gt=0)
+    smtp_domain_rate_per_second: float | None = Field(default=None, gt=0)
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    smtp_max_attempts: int = Field(default=8, ge=1)
+    smtp_retry_base_seconds: float = Field(default=60.0, gt=0)
+    # N soft bounces within M days make a contact bounced.
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_days: int = Field(default=7, ge=1)
+    opt_in_expiry_hours: int = Field(default=72, ge=1)
 
     def resolved_secret_key(self) -> str:
         if self.secret_key:

@@ -13,18 +13,22 @@ from tidings.contacts.models import (
 )
 from tidings.db.base import Base
 from tidings.events.models import EventDaily
+from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
 
 __all__ = [
     "Activity",
     "ApiKey",
     "Base",
+    "Broadcast",
     "Contact",
     "ContactTag",
     "CustomField",
+    "EmailTemplate",
     "EventDaily",
     "ListMembership",
     "MailingList",
+    "OutboxMessage",
     "Segment",
     "Suppression",
     "Tag",

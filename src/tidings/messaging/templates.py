@@ -1,0 +1,178 @@
+"""User templates: sandboxed Jinja2, checked when saved, rendered per contact when sent.
+
+A template may use `contact.<field>` (standard fields and custom-field keys), the links the
+system provides (`unsubscribe_url`, `preferences_url`, `confirm_url`) and the variables it
+declares with an example value. Anything else is a validation error at save time — never a
+blank at send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from tidings.errors import ValidationFailed
+
+CONTACT_FIELDS = ("id", "email", "first_name", "last_name", "phone", "status", "score")
+SYSTEM_VARIABLES = frozenset({"contact", "unsubscribe_url", "preferences_url", "confirm_url"})
+PARTS = ("subject", "html", "text")
+
+
+def _environment(*, autoescape: bool, strict: bool) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        autoescape=autoescape,
+        undefined=StrictUndefined if strict else Undefined,
+        keep_trailing_newline=True,
+    )
+    return env
+
+
+_ENVS = {
+    (autoescape, strict): _environment(autoescape=autoescape, strict=strict)
+    for autoescape in (False, True)
+    for strict in (False, True)
+}
+
+
+def _env(part: str, *, strict: bool) -> ImmutableSandboxedEnvironment:
+    return _ENVS[(part == "html", strict)]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSource:
+    subject: str
+    html: str
+    text: str | None
+    variables: Mapping[str, Any]
+
+    def parts(self) -> Iterable[tuple[str, str]]:
+        yield "subject", self.subject
+        yield "html", self.html
+        if self.text is not None:
+            yield "text", self.text
+
+
+def _problem(part: str, message: str, line: int | None = None) -> dict[str, Any]:
+    where = f"{part}, line {line}" if line else part
+    return {"field": part, "line": line, "message": f"{where}: {message}"}
+
+
+def _static_problems(
+    part: str, tree: nodes.Template, allowed: frozenset[str], contact_keys: frozenset[str]
+) -> list[dict[str, Any]]:
+    problems: list[dict[str, Any]] = []
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for name in tree.find_all(nodes.Name):
+        if name.ctx == "load" and name.name not in allowed and name.name not in assigned:
+            problems.append(_problem(part, f"unknown variable {name.name!r}", name.lineno))
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target: nodes.Node = node.node  # type: ignore[attr-defined]
+        attr = node.attr if isinstance(node, nodes.Getattr) else None
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            attr = node.arg.value if isinstance(node.arg.value, str) else None
+        if attr is not None and attr.startswith("_"):
+            problems.append(_problem(part, f"access to {attr!r} is not allowed", node.lineno))
+        elif (
+            attr is not None
+            and isinstance(target, nodes.Name)
+            and target.name == "contact"
+            and attr not in contact_keys
+        ):
+            problems.append(_problem(part, f"unknown contact field {attr!r}", node.lineno))
+    return problems
+
+
+def sample_contact(custom_keys: Iterable[str]) -> dict[str, Any]:
+    contact: dict[str, Any] = {
+        "id": 1,
+        "email": "ann@example.com",
+        "first_name": "Ann",
+        "last_name": "Example",
+        "phone": "+1 555 0100",
+        "status": "subscribed",
+        "score": 0,
+    }
+    contact.update({key: f"<{key}>" for key in custom_keys})
+    return contact
+
+
+def validate(source: TemplateSource, custom_keys: Iterable[str]) -> None:
+    """Raise ValidationFailed listing every problem (syntax, unknown names, sandbox escapes)."""
+    keys = frozenset(custom_keys)
+    for name in source.variables:
+        if name in SYSTEM_VARIABLES or not name.isidentifier():
+            raise ValidationFailed(f"variables: {name!r} is not allowed as a variable name")
+    allowed = SYSTEM_VARIABLES | frozenset(source.variables)
+    contact_keys = frozenset(CONTACT_FIELDS) | keys
+    problems: list[dict[str, Any]] = []
+    for part, text in source.parts():
+        env = _env(part, strict=True)
+        try:
+            tree = env.parse(text)
+        except TemplateSyntaxError as exc:
+            problems.append(_problem(part, f"syntax error: {exc.message}", exc.lineno))
+            continue
+        found = _static_problems(part, tree, allowed, contact_keys)
+        problems.extend(found)
+        if found:
+            continue
+        # A trial render with example values catches what the static check cannot (a filter
+        # applied to the wrong type, a sandbox refusal inside a loop, ...).
+        context = {
+            "contact": sample_contact(keys),
+            "unsubscribe_url": "https://example.com/u",
+            "preferences_url": "https://example.com/p",
+            "confirm_url": "https://example.com/c",
+            **source.variables,
+        }
+        try:
+            env.from_string(text).render(context)
+        except SecurityError as exc:
+            problems.append(_problem(part, f"not allowed in a template: {exc}"))
+        except UndefinedError as exc:
+            problems.append(_problem(part, f"undefined: {exc}"))
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            problems.append(_problem(part, f"cannot render: {exc}"))
+    if problems:
+        raise ValidationFailed(problems[0]["message"], errors=problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    html: str
+    text: str | None
+
+
+class CompiledTemplate:
+    """A saved template compiled once; render() per contact (lenient: a null field is blank)."""
+
+    def __init__(self, source: TemplateSource) -> None:
+        self.source = source
+        self._parts = {
+            part: _env(part, strict=False).from_string(text) for part, text in source.parts()
+        }
+
+    def render(self, context: Mapping[str, Any]) -> Rendered:
+        merged = {**self.source.variables, **context}
+        try:
+            subject = self._parts["subject"].render(merged)
+            html = self._parts["html"].render(merged)
+            text = self._parts["text"].render(merged) if "text" in self._parts else None
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ValidationFailed(f"template cannot be rendered: {exc}") from exc
+        # A header never spans lines: newlines in a subject would inject headers.
+        return Rendered(" ".join(subject.split()), html, text)
+
+
+def contact_context(contact: Any) -> dict[str, Any]:
+    """The `contact` variable: standard fields and custom fields; nulls left out (so that
+    `default(...)` applies)."""
+    values: dict[str, Any] = {key: getattr(contact, key) for key in CONTACT_FIELDS}
+    values.update(contact.fields or {})
+    return {key: value for key, value in values.items() if value is not None}
