@@ -34,6 +34,9 @@ def create_app(
 
     authenticated = [Depends(require_api_key)]
     app.include_router(contacts_router, prefix="/api/v1", dependencies=authenticated)
+    from tidings.events.api import router as events_router
+
+    app.include_router(events_router, prefix="/api/v1", dependencies=authenticated)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -1,0 +1,446 @@
+"""Ingesting engagement events: validate, resolve contacts, store, keep summaries exact.
+
+Events are activity rows (one log for contact changes and events, so automations trigger on
+both). A batch is written set-wise: one executemany for the events, one for the contact
+summaries (relative UPDATEs, so concurrent batches add up exactly), one upsert per (day, type)
+for the daily aggregates. Invalid events are reported with their index; the rest are stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from tidings.activities.models import Activity
+from tidings.activities.service import _mark_written
+from tidings.contacts import repository as contacts_repository
+from tidings.contacts import service as contacts_service
+from tidings.contacts.emails import InvalidEmail, normalize_email
+from tidings.contacts.models import Contact
+from tidings.contacts.policy import ContactStatus
+from tidings.db.bulk import in_values, insert_tuples
+from tidings.db.types import sqlite_timestamp
+from tidings.events.models import EventDaily
+from tidings.events.validation import (
+    BUILTIN_TYPES,
+    CUSTOM_PREFIX,
+    EMAIL_OPENED,
+    LINK_CLICKED,
+    PURCHASE,
+    SITE_VISIT,
+    CheckedEvent,
+    EventError,
+    check_event,
+)
+
+MAX_BATCH = 50_000
+ACTIVITIES = cast(Table, Activity.__table__)
+CONTACTS = cast(Table, Contact.__table__)
+DAILY = cast(Table, EventDaily.__table__)
+EVENT_COLUMNS = ("contact_id", "type", "cause", "occurred_at", "data", "event_id", "machine")
+# Contacts an unknown email creates (create_contacts=true) have not opted in to campaigns.
+CREATED_STATUS = ContactStatus.TRANSACTIONAL
+
+
+@dataclass(slots=True)
+class RejectedEvent:
+    index: int
+    reason: str
+
+
+@dataclass(slots=True)
+class IngestReport:
+    stored: int = 0
+    duplicates: int = 0
+    created_contacts: int = 0
+    rejected: list[RejectedEvent] = field(default_factory=list)
+
+    def merge(self, other: IngestReport) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.created_contacts += other.created_contacts
+        self.rejected.extend(other.rejected)
+
+
+def event_type_condition(column: Any = Activity.type) -> ColumnElement[bool]:
+    """Activity rows that are engagement events (what `prune` may remove)."""
+    return or_(column.in_(sorted(BUILTIN_TYPES)), column.like(CUSTOM_PREFIX + "%"))
+
+
+def ingest_events(
+    session: Session,
+    events: Sequence[Any],
+    *,
+    now: datetime,
+    cause: str,
+    create_contacts: bool = False,
+    index_offset: int = 0,
+) -> IngestReport:
+    """Store valid events (dicts as sent to the API); report invalid ones with index and reason.
+
+    `events` may contain `BadLine` items (input lines that were not JSON objects): they are
+    rejected with their reason, keeping the indexes of the rest right.
+    """
+    report = IngestReport()
+    checked: list[tuple[int, CheckedEvent]] = []
+    for position, raw in enumerate(events):
+        try:
+            checked.append((position + index_offset, check_event(raw, now)))
+        except EventError as exc:
+            report.rejected.append(RejectedEvent(position + index_offset, str(exc)))
+    checked = _resolve_contacts(session, checked, report, now, create_contacts)
+    checked = _drop_duplicates(session, checked, report)
+    stored = _insert(session, [event for _, event in checked], cause, report)
+    _update_summaries(session, stored)
+    _update_daily(session, stored)
+    report.rejected.sort(key=lambda r: r.index)
+    return report
+
+
+def _resolve_contacts(
+    session: Session,
+    checked: list[tuple[int, CheckedEvent]],
+    report: IngestReport,
+    now: datetime,
+    create_contacts: bool,
+) -> list[tuple[int, CheckedEvent]]:
+    ids = {e.contact_id for _, e in checked if e.contact_id is not None}
+    existing: set[int] = set()
+    if ids:
+        existing = set(
+            session.scalars(select(Contact.id).where(in_values(session, Contact.id, list(ids))))
+        )
+    emails: dict[str, int] = {}
+    normalized: dict[int, str] = {}
+    for index, event in checked:
+        if event.contact_id is None and event.email is not None:
+            try:
+                normalized[index] = normalize_email(event.email)
+            except InvalidEmail as exc:
+                normalized[index] = ""
+                report.rejected.append(RejectedEvent(index, f"email: {exc.detail}"))
+    wanted = sorted({e for e in normalized.values() if e})
+    if wanted:
+        emails = contacts_repository.ids_by_email(session, wanted)
+        missing = [e for e in wanted if e not in emails]
+        if missing and create_contacts:
+            created = contacts_service.upsert_contacts(
+                session,
+                [contacts_service.ContactInput(email=e) for e in missing],
+                now=now,
+                cause="api",
+                default_status=CREATED_STATUS,
+            )
+            report.created_contacts += created.created
+            emails.update(contacts_repository.ids_by_email(session, missing))
+    kept: list[tuple[int, CheckedEvent]] = []
+    for index, event in checked:
+        if event.contact_id is not None:
+            if event.contact_id not in existing:
+                report.rejected.append(
+                    RejectedEvent(index, f"contact_id: contact {event.contact_id} does not exist")
+                )
+                continue
+        else:
+            email = normalized.get(index, "")
+            if not email:
+                continue  # already rejected for its address
+            found = emails.get(email)
+            if found is None:
+                report.rejected.append(
+                    RejectedEvent(
+                        index,
+                        f"email: no contact with address {email} (send create_contacts=true "
+                        "to create it)",
+                    )
+                )
+                continue
+            event.contact_id = found
+        kept.append((index, event))
+    return kept
+
+
+def _drop_duplicates(
+    session: Session, checked: list[tuple[int, CheckedEvent]], report: IngestReport
+) -> list[tuple[int, CheckedEvent]]:
+    keys = [e.event_id for _, e in checked if e.event_id is not None]
+    if not keys:
+        return checked
+    seen = set(
+        session.scalars(
+            select(Activity.event_id).where(
+                in_values(session, Activity.event_id, sorted(set(keys)))
+            )
+        )
+    )
+    kept = []
+    for index, event in checked:
+        if event.event_id is not None:
+            if event.event_id in seen:
+                report.duplicates += 1
+                continue
+            seen.add(event.event_id)
+        kept.append((index, event))
+    return kept
+
+
+def _row(event: CheckedEvent, cause: str) -> tuple[Any, ...]:
+    return (
+        event.contact_id,
+        event.type,
+        cause,
+        event.occurred_at,
+        event.data,
+        event.event_id,
+        event.machine,
+    )
+
+
+def _insert(
+    session: Session, events: list[CheckedEvent], cause: str, report: IngestReport
+) -> list[CheckedEvent]:
+    """Insert the events; returns those actually stored (a concurrent duplicate is dropped)."""
+    if not events:
+        return []
+    table = ACTIVITIES
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # The write lock is held from BEGIN IMMEDIATE: the duplicate check above is exact.
+        insert_tuples(session, table, EVENT_COLUMNS, [_row(e, cause) for e in events])
+        stored = events
+    else:
+        plain = [e for e in events if e.event_id is None]
+        keyed = [e for e in events if e.event_id is not None]
+        insert_tuples(session, table, EVENT_COLUMNS, [_row(e, cause) for e in plain])
+        stored = plain
+        if keyed:
+            # Another transaction may have stored the same key since our check: let the unique
+            # constraint decide, and count only what this statement inserted.
+            statement = (
+                pg_insert(table)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(table.c.event_id)
+            )
+            rows = [dict(zip(EVENT_COLUMNS, _row(e, cause), strict=True)) for e in keyed]
+            inserted = set(connection.execute(statement, rows).scalars())
+            report.duplicates += len(keyed) - len(inserted)
+            stored = stored + [e for e in keyed if e.event_id in inserted]
+    report.stored += len(stored)
+    if stored:
+        _mark_written(session)
+    return stored
+
+
+@dataclass(slots=True)
+class _Summary:
+    opens: int = 0
+    clicks: int = 0
+    purchases: int = 0
+    visits: int = 0
+    amount_minor: int = 0
+    last_open: datetime | None = None
+    last_click: datetime | None = None
+    last_purchase: datetime | None = None
+    last_visit: datetime | None = None
+
+    def last_engaged(self) -> datetime | None:
+        times = [t for t in (self.last_open, self.last_click, self.last_purchase, self.last_visit)]
+        present = [t for t in times if t is not None]
+        return max(present) if present else None
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+def _summaries(events: list[CheckedEvent]) -> dict[int, _Summary]:
+    """Per contact, what this batch adds. Machine opens/clicks are not engagement."""
+    out: dict[int, _Summary] = {}
+    for event in events:
+        if event.machine or event.contact_id is None:
+            continue
+        kind = event.type
+        if kind == EMAIL_OPENED:
+            s = out.setdefault(event.contact_id, _Summary())
+            s.opens += 1
+            s.last_open = _later(s.last_open, event.occurred_at)
+        elif kind == LINK_CLICKED:
+            s = out.setdefault(event.contact_id, _Summary())
+            s.clicks += 1
+            s.last_click = _later(s.last_click, event.occurred_at)
+        elif kind == PURCHASE:
+            s = out.setdefault(event.contact_id, _Summary())
+            s.purchases += 1
+            s.amount_minor += event.amount_minor
+            s.last_purchase = _later(s.last_purchase, event.occurred_at)
+        elif kind == SITE_VISIT:
+            s = out.setdefault(event.contact_id, _Summary())
+            s.visits += 1
+            s.last_visit = _later(s.last_visit, event.occurred_at)
+    return out
+
+
+SUMMARY_TIMES = ("last_open_at", "last_click_at", "last_purchase_at", "last_visit_at")
+SUMMARY_COUNTS = ("open_count", "click_count", "purchase_count", "visit_count")
+
+# SQLite: timestamps are fixed-width text, so "later" is a text comparison; a NULL parameter
+# (nothing of that kind in the batch) compares as NULL and keeps the stored value.
+_SQLITE_SUMMARY = (
+    "UPDATE contacts SET "
+    + ", ".join(f"{c} = {c} + ?{i + 1}" for i, c in enumerate(SUMMARY_COUNTS))
+    + ", purchase_total_minor = purchase_total_minor + ?5, "
+    + ", ".join(
+        f"{c} = CASE WHEN ?{i + 6} > coalesce({c}, '') THEN ?{i + 6} ELSE {c} END"
+        for i, c in enumerate((*SUMMARY_TIMES, "last_engaged_at"))
+    )
+    + " WHERE id = ?11"
+)
+
+
+def _update_summaries(session: Session, events: list[CheckedEvent]) -> None:
+    """Add each contact's batch totals with relative UPDATEs: exact under concurrency.
+
+    Contacts are updated in id order so two concurrent batches lock rows in the same order
+    (no deadlock on PostgreSQL).
+    """
+    per_contact = _summaries(events)
+    if not per_contact:
+        return
+    connection = session.connection()
+    ordered = sorted(per_contact.items())
+    if connection.dialect.name == "sqlite":
+
+        def ts(value: datetime | None) -> str | None:
+            return None if value is None else sqlite_timestamp(value)
+
+        rows = [
+            (
+                s.opens,
+                s.clicks,
+                s.purchases,
+                s.visits,
+                s.amount_minor,
+                ts(s.last_open),
+                ts(s.last_click),
+                ts(s.last_purchase),
+                ts(s.last_visit),
+                ts(s.last_engaged()),
+                contact_id,
+            )
+            for contact_id, s in ordered
+        ]
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(_SQLITE_SUMMARY, rows)
+        finally:
+            cursor.close()
+        return
+    table = CONTACTS
+    c = table.c
+    # PostgreSQL: greatest() ignores NULLs, so a missing kind keeps the stored value.
+    statement = (
+        update(table)
+        .where(c.id == bindparam("b_id"))
+        .values(
+            open_count=c.open_count + bindparam("b_opens"),
+            click_count=c.click_count + bindparam("b_clicks"),
+            purchase_count=c.purchase_count + bindparam("b_purchases"),
+            visit_count=c.visit_count + bindparam("b_visits"),
+            purchase_total_minor=c.purchase_total_minor + bindparam("b_amount"),
+            last_open_at=func.greatest(
+                c.last_open_at, bindparam("b_open", type_=c.last_open_at.type)
+            ),
+            last_click_at=func.greatest(
+                c.last_click_at, bindparam("b_click", type_=c.last_click_at.type)
+            ),
+            last_purchase_at=func.greatest(
+                c.last_purchase_at, bindparam("b_purchase", type_=c.last_purchase_at.type)
+            ),
+            last_visit_at=func.greatest(
+                c.last_visit_at, bindparam("b_visit", type_=c.last_visit_at.type)
+            ),
+            last_engaged_at=func.greatest(
+                c.last_engaged_at, bindparam("b_engaged", type_=c.last_engaged_at.type)
+            ),
+        )
+    )
+    connection.execute(
+        statement,
+        [
+            {
+                "b_id": contact_id,
+                "b_opens": s.opens,
+                "b_clicks": s.clicks,
+                "b_purchases": s.purchases,
+                "b_visits": s.visits,
+                "b_amount": s.amount_minor,
+                "b_open": s.last_open,
+                "b_click": s.last_click,
+                "b_purchase": s.last_purchase,
+                "b_visit": s.last_visit,
+                "b_engaged": s.last_engaged(),
+            }
+            for contact_id, s in ordered
+        ],
+    )
+
+
+def _update_daily(session: Session, events: list[CheckedEvent]) -> None:
+    """Add this batch to the per-day aggregates (they survive `prune`)."""
+    if not events:
+        return
+    totals: dict[tuple[date, str], list[int]] = {}
+    for event in events:
+        key = (event.occurred_at.date(), event.type)
+        row = totals.get(key)
+        if row is None:
+            row = totals[key] = [0, 0, 0]
+        row[0] += 1
+        row[1] += event.machine
+        row[2] += event.amount_minor
+    connection = session.connection()
+    insert = sqlite_insert if connection.dialect.name == "sqlite" else pg_insert
+    table = DAILY
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["day", "type"],
+        set_={
+            "events": table.c.events + statement.excluded.events,
+            "machine_events": table.c.machine_events + statement.excluded.machine_events,
+            "amount_minor": table.c.amount_minor + statement.excluded.amount_minor,
+        },
+    )
+    # Sorted, so concurrent batches take the aggregate rows' locks in the same order.
+    for (day, kind), (count, machine, amount) in sorted(totals.items()):
+        connection.execute(
+            statement,
+            {
+                "day": day,
+                "type": kind,
+                "events": count,
+                "machine_events": machine,
+                "amount_minor": amount,
+            },
+        )
+
+
+def prune_events(session: Session, before: datetime, *, limit: int = 10_000) -> int:
+    """Delete up to `limit` raw events older than `before`; returns how many.
+
+    Contact changes (tags, lists, status...) are history, not events, and are never pruned.
+    Summaries on contacts and the daily aggregates were counted at ingest and stay as they are.
+    """
+    doomed = (
+        select(Activity.id)
+        .where(event_type_condition(), Activity.occurred_at < before)
+        .limit(limit)
+    )
+    result = session.execute(delete(Activity).where(Activity.id.in_(doomed)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
