@@ -1,0 +1,90 @@
+"""Signed links inside emails: unsubscribe (RFC 8058 one-click), preferences, opt-in confirmation.
+
+itsdangerous signs the payload with the instance's secret key. Expiry of a confirmation link is
+checked against the injected clock (the issue time is inside the signed payload), not against
+the wall clock, so tests and `simulate` can move time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from tidings.errors import NotFound, ValidationFailed
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeTarget:
+    contact_id: int
+    message_token: str | None  # the outbox message the link came from, if any
+    list_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    contact_id: int
+    list_id: int | None
+
+
+class LinkSigner:
+    def __init__(self, secret: str, base_url: str) -> None:
+        self._unsubscribe = URLSafeSerializer(secret, salt="tidings.unsubscribe")
+        self._preferences = URLSafeSerializer(secret, salt="tidings.preferences")
+        self._confirm = URLSafeSerializer(secret, salt="tidings.confirm")
+        self.base_url = base_url.rstrip("/")
+
+    # --- unsubscribe --------------------------------------------------------------------------
+    def unsubscribe_token(
+        self, contact_id: int, message_token: str | None = None, list_id: int | None = None
+    ) -> str:
+        return self._unsubscribe.dumps([contact_id, message_token, list_id])
+
+    def unsubscribe_url(
+        self, contact_id: int, message_token: str | None = None, list_id: int | None = None
+    ) -> str:
+        token = self.unsubscribe_token(contact_id, message_token, list_id)
+        return f"{self.base_url}/u/{token}"
+
+    def read_unsubscribe(self, token: str) -> UnsubscribeTarget:
+        payload = _load(self._unsubscribe, token, "unsubscribe link")
+        try:
+            contact_id, message_token, list_id = payload
+            return UnsubscribeTarget(int(contact_id), message_token, list_id)
+        except (TypeError, ValueError):
+            raise NotFound("unsubscribe link is not valid") from None
+
+    # --- preferences ----------------------------------------------------------------------------
+    def preferences_url(self, contact_id: int) -> str:
+        return f"{self.base_url}/preferences/{self._preferences.dumps(contact_id)}"
+
+    def read_preferences(self, token: str) -> int:
+        payload = _load(self._preferences, token, "preference link")
+        if not isinstance(payload, int):
+            raise NotFound("preference link is not valid")
+        return payload
+
+    # --- double opt-in --------------------------------------------------------------------------
+    def confirm_url(self, contact_id: int, list_id: int | None, issued: datetime) -> str:
+        token = self._confirm.dumps([contact_id, list_id, int(issued.timestamp())])
+        return f"{self.base_url}/confirm/{token}"
+
+    def read_confirmation(self, token: str, *, now: datetime, max_age: timedelta) -> Confirmation:
+        payload = _load(self._confirm, token, "confirmation link")
+        try:
+            contact_id, list_id, issued = payload
+            issued_at = datetime.fromtimestamp(int(issued), tz=now.tzinfo)
+        except (TypeError, ValueError, OverflowError):
+            raise NotFound("confirmation link is not valid") from None
+        if now - issued_at > max_age:
+            raise ValidationFailed("confirmation link has expired; subscribe again")
+        return Confirmation(int(contact_id), list_id)
+
+
+def _load(serializer: URLSafeSerializer, token: str, what: str) -> Any:
+    try:
+        return serializer.loads(token)
+    except BadSignature:
+        raise NotFound(f"{what} is not valid") from None

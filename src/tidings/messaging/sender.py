@@ -1,0 +1,732 @@
+"""The outbox sender: claims due rows with a lease, checks the policy again, renders, signs and
+delivers them over a few long-lived SMTP connections, and records the outcome as activities.
+
+Exactly once, step by step:
+1. claim (one transaction): due rows -> `sending`, leased to this worker (PostgreSQL:
+   FOR UPDATE SKIP LOCKED, so several senders share the work; SQLite: one writer at a time).
+2. per message, over SMTP: MAIL, RCPT, DATA, the body; then ONE transaction (grouped across the
+   connections that reach this point together) checks the lease and the contact's status and
+   suppression once more and moves the row to `delivering`; only then the final dot is written.
+3. the server's reply moves the row to `sent` / `deferred` / `failed` (batched).
+A sender killed at any point leaves rows in `sending` (never handed over: sent again) or
+`delivering` (handed over: counted as sent); see transport.py for the reasoning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from tidings.activities.service import ActivityRow, Cause, record_many
+from tidings.clock import Clock
+from tidings.config import Settings
+from tidings.contacts.models import Contact
+from tidings.contacts.policy import MessageClass, may_send
+from tidings.contacts.repository import suppressed_condition
+from tidings.db.bulk import in_values
+from tidings.db.engine import Database
+from tidings.errors import ValidationFailed
+from tidings.messaging.compose import Headers, build_message
+from tidings.messaging.dkim import DkimSigner, signer_from_settings
+from tidings.messaging.links import LinkSigner
+from tidings.messaging.models import EmailTemplate, OutboxMessage
+from tidings.messaging.outbox import EmailActivity, OutboxStatus
+from tidings.messaging.service import source_of
+from tidings.messaging.templates import CompiledTemplate, contact_context
+from tidings.messaging.tracking import TokenMaker, Tracker
+from tidings.messaging.transport import SmtpConfig, SmtpConnection, SmtpResult, parse_smtp_url
+
+ST = OutboxStatus
+MARKETING = frozenset({MessageClass.CAMPAIGN, MessageClass.AUTOMATION})
+DUE_STATUSES = (ST.QUEUED, ST.DEFERRED, ST.SENDING)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    contact_id: int
+    email: str
+    contact: dict[str, Any]
+    template_id: int
+    message_class: str
+    context: dict[str, Any]
+    token: str
+    attempts: int
+    broadcast_id: int | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    job: Job
+    result: SmtpResult
+
+
+@dataclass(slots=True)
+class RunStats:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    refused: int = 0
+    aborted: int = 0
+    recovered: int = 0
+
+    def add(self, other: RunStats) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class SenderOptions:
+    mail_from: str
+    base_url: str
+    secret: str
+    smtp: SmtpConfig
+    bounce_domain: str | None = None
+    unsubscribe_mailto: str | None = None
+    dkim: DkimSigner | None = None
+    connections: int = 4
+    batch_size: int = 500
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    retry_base: timedelta = timedelta(seconds=60)
+    rate_per_second: float | None = None
+    domain_rate_per_second: float | None = None
+    worker_id: str = field(default_factory=default_worker_id)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SenderOptions:
+        if not settings.smtp_url:
+            raise ValueError("TIDINGS_SMTP_URL is not set")
+        from_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
+        values: dict[str, Any] = {
+            "mail_from": settings.mail_from,
+            "base_url": settings.base_url,
+            "secret": settings.resolved_secret_key(),
+            "smtp": parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
+            "bounce_domain": settings.bounce_domain,
+            "unsubscribe_mailto": settings.unsubscribe_mailto,
+            "dkim": signer_from_settings(
+                domain=settings.dkim_domain or from_domain,
+                selector=settings.dkim_selector,
+                pem=settings.dkim_private_key,
+                pem_file=settings.dkim_private_key_file,
+            ),
+            "connections": settings.smtp_connections,
+            "max_attempts": settings.smtp_max_attempts,
+            "retry_base": timedelta(seconds=settings.smtp_retry_base_seconds),
+            "rate_per_second": settings.smtp_rate_per_second,
+            "domain_rate_per_second": settings.smtp_domain_rate_per_second,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+class TokenBucket:
+    """A rate limit; time and sleep are injectable."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.last = monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self.lock:
+            while True:
+                now = self.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+                self.last = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await self.sleep((1 - self.tokens) / self.rate)
+
+
+def allowed_statuses(message_class: str) -> list[str]:
+    from tidings.contacts.policy import ContactStatus
+
+    return [s.value for s in ContactStatus if may_send(s, message_class)]
+
+
+def backoff(attempts: int, base: timedelta) -> timedelta:
+    """Exponential: base, 2 x base, 4 x base, ... capped at one day."""
+    delay: timedelta = base * (2 ** max(0, attempts - 1))
+    return min(delay, timedelta(days=1))
+
+
+# --- database steps (synchronous; each is one transaction) ---------------------------------
+
+
+def _refuse(session: Session, rows: Sequence[tuple[int, int, str]], now: datetime) -> None:
+    """rows: (outbox id, contact id, reason)."""
+    if not rows:
+        return
+    session.execute(
+        update(OutboxMessage),
+        [
+            {
+                "id": oid,
+                "status": ST.REFUSED,
+                "reason": f"at send time: {reason}",
+                "lease_owner": None,
+                "lease_until": None,
+                "updated_at": now,
+            }
+            for oid, _, reason in rows
+        ],
+    )
+    record_many(
+        session,
+        [
+            ActivityRow(
+                cid, EmailActivity.REFUSED, Cause.SYSTEM, now, {"outbox_id": oid, "reason": reason}
+            )
+            for oid, cid, reason in rows
+        ],
+    )
+
+
+def release_own_leases(db: Database, worker_id: str, now: datetime) -> int:
+    """At start: rows this worker id held when it last stopped are taken back at once."""
+    with db.session() as session:
+        recovered = _recover_delivering(session, now, OutboxMessage.lease_owner == worker_id)
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.lease_owner == worker_id, OutboxMessage.status == ST.SENDING)
+            .values(lease_owner=None, lease_until=None, updated_at=now)
+        )
+    return recovered
+
+
+def _recover_delivering(session: Session, now: datetime, which: Any) -> int:
+    """`delivering` rows whose sender stopped: the final dot was (about to be) written."""
+    rows = session.execute(
+        select(OutboxMessage.id, OutboxMessage.contact_id, OutboxMessage.broadcast_id).where(
+            OutboxMessage.status == ST.DELIVERING, which
+        )
+    ).all()
+    if not rows:
+        return 0
+    session.execute(
+        update(OutboxMessage),
+        [
+            {
+                "id": r.id,
+                "status": ST.SENT,
+                "sent_at": now,
+                "reason": "handed over; the sender stopped before reading the reply",
+                "lease_owner": None,
+                "lease_until": None,
+                "updated_at": now,
+            }
+            for r in rows
+        ],
+    )
+    record_many(
+        session,
+        [
+            ActivityRow(
+                r.contact_id,
+                EmailActivity.SENT,
+                Cause.SYSTEM,
+                now,
+                {"outbox_id": r.id, "broadcast_id": r.broadcast_id, "unconfirmed": True},
+            )
+            for r in rows
+        ],
+    )
+    return len(rows)
+
+
+def claim(
+    db: Database, *, now: datetime, worker_id: str, limit: int, lease: timedelta
+) -> tuple[list[Job], dict[int, EmailTemplate], RunStats]:
+    stats = RunStats()
+    with db.session() as session:
+        stats.recovered = _recover_delivering(session, now, OutboxMessage.lease_until < now)
+        due = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.status.in_(DUE_STATUSES),
+                OutboxMessage.next_attempt_at <= now,
+                or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+        )
+        if not db.is_sqlite:
+            due = due.with_for_update(skip_locked=True)
+        ids = list(session.scalars(due))
+        if not ids:
+            return [], {}, stats
+        rows = session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.contact_id,
+                OutboxMessage.template_id,
+                OutboxMessage.message_class,
+                OutboxMessage.context,
+                OutboxMessage.message_id,
+                OutboxMessage.attempts,
+                OutboxMessage.broadcast_id,
+                Contact,
+                suppressed_condition(Contact.email).label("suppressed"),
+            )
+            .outerjoin(Contact, Contact.id == OutboxMessage.contact_id)
+            .where(in_values(session, OutboxMessage.id, ids))
+            .order_by(OutboxMessage.id)
+        ).all()
+        jobs: list[Job] = []
+        refused: list[tuple[int, int, str]] = []
+        for row in rows:
+            contact: Contact | None = row.Contact
+            if contact is None:
+                refused.append((row.id, row.contact_id, "the contact no longer exists"))
+                continue
+            decision = may_send(contact.status, row.message_class, suppressed=bool(row.suppressed))
+            if not decision:
+                refused.append((row.id, row.contact_id, decision.reason))
+                continue
+            jobs.append(
+                Job(
+                    id=row.id,
+                    contact_id=row.contact_id,
+                    email=contact.email,
+                    contact=contact_context(contact),
+                    template_id=row.template_id,
+                    message_class=row.message_class,
+                    context=row.context or {},
+                    token=row.message_id,
+                    attempts=row.attempts + 1,
+                    broadcast_id=row.broadcast_id,
+                )
+            )
+        _refuse(session, refused, now)
+        stats.refused = len(refused)
+        if jobs:
+            session.execute(
+                update(OutboxMessage)
+                .where(in_values(session, OutboxMessage.id, [j.id for j in jobs]))
+                .values(
+                    status=ST.SENDING,
+                    lease_owner=worker_id,
+                    lease_until=now + lease,
+                    attempts=OutboxMessage.attempts + 1,
+                    updated_at=now,
+                )
+            )
+        template_ids = {j.template_id for j in jobs}
+        templates = {
+            t.id: t
+            for t in session.scalars(
+                select(EmailTemplate).where(EmailTemplate.id.in_(template_ids))
+            )
+        }
+        session.expunge_all()
+    return jobs, templates, stats
+
+
+def mark_delivering(
+    db: Database, ids: Sequence[int], *, now: datetime, worker_id: str
+) -> dict[int, str]:
+    """The last check before the final dot. Returns per id: 'ok', 'lease' (lost) or 'refused'."""
+    verdict: dict[int, str] = dict.fromkeys(ids, "lease")
+    with db.session() as session:
+        query = (
+            select(
+                OutboxMessage.id,
+                OutboxMessage.contact_id,
+                OutboxMessage.message_class,
+                Contact.status,
+                suppressed_condition(Contact.email).label("suppressed"),
+            )
+            .outerjoin(Contact, Contact.id == OutboxMessage.contact_id)
+            .where(
+                in_values(session, OutboxMessage.id, ids),
+                OutboxMessage.lease_owner == worker_id,
+                OutboxMessage.status == ST.SENDING,
+            )
+        )
+        if not db.is_sqlite:
+            query = query.with_for_update(of=OutboxMessage)
+        ok: list[int] = []
+        refused: list[tuple[int, int, str]] = []
+        for row in session.execute(query):
+            if row.status is None:
+                refused.append((row.id, row.contact_id, "the contact no longer exists"))
+                continue
+            decision = may_send(row.status, row.message_class, suppressed=bool(row.suppressed))
+            if decision:
+                ok.append(row.id)
+            else:
+                refused.append((row.id, row.contact_id, decision.reason))
+        if ok:
+            session.execute(
+                update(OutboxMessage)
+                .where(in_values(session, OutboxMessage.id, ok))
+                .values(status=ST.DELIVERING, updated_at=now)
+            )
+        _refuse(session, refused, now)
+    verdict.update(dict.fromkeys(ok, "ok"))
+    verdict.update({oid: "refused" for oid, _, _ in refused})
+    return verdict
+
+
+def record_outcomes(
+    db: Database,
+    outcomes: Sequence[Outcome],
+    *,
+    now: datetime,
+    max_attempts: int,
+    retry_base: timedelta,
+    on_hard_failure: Callable[[Session, Sequence[Outcome], datetime], None] | None = None,
+) -> RunStats:
+    stats = RunStats()
+    updates: list[dict[str, Any]] = []
+    activities: list[ActivityRow] = []
+    hard: list[Outcome] = []
+    for outcome in outcomes:
+        job, result = outcome.job, outcome.result
+        data: dict[str, Any] = {"outbox_id": job.id, "broadcast_id": job.broadcast_id}
+        if result.ok:
+            stats.sent += 1
+            updates.append(
+                {
+                    "id": job.id,
+                    "status": ST.SENT,
+                    "sent_at": now,
+                    "reason": None,
+                    "recipient": job.email,
+                }
+            )
+            activities.append(
+                ActivityRow(job.contact_id, EmailActivity.SENT, Cause.SYSTEM, now, data)
+            )
+            continue
+        reason = f"{result.stage}: {result.code} {result.message}".strip()
+        data["reason"] = reason
+        if result.permanent or job.attempts >= max_attempts:
+            stats.failed += 1
+            if not result.permanent:
+                reason = f"gave up after {job.attempts} attempts; last: {reason}"
+                data["reason"] = reason
+            updates.append({"id": job.id, "status": ST.FAILED, "reason": reason})
+            activities.append(
+                ActivityRow(job.contact_id, EmailActivity.FAILED, Cause.SYSTEM, now, data)
+            )
+            if result.permanent and result.stage == "rcpt":
+                hard.append(outcome)
+        else:
+            stats.deferred += 1
+            retry_at = now + backoff(job.attempts, retry_base)
+            data["retry_at"] = retry_at.isoformat()
+            updates.append(
+                {"id": job.id, "status": ST.DEFERRED, "reason": reason, "next_attempt_at": retry_at}
+            )
+            activities.append(
+                ActivityRow(job.contact_id, EmailActivity.DEFERRED, Cause.SYSTEM, now, data)
+            )
+    if not updates:
+        return stats
+    with db.session() as session:
+        # executemany groups rows by their key set: keep one key set per status.
+        for row in updates:
+            row.setdefault("lease_owner", None)
+            row.setdefault("lease_until", None)
+            row["updated_at"] = now
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in updates:
+            by_keys.setdefault(tuple(sorted(row)), []).append(row)
+        for rows in by_keys.values():
+            session.execute(update(OutboxMessage), rows)
+        record_many(session, activities)
+        if hard and on_hard_failure is not None:
+            on_hard_failure(session, hard, now)
+    return stats
+
+
+# --- composing ------------------------------------------------------------------------------
+
+
+class Composer:
+    def __init__(self, options: SenderOptions, tokens: TokenMaker | None) -> None:
+        self.options = options
+        self.links = LinkSigner(options.secret, options.base_url)
+        self.tracker = Tracker(tokens, options.base_url) if tokens is not None else None
+        self.from_domain = parseaddr(options.mail_from)[1].rpartition("@")[2] or "localhost"
+        self._compiled: dict[tuple[int, datetime], CompiledTemplate] = {}
+
+    def compiled(self, template: EmailTemplate) -> CompiledTemplate:
+        key = (template.id, template.updated_at)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = CompiledTemplate(source_of(template))
+        return found
+
+    def return_path(self, job: Job) -> str:
+        if self.options.bounce_domain:
+            return f"bounce+{job.token}@{self.options.bounce_domain}"
+        return parseaddr(self.options.mail_from)[1]
+
+    def compose(self, job: Job, template: EmailTemplate, now: datetime) -> bytes:
+        marketing = job.message_class in MARKETING
+        unsubscribe = self.links.unsubscribe_url(job.contact_id, job.token)
+        links = {
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": self.links.preferences_url(job.contact_id),
+        }
+        context = {**job.context, **links, "contact": job.contact}
+        rendered = self.compiled(template).render(context)
+        html = rendered.html
+        if self.tracker is not None:
+            html = self.tracker.apply(
+                html,
+                contact_id=job.contact_id,
+                message_id=job.token,
+                opens=template.track_opens,
+                clicks=template.track_clicks,
+                keep=set(links.values()) | {job.context.get("confirm_url", "")},
+            )
+        list_unsubscribe: list[str] = []
+        if marketing:
+            list_unsubscribe.append(unsubscribe)
+            if self.options.unsubscribe_mailto:
+                list_unsubscribe.append(
+                    f"mailto:{self.options.unsubscribe_mailto}?subject=unsubscribe-{job.token}"
+                )
+        headers = Headers(
+            from_=self.options.mail_from,
+            to=job.email,
+            subject=rendered.subject,
+            date=now,
+            message_id=f"{job.token}@{self.from_domain}",
+            list_unsubscribe=list_unsubscribe,
+            one_click=marketing,
+        )
+        data = build_message(headers, html, rendered.text)
+        if self.options.dkim is not None:
+            data = self.options.dkim.sign(data, timestamp=int(now.timestamp()))
+        return data
+
+
+# --- the async delivery loop --------------------------------------------------------------
+
+
+class _DeliveringMarker:
+    """Groups the pre-dot checks of connections that reach the dot together: one commit."""
+
+    def __init__(self, db: Database, clock: Clock, worker_id: str) -> None:
+        self.db, self.clock, self.worker_id = db, clock, worker_id
+        self.pending: list[tuple[int, asyncio.Future[str]]] = []
+        self.flushing: asyncio.Task[None] | None = None
+
+    async def check(self, outbox_id: int) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.pending.append((outbox_id, future))
+        if self.flushing is None:
+            self.flushing = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the other connections join this group
+            while self.pending:
+                group, self.pending = self.pending, []
+                try:
+                    verdict = await asyncio.to_thread(
+                        mark_delivering,
+                        self.db,
+                        [i for i, _ in group],
+                        now=self.clock.now(),
+                        worker_id=self.worker_id,
+                    )
+                except Exception as exc:  # the database is away: nothing goes out
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for outbox_id, future in group:
+                    if not future.done():
+                        future.set_result(verdict[outbox_id])
+        finally:
+            self.flushing = None
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        options: SenderOptions,
+        *,
+        tokens: TokenMaker | None = None,
+        on_hard_failure: Callable[[Session, Sequence[Outcome], datetime], None] | None = None,
+    ) -> None:
+        self.db, self.clock, self.options = db, clock, options
+        self.composer = Composer(options, tokens)
+        self.connections = [SmtpConnection(options.smtp) for _ in range(options.connections)]
+        self.marker = _DeliveringMarker(db, clock, options.worker_id)
+        self.global_rate = TokenBucket(options.rate_per_second) if options.rate_per_second else None
+        self.domain_rates: dict[str, TokenBucket] = {}
+        self.on_hard_failure = on_hard_failure
+        if on_hard_failure is None:
+            from tidings.messaging.bounces import hard_failures_bounce
+
+            self.on_hard_failure = hard_failures_bounce
+        self.started = False
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.connections))
+
+    async def _throttle(self, email: str) -> None:
+        if self.global_rate is not None:
+            await self.global_rate.take()
+        rate = self.options.domain_rate_per_second
+        if rate:
+            domain = email.rpartition("@")[2]
+            bucket = self.domain_rates.get(domain)
+            if bucket is None:
+                bucket = self.domain_rates[domain] = TokenBucket(rate)
+            await bucket.take()
+
+    async def run_once(self) -> RunStats:
+        """Send everything that is due now, then return."""
+        total = RunStats()
+        if not self.started:
+            total.recovered += await asyncio.to_thread(
+                release_own_leases, self.db, self.options.worker_id, self.clock.now()
+            )
+            self.started = True
+        while True:
+            stats, claimed = await self.run_batch()
+            total.add(stats)
+            if not claimed:
+                return total
+
+    async def run_forever(
+        self, poll_seconds: float = 1.0, stop: asyncio.Event | None = None
+    ) -> None:
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_seconds)
+
+    async def run_batch(self) -> tuple[RunStats, int]:
+        now = self.clock.now()
+        jobs, templates, stats = await asyncio.to_thread(
+            claim,
+            self.db,
+            now=now,
+            worker_id=self.options.worker_id,
+            limit=self.options.batch_size,
+            lease=self.options.lease,
+        )
+        claimed = len(jobs) + stats.refused
+        if not jobs:
+            return stats, claimed
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        for job in jobs:
+            queue.put_nowait(job)
+        outcomes: list[Outcome] = []
+        await asyncio.gather(
+            *(self._worker(conn, queue, templates, outcomes, stats) for conn in self.connections)
+        )
+        recorded = await asyncio.to_thread(
+            record_outcomes,
+            self.db,
+            outcomes,
+            now=self.clock.now(),
+            max_attempts=self.options.max_attempts,
+            retry_base=self.options.retry_base,
+            on_hard_failure=self.on_hard_failure,
+        )
+        stats.add(recorded)
+        return stats, claimed
+
+    async def _worker(
+        self,
+        connection: SmtpConnection,
+        queue: asyncio.Queue[Job],
+        templates: dict[int, EmailTemplate],
+        outcomes: list[Outcome],
+        stats: RunStats,
+    ) -> None:
+        while not queue.empty():
+            job = queue.get_nowait()
+            try:
+                data = self.composer.compose(job, templates[job.template_id], self.clock.now())
+            except (ValidationFailed, KeyError) as exc:
+                outcomes.append(
+                    Outcome(job, SmtpResult(False, 554, f"cannot render: {exc}", "render"))
+                )
+                continue
+            await self._throttle(job.email)
+            verdicts: list[str] = []
+
+            async def before_dot(job: Job = job, verdicts: list[str] = verdicts) -> bool:
+                verdict = await self.marker.check(job.id)
+                verdicts.append(verdict)
+                return verdict == "ok"
+
+            result = await connection.send(
+                self.composer.return_path(job), job.email, data, before_dot
+            )
+            if verdicts and verdicts[0] != "ok":
+                # Lease lost to another sender, or refused at the last check (recorded there).
+                if verdicts[0] == "refused":
+                    stats.refused += 1
+                else:
+                    stats.aborted += 1
+                continue
+            outcomes.append(Outcome(job, result))
+
+
+def run_sender(
+    db: Database,
+    clock: Clock,
+    options: SenderOptions,
+    *,
+    tokens: TokenMaker | None = None,
+    forever: bool = False,
+) -> RunStats:
+    """Blocking entry point (CLI, tests)."""
+
+    async def main() -> RunStats:
+        sender = Sender(db, clock, options, tokens=tokens)
+        try:
+            if forever:
+                await sender.run_forever()
+                return RunStats()
+            return await sender.run_once()
+        finally:
+            await sender.close()
+
+    return asyncio.run(main())
+
+
+__all__ = ["Outcome", "RunStats", "Sender", "SenderOptions", "allowed_statuses", "run_sender"]
