@@ -37,6 +37,9 @@ def create_app(
     from tidings.events.api import router as events_router
 
     app.include_router(events_router, prefix="/api/v1", dependencies=authenticated)
+    from tidings.segments.api import router as segments_router
+
+    app.include_router(segments_router, prefix="/api/v1", dependencies=authenticated)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
