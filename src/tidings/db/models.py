@@ -1,6 +1,14 @@
 """Imports every model so Base.metadata knows all tables (for Alembic and tests)."""
 
 from tidings.activities.models import Activity
+from tidings.automations.models import (
+    Automation,
+    AutomationVersion,
+    Effect,
+    EngineState,
+    Enrolment,
+    StepLog,
+)
 from tidings.auth.models import ApiKey
 from tidings.contacts.models import (
     Contact,
@@ -19,17 +27,23 @@ from tidings.segments.models import Segment
 __all__ = [
     "Activity",
     "ApiKey",
+    "Automation",
+    "AutomationVersion",
     "Base",
     "Broadcast",
     "Contact",
     "ContactTag",
     "CustomField",
+    "Effect",
     "EmailTemplate",
+    "EngineState",
+    "Enrolment",
     "EventDaily",
     "ListMembership",
     "MailingList",
     "OutboxMessage",
     "Segment",
+    "StepLog",
     "Suppression",
     "Tag",
 ]

@@ -1,0 +1,407 @@
+"""Contact actions, run set-wise for every enrolment at the same step of the same version.
+
+Every action writes the same activity rows as tidings.contacts.service (cause "automation"),
+so a tag added here can start another automation in the same worker pass. Outbound effects
+(email, webhook, notify) are written to an outbox keyed by (enrolment, step, hop): the
+transaction that advances the enrolment is the one that records the effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from tidings.activities.service import ActivityRow, ActivityType, Cause, record_many
+from tidings.automations import definition as d
+from tidings.automations.enrolments import enrol, exit_active
+from tidings.automations.models import Effect
+from tidings.automations.registry import Loaded, Registry
+from tidings.contacts import service as contacts
+from tidings.contacts.models import Contact, ContactTag, MailingList, Tag
+from tidings.db.bulk import in_values, insert_tuples
+from tidings.errors import TidingsError
+
+CAUSE = Cause.AUTOMATION.value
+PASSED, FAILED, REFUSED = "passed", "failed", "refused"
+
+
+class RunLike(Protocol):
+    id: int
+    contact_id: int
+    hops: int
+
+
+@dataclass(frozen=True, slots=True)
+class EmailOutcome:
+    queued: bool
+    reason: str
+
+
+class EmailSender(Protocol):
+    def __call__(
+        self,
+        session: Session,
+        *,
+        contact_id: int,
+        template: str,
+        message_class: str,
+        idempotency_key: str,
+        now: datetime,
+        context: dict[str, Any] | None = None,
+    ) -> EmailOutcome: ...
+
+
+def messaging_sender(
+    session: Session,
+    *,
+    contact_id: int,
+    template: str,
+    message_class: str,
+    idempotency_key: str,
+    now: datetime,
+    context: dict[str, Any] | None = None,
+) -> EmailOutcome:
+    """The messaging outbox (issue 5): applies may_send and suppression, records refusals."""
+    from tidings.messaging.outbox import queue_email
+
+    result = queue_email(
+        session,
+        contact_id=contact_id,
+        template=template,
+        message_class=message_class,
+        idempotency_key=idempotency_key,
+        now=now,
+        context=context,
+        cause=CAUSE,
+    )
+    return EmailOutcome(result.queued, result.reason)
+
+
+@dataclass(slots=True)
+class Context:
+    session: Session
+    now: datetime
+    registry: Registry
+    send_email: EmailSender = messaging_sender
+    # Enrolments ended by exit/start actions in this transaction (they may be in the batch).
+    exited: set[int] = field(default_factory=set)
+    activities: int = 0
+
+
+Outcomes = dict[int, tuple[str, str | None]]  # enrolment id -> (outcome, detail); absent: passed
+
+
+def effect_key(loaded: Loaded, run: RunLike, step_id: str) -> str:
+    return f"automation:{loaded.automation_id}:{run.id}:{step_id}:{run.hops}"
+
+
+def run_action(ctx: Context, loaded: Loaded, step: Any, runs: Sequence[RunLike]) -> Outcomes:
+    handler = HANDLERS[type(step)]
+    return handler(ctx, loaded, step, runs)
+
+
+def _record(ctx: Context, rows: list[ActivityRow]) -> None:
+    if rows:
+        record_many(ctx.session, rows)
+        ctx.activities += len(rows)
+
+
+def _insert_ignore(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _tags(ctx: Context, loaded: Loaded, step: d.TagAction, runs: Sequence[RunLike]) -> Outcomes:
+    session, now = ctx.session, ctx.now
+    ids = sorted({r.contact_id for r in runs})
+    if step.action == "add_tag":
+        tag_ids = contacts.ensure_tags(session, step.tags, now)
+        for name in step.tags:
+            tag_id = tag_ids[name]
+            have = set(
+                session.scalars(
+                    select(ContactTag.contact_id).where(
+                        ContactTag.tag_id == tag_id, in_values(session, ContactTag.contact_id, ids)
+                    )
+                )
+            )
+            new = [cid for cid in ids if cid not in have]
+            if not new:
+                continue
+            rows = [(cid, tag_id, now) for cid in new]
+            if session.get_bind().dialect.name == "sqlite":
+                # The write lock is held (BEGIN IMMEDIATE): nobody can add it in between.
+                table: Any = ContactTag.__table__
+                insert_tuples(session, table, ("contact_id", "tag_id", "created_at"), rows)
+            else:
+                # A request may add the same tag concurrently: count only rows really added.
+                statement = _insert_ignore(session)(ContactTag).on_conflict_do_nothing()
+                new = list(
+                    session.scalars(
+                        statement.returning(ContactTag.contact_id),
+                        [{"contact_id": c, "tag_id": t, "created_at": n} for c, t, n in rows],
+                    )
+                )
+            _record(
+                ctx,
+                [
+                    ActivityRow(
+                        cid,
+                        ActivityType.TAG_ADDED.value,
+                        CAUSE,
+                        now,
+                        {"tag": name, "tag_id": tag_id},
+                    )
+                    for cid in new
+                ],
+            )
+        return {}
+    for name in step.tags:
+        found = session.scalar(select(Tag.id).where(Tag.name == name))
+        if found is None:
+            continue
+        tag_id = found
+        removed = session.scalars(
+            delete(ContactTag)
+            .where(ContactTag.tag_id == tag_id, in_values(session, ContactTag.contact_id, ids))
+            .returning(ContactTag.contact_id)
+        ).all()
+        _record(
+            ctx,
+            [
+                ActivityRow(
+                    cid, ActivityType.TAG_REMOVED.value, CAUSE, now, {"tag": name, "tag_id": tag_id}
+                )
+                for cid in sorted(removed)
+            ],
+        )
+    return {}
+
+
+def _score(ctx: Context, loaded: Loaded, step: d.ScoreAction, runs: Sequence[RunLike]) -> Outcomes:
+    session = ctx.session
+    ids = sorted({r.contact_id for r in runs})
+    changed = session.execute(
+        update(Contact)
+        .where(in_values(session, Contact.id, ids))
+        .values(score=Contact.score + step.by, updated_at=ctx.now)
+        .returning(Contact.id, Contact.score)
+        .execution_options(synchronize_session=False)
+    ).all()
+    _record(
+        ctx,
+        [
+            ActivityRow(
+                cid,
+                ActivityType.SCORE_CHANGED.value,
+                CAUSE,
+                ctx.now,
+                {"old": score - step.by, "new": score, "by": step.by},
+            )
+            for cid, score in changed
+        ],
+    )
+    return {}
+
+
+def _per_contact(
+    ctx: Context,
+    runs: Sequence[RunLike],
+    apply: Callable[[Contact], None],
+) -> Outcomes:
+    """Actions with per-contact rules (list rejoin, status stickiness, field types)."""
+    session = ctx.session
+    ids = sorted({r.contact_id for r in runs})
+    by_id = {
+        c.id: c for c in session.scalars(select(Contact).where(in_values(session, Contact.id, ids)))
+    }
+    outcomes: Outcomes = {}
+    for run in runs:
+        contact = by_id.get(run.contact_id)
+        if contact is None:
+            outcomes[run.id] = (FAILED, "contact no longer exists")
+            continue
+        try:
+            with session.begin_nested():
+                apply(contact)
+        except TidingsError as exc:
+            outcomes[run.id] = (FAILED, exc.detail)
+    ctx.activities += 1  # these services record their own activities
+    return outcomes
+
+
+def _list(ctx: Context, loaded: Loaded, step: d.ListAction, runs: Sequence[RunLike]) -> Outcomes:
+    session, now = ctx.session, ctx.now
+    if step.action == "subscribe_list":
+        list_id = contacts.ensure_lists(session, [step.list], now)[step.list]
+    else:
+        found = session.scalar(select(MailingList.id).where(MailingList.name == step.list))
+        if found is None:
+            return {}
+        list_id = found
+    mailing_list = session.get(MailingList, list_id)
+    assert mailing_list is not None
+    if step.action == "subscribe_list":
+
+        def apply(c: Contact) -> None:
+            contacts.subscribe_list(session, c, mailing_list, now=now, cause=CAUSE)
+    else:
+
+        def apply(c: Contact) -> None:
+            contacts.unsubscribe_list(session, c, mailing_list, now=now, cause=CAUSE)
+
+    return _per_contact(ctx, runs, apply)
+
+
+def _set_field(
+    ctx: Context, loaded: Loaded, step: d.SetFieldAction, runs: Sequence[RunLike]
+) -> Outcomes:
+    now = ctx.now
+    if step.field in contacts.PROFILE_ATTRIBUTES:
+
+        def apply(c: Contact) -> None:
+            contacts.update_contact(
+                ctx.session, c, now=now, cause=CAUSE, profile={step.field: step.value}
+            )
+    else:
+
+        def apply(c: Contact) -> None:
+            contacts.update_contact(
+                ctx.session, c, now=now, cause=CAUSE, fields={step.field: step.value}
+            )
+
+    return _per_contact(ctx, runs, apply)
+
+
+def _set_status(
+    ctx: Context, loaded: Loaded, step: d.SetStatusAction, runs: Sequence[RunLike]
+) -> Outcomes:
+    def apply(c: Contact) -> None:
+        contacts.change_status(
+            ctx.session, c, step.status.value, now=ctx.now, cause=CAUSE, reason=step.reason
+        )
+
+    return _per_contact(ctx, runs, apply)
+
+
+def _send_email(
+    ctx: Context, loaded: Loaded, step: d.SendEmailAction, runs: Sequence[RunLike]
+) -> Outcomes:
+    outcomes: Outcomes = {}
+    for run in runs:
+        result = ctx.send_email(
+            ctx.session,
+            contact_id=run.contact_id,
+            template=step.template,
+            message_class=step.message_class,
+            idempotency_key=effect_key(loaded, run, step.id),
+            now=ctx.now,
+            context={"automation": loaded.name, "step": step.id},
+        )
+        if not result.queued:
+            outcomes[run.id] = (REFUSED, result.reason)
+    ctx.activities += 1
+    return outcomes
+
+
+def _effects(
+    ctx: Context, loaded: Loaded, step: d.WebhookAction | d.NotifyAction, runs: Sequence[RunLike]
+) -> Outcomes:
+    session, now = ctx.session, ctx.now
+    ids = sorted({r.contact_id for r in runs})
+    emails = dict(
+        session.execute(
+            select(Contact.id, Contact.email).where(in_values(session, Contact.id, ids))
+        ).all()
+    )
+    rows = []
+    for run in runs:
+        contact = {"id": run.contact_id, "email": emails.get(run.contact_id)}
+        if isinstance(step, d.WebhookAction):
+            kind, target = "webhook", step.url
+            payload: dict[str, Any] = {
+                "automation": loaded.name,
+                "step": step.id,
+                "contact": contact,
+                "data": step.body,
+            }
+        else:
+            kind, target = "notify", step.to
+            payload = {
+                "subject": step.subject,
+                "body": step.body,
+                "contact": contact,
+                "automation": loaded.name,
+            }
+        rows.append(
+            {
+                "idempotency_key": effect_key(loaded, run, step.id),
+                "kind": kind,
+                "enrolment_id": run.id,
+                "contact_id": run.contact_id,
+                "target": target,
+                "payload": payload,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    statement = _insert_ignore(session)(Effect).on_conflict_do_nothing(
+        index_elements=["idempotency_key"]
+    )
+    session.execute(statement, rows)
+    return {}
+
+
+def _start(
+    ctx: Context, loaded: Loaded, step: d.StartAutomationAction, runs: Sequence[RunLike]
+) -> Outcomes:
+    snapshot = ctx.registry.snapshot
+    target_id = snapshot.by_name.get(step.automation)
+    if target_id is None or target_id not in snapshot.current:
+        reason = f"automation {step.automation!r} does not exist or is not active"
+        return {r.id: (FAILED, reason) for r in runs}
+    target = snapshot.current[target_id]
+    ids = sorted({r.contact_id for r in runs})
+    if step.restart:
+        ended = exit_active(
+            ctx.session, target_id, ids, now=ctx.now, reason=f"restarted by {loaded.name}"
+        )
+        ctx.exited.update(eid for eid, _, _ in ended)
+    enrol(ctx.session, target, now=ctx.now, contact_ids=ids)
+    return {}
+
+
+def _exit(
+    ctx: Context, loaded: Loaded, step: d.ExitAutomationAction, runs: Sequence[RunLike]
+) -> Outcomes:
+    target_id = ctx.registry.snapshot.by_name.get(step.automation)
+    if target_id is None:
+        return {r.id: (FAILED, f"automation {step.automation!r} does not exist") for r in runs}
+    ids = sorted({r.contact_id for r in runs})
+    ended = exit_active(ctx.session, target_id, ids, now=ctx.now, reason=f"exited by {loaded.name}")
+    ctx.exited.update(eid for eid, _, _ in ended)
+    return {}
+
+
+HANDLERS: dict[type, Callable[..., Outcomes]] = {
+    d.TagAction: _tags,
+    d.ScoreAction: _score,
+    d.ListAction: _list,
+    d.SetFieldAction: _set_field,
+    d.SetStatusAction: _set_status,
+    d.SendEmailAction: _send_email,
+    d.WebhookAction: _effects,
+    d.NotifyAction: _effects,
+    d.StartAutomationAction: _start,
+    d.ExitAutomationAction: _exit,
+}

@@ -1,0 +1,506 @@
+"""The engine: trigger matching over the activity stream and set-wise step execution.
+
+One *pass* = match new activities to triggers (creating enrolments), then claim due
+enrolments in batches and run them; repeated until nothing is left to do, so work created by a
+step (a tag that starts another automation) runs in the same pass.
+
+Durability: a batch is ONE transaction. It claims its rows (PostgreSQL: FOR UPDATE SKIP LOCKED;
+SQLite: the write lock of BEGIN IMMEDIATE), runs the steps, writes their effects (tags,
+activities, outbox rows) and the enrolments' new positions, and commits. A crash at any point
+rolls all of it back, so an effect is never lost nor doubled; the rows are simply claimed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from tidings.activities.models import Activity
+from tidings.automations import definition as d
+from tidings.automations import triggers
+from tidings.automations.actions import (
+    FAILED,
+    PASSED,
+    Context,
+    EmailSender,
+    Outcomes,
+    messaging_sender,
+    run_action,
+)
+from tidings.automations.enrolments import ACTIVE, COMPLETED, EXITED, LOG_COLUMNS, enrol
+from tidings.automations.models import EngineState, Enrolment, StepLog
+from tidings.automations.registry import Loaded, Registry, Snapshot
+from tidings.clock import Clock
+from tidings.contacts.models import Contact
+from tidings.db.bulk import in_values, insert_tuples
+from tidings.db.engine import Database
+from tidings.segments import condition_sql
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "activity_cursor"
+MAX_HOPS = 200  # steps one enrolment may run in one batch before yielding (no wait in a loop)
+STATUS_CHANGED = "status_changed"
+
+
+@dataclass(slots=True)
+class Run:
+    """One claimed enrolment, advanced in memory and written back at the end of the batch."""
+
+    id: int
+    automation_id: int
+    version: int
+    contact_id: int
+    step: str
+    wait_until: datetime | None
+    hops: int
+    goals_hit: list[str]
+    entered_at: datetime
+    run_key: str | None
+    state: str = ACTIVE
+    wake_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    moving: bool = True  # still has steps to run in this batch
+    dirty_goals: bool = False
+
+
+@dataclass(slots=True)
+class PassStats:
+    matched: int = 0
+    enrolled: int = 0
+    steps: int = 0
+    batches: int = 0
+
+    def add(self, other: PassStats) -> None:
+        self.matched += other.matched
+        self.enrolled += other.enrolled
+        self.steps += other.steps
+        self.batches += other.batches
+
+
+@dataclass
+class Engine:
+    database: Database
+    clock: Clock
+    batch_size: int = 500
+    activity_batch: int = 5000
+    send_email: EmailSender = messaging_sender
+    registry: Registry = field(default_factory=Registry)
+
+    # --- the pass ----------------------------------------------------------------------------
+
+    def run_until_idle(self, max_rounds: int = 100_000) -> PassStats:
+        """Match and run until no activity is unmatched and no enrolment is due."""
+        total = PassStats()
+        for _ in range(max_rounds):
+            stats = PassStats()
+            stats.add(self.match_triggers())
+            stats.add(self.process_due())
+            total.add(stats)
+            if stats.matched == 0 and stats.steps == 0 and stats.enrolled == 0:
+                break
+        return total
+
+    # --- triggers ----------------------------------------------------------------------------
+
+    def match_triggers(self) -> PassStats:
+        stats = PassStats()
+        with self.database.session() as session:
+            snapshot = self.registry.refresh(session)
+            cursor = self._lock_cursor(session)
+            if cursor is None:
+                return stats  # another worker is matching right now
+            upper = session.scalar(select(func.coalesce(func.max(Activity.id), 0))) or 0
+            if upper <= cursor:
+                return stats
+            query = (
+                select(
+                    Activity.id, Activity.contact_id, Activity.type, Activity.data, Activity.machine
+                )
+                .where(Activity.id > cursor, Activity.id <= upper, Activity.contact_id.is_not(None))
+                .order_by(Activity.id)
+                .limit(self.activity_batch)
+            )
+            wanted = set(snapshot.index) | {STATUS_CHANGED}
+            if not snapshot.recheck_ids:
+                query = query.where(Activity.type.in_(sorted(wanted)))
+            rows = list(session.execute(query).all())
+            new_cursor = rows[-1].id if len(rows) == self.activity_batch else upper
+            stats.matched = len(rows)
+            now = self.clock.now()
+            stats.enrolled = self._enrol_matches(session, snapshot, rows, now)
+            self._recheck(session, snapshot, rows, now)
+            session.execute(
+                update(EngineState)
+                .where(EngineState.key == CURSOR_KEY)
+                .values(value={"id": new_cursor})
+            )
+        return stats
+
+    def _lock_cursor(self, session: Session) -> int | None:
+        statement = select(EngineState.value).where(EngineState.key == CURSOR_KEY)
+        if not self.database.is_sqlite:
+            statement = statement.with_for_update(skip_locked=True)
+        value = session.scalar(statement)
+        if value is None:
+            if ensure_cursor(session) is False:
+                return None  # locked by another worker, or just created by one
+            value = session.scalar(statement)
+            if value is None:
+                return None
+        return int(value["id"])
+
+    def _enrol_matches(
+        self, session: Session, snapshot: Snapshot, rows: list[Any], now: datetime
+    ) -> int:
+        targets: dict[int, set[int]] = defaultdict(set)
+        for row in rows:
+            for loaded in snapshot.index.get(row.type, ()):
+                trigger = loaded.definition.trigger
+                if triggers.matches(trigger, row.type, row.data or {}, bool(row.machine)):
+                    targets[loaded.automation_id].add(row.contact_id)
+        enrolled = 0
+        for automation_id, contact_ids in targets.items():
+            enrolled += enrol(
+                session, snapshot.current[automation_id], now=now, contact_ids=sorted(contact_ids)
+            )
+        return enrolled
+
+    def _recheck(
+        self, session: Session, snapshot: Snapshot, rows: list[Any], now: datetime
+    ) -> None:
+        """Wake enrolments whose goals, condition waits or status rule may now decide."""
+        status_changed = {r.contact_id for r in rows if r.type == STATUS_CHANGED}
+        if status_changed:
+            self._wake(session, sorted(status_changed), None, now)
+        if snapshot.recheck_ids:
+            contacts = sorted({r.contact_id for r in rows})
+            self._wake(session, contacts, sorted(snapshot.recheck_ids), now)
+
+    def _wake(
+        self,
+        session: Session,
+        contact_ids: list[int],
+        automation_ids: list[int] | None,
+        now: datetime,
+    ) -> None:
+        statement = update(Enrolment).where(
+            Enrolment.state == ACTIVE,
+            Enrolment.wake_at > now,
+            in_values(session, Enrolment.contact_id, contact_ids),
+        )
+        if automation_ids is not None:
+            statement = statement.where(Enrolment.automation_id.in_(automation_ids))
+        session.execute(statement.values(wake_at=now).execution_options(synchronize_session=False))
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def process_due(self) -> PassStats:
+        """Claim and run due enrolments batch by batch; each batch is one transaction."""
+        total = PassStats()
+        while True:
+            stats = self.process_batch()
+            total.add(stats)
+            if stats.batches == 0:
+                return total
+
+    def process_batch(self) -> PassStats:
+        stats = PassStats()
+        with self.database.session() as session:
+            snapshot = self.registry.refresh(session)
+            active_ids = [aid for aid, status in snapshot.status.items() if status == "active"]
+            if not active_ids:
+                return stats
+            now = self.clock.now()
+            runs = self._claim(session, active_ids, now)
+            if not runs:
+                return stats
+            stats.batches = 1
+            ctx = Context(session, now, self.registry, send_email=self.send_email)
+            logs: list[tuple[Any, ...]] = []
+            self._check_status(session, runs, logs, now)
+            self._check_goals(ctx, runs, logs)
+            stats.steps = self._run_steps(ctx, runs, logs)
+            self._write_back(session, runs)
+            insert_tuples(session, StepLog.__table__, LOG_COLUMNS, logs)  # type: ignore[arg-type]
+        return stats
+
+    def _claim(self, session: Session, automation_ids: list[int], now: datetime) -> list[Run]:
+        statement = (
+            select(
+                Enrolment.id,
+                Enrolment.automation_id,
+                Enrolment.version,
+                Enrolment.contact_id,
+                Enrolment.step,
+                Enrolment.wait_until,
+                Enrolment.hops,
+                Enrolment.goals_hit,
+                Enrolment.entered_at,
+                Enrolment.run_key,
+            )
+            .where(
+                Enrolment.state == ACTIVE,
+                Enrolment.wake_at <= now,
+                Enrolment.automation_id.in_(automation_ids),
+            )
+            .order_by(Enrolment.wake_at, Enrolment.id)
+            .limit(self.batch_size)
+        )
+        if not self.database.is_sqlite:
+            statement = statement.with_for_update(skip_locked=True)
+        return [
+            Run(r[0], r[1], r[2], r[3], r[4] or d.END, r[5], r[6], list(r[7] or []), r[8], r[9])
+            for r in session.execute(statement)
+        ]
+
+    def _loaded(self, session: Session, run: Run) -> Loaded:
+        return self.registry.version(session, run.automation_id, run.version)
+
+    def _end(self, run: Run, state: str, now: datetime, reason: str | None) -> None:
+        run.state, run.moving, run.wake_at = state, False, None
+        run.ended_at, run.end_reason = now, reason
+
+    def _check_status(
+        self, session: Session, runs: list[Run], logs: list[tuple[Any, ...]], now: datetime
+    ) -> None:
+        ids = sorted({r.contact_id for r in runs})
+        statuses = dict(
+            session.execute(
+                select(Contact.id, Contact.status).where(in_values(session, Contact.id, ids))
+            ).all()
+        )
+        for run in runs:
+            status = statuses.get(run.contact_id)
+            if status is None:
+                self._end(run, EXITED, now, "contact deleted")
+            elif status not in self._loaded(session, run).allowed:
+                reason = f"status {status} is not allowed in this automation"
+                self._end(run, EXITED, now, reason)
+                logs.append(
+                    (run.id, run.automation_id, run.contact_id, run.step, EXITED, reason, now)
+                )
+
+    def _check_goals(self, ctx: Context, runs: list[Run], logs: list[tuple[Any, ...]]) -> None:
+        groups: dict[tuple[int, int], list[Run]] = defaultdict(list)
+        for run in runs:
+            if run.moving:
+                groups[(run.automation_id, run.version)].append(run)
+        for (automation_id, version), group in groups.items():
+            loaded = self.registry.version(ctx.session, automation_id, version)
+            for goal in loaded.definition.goals:
+                candidates = [r for r in group if r.moving and goal.id not in r.goals_hit]
+                hits = self._holding(ctx, goal.when, candidates)
+                for run in candidates:
+                    if run.contact_id not in hits:
+                        continue
+                    logs.append(
+                        (run.id, automation_id, run.contact_id, run.step, "goal", goal.id, ctx.now)
+                    )
+                    run.goals_hit = [*run.goals_hit, goal.id]
+                    self._move(run, goal.jump_to, ctx.now)
+
+    def _holding(self, ctx: Context, condition: Any, runs: list[Run]) -> set[int]:
+        if not runs:
+            return set()
+        session = ctx.session
+        ids = sorted({r.contact_id for r in runs})
+        query = select(Contact.id).where(
+            in_values(session, Contact.id, ids), condition_sql(condition, ctx.now)
+        )
+        return set(session.scalars(query))
+
+    def _move(self, run: Run, to: str, now: datetime) -> None:
+        run.hops += 1
+        run.wait_until = None
+        if to == d.END:
+            self._end(run, COMPLETED, now, None)
+        else:
+            run.step = to
+
+    def _run_steps(self, ctx: Context, runs: list[Run], logs: list[tuple[Any, ...]]) -> int:
+        executed = 0
+        for _ in range(MAX_HOPS):
+            groups: dict[tuple[int, int, str], list[Run]] = defaultdict(list)
+            for run in runs:
+                if run.moving and run.id in ctx.exited:
+                    self._end(run, EXITED, ctx.now, "exited by another automation")
+                if run.moving:
+                    groups[(run.automation_id, run.version, run.step)].append(run)
+            if not groups:
+                return executed
+            for (automation_id, version, step_id), group in groups.items():
+                group = [r for r in group if r.id not in ctx.exited]
+                if not group:
+                    continue
+                loaded = self.registry.version(ctx.session, automation_id, version)
+                executed += self._step(ctx, loaded, step_id, group, logs)
+        for run in runs:  # a long chain of instant steps: continue in the next batch
+            if run.moving:
+                run.moving, run.wake_at = False, ctx.now
+        return executed
+
+    def _step(
+        self,
+        ctx: Context,
+        loaded: Loaded,
+        step_id: str,
+        group: list[Run],
+        logs: list[tuple[Any, ...]],
+    ) -> int:
+        now = ctx.now
+        definition = loaded.definition
+        aid = loaded.automation_id
+
+        def passed(run: Run, to: str, outcome: str = PASSED, detail: str | None = None) -> None:
+            logs.append((run.id, aid, run.contact_id, step_id, outcome, detail, now))
+            self._move(run, to, now)
+
+        if step_id == d.END or step_id not in definition._index():
+            for run in group:
+                reason = None if step_id == d.END else f"step {step_id!r} no longer exists"
+                self._end(run, COMPLETED if step_id == d.END else FAILED, now, reason)
+            return 0
+        step = definition.step(step_id)
+        following = definition.next_of(step_id)
+        if isinstance(step, d.WaitStep):
+            return self._wait(ctx, loaded, step, group, logs, passed)
+        if isinstance(step, d.EndStep):
+            for run in group:
+                logs.append((run.id, aid, run.contact_id, step_id, PASSED, None, now))
+                run.hops += 1
+                self._end(run, COMPLETED, now, None)
+            return len(group)
+        if isinstance(step, d.GotoStep):
+            for run in group:
+                passed(run, step.goto)
+            return len(group)
+        if isinstance(step, d.IfStep):
+            holding = self._holding(ctx, step.if_, group)
+            for run in group:
+                yes = run.contact_id in holding
+                passed(
+                    run,
+                    (step.then if yes else step.else_) or following,
+                    PASSED,
+                    "then" if yes else "else",
+                )
+            return len(group)
+        if isinstance(step, d.SplitStep):
+            for run in group:
+                branch = split_branch(aid, run.contact_id, step)
+                passed(run, branch.to, PASSED, f"to {branch.to}")
+            return len(group)
+        outcomes: Outcomes = run_action(ctx, loaded, step, group)
+        for run in group:
+            outcome, detail = outcomes.get(run.id, (PASSED, None))
+            if outcome == FAILED:
+                # A failed action does not stop the run: it is recorded and the run continues,
+                # like ActiveCampaign's "skip" policy (a refused send is recorded the same way).
+                passed(run, following, FAILED, detail)
+            else:
+                passed(run, following, outcome, detail)
+        return len(group)
+
+    def _wait(
+        self,
+        ctx: Context,
+        loaded: Loaded,
+        step: d.WaitStep,
+        group: list[Run],
+        logs: list[tuple[Any, ...]],
+        passed: Any,
+    ) -> int:
+        now, wait = ctx.now, step.wait
+        following = loaded.definition.next_of(step.id)
+        for run in group:
+            if run.wait_until is None:
+                run.wait_until = _deadline(wait, run, now)
+        holding: set[int] = set()
+        if wait.condition is not None:
+            holding = self._holding(ctx, wait.condition, group)
+        executed = 0
+        for run in group:
+            assert run.wait_until is not None
+            if wait.condition is not None and run.contact_id in holding:
+                passed(run, following, PASSED, "condition held")
+                executed += 1
+            elif now >= run.wait_until:
+                if wait.condition is not None:
+                    passed(run, wait.on_timeout or following, "timed_out", "time limit reached")
+                else:
+                    passed(run, following)
+                executed += 1
+            else:
+                run.moving, run.wake_at = False, run.wait_until
+        return executed
+
+    def _write_back(self, session: Session, runs: list[Run]) -> None:
+        rows = []
+        for run in runs:
+            if run.moving:  # not reachable: _run_steps settles every run
+                run.moving, run.wake_at = False, self.clock.now()
+            ended = run.state != ACTIVE
+            run_key = run.run_key
+            if ended and run_key is not None and run_key.endswith(":active"):
+                run_key = None
+            rows.append(
+                {
+                    "id": run.id,
+                    "state": run.state,
+                    "step": run.step,
+                    "wake_at": run.wake_at,
+                    "wait_until": run.wait_until,
+                    "hops": run.hops,
+                    "goals_hit": run.goals_hit,
+                    "run_key": run_key,
+                    "ended_at": run.ended_at,
+                    "end_reason": run.end_reason,
+                }
+            )
+        session.execute(update(Enrolment), rows)
+
+
+def _deadline(wait: d.Wait, run: Run, now: datetime) -> datetime:
+    if wait.until is not None:
+        return wait.until
+    if wait.after_entry is not None:
+        return run.entered_at + wait.after_entry.delta
+    if wait.condition is not None:
+        assert wait.timeout is not None
+        return now + wait.timeout.delta
+    duration = wait.duration
+    assert duration is not None
+    return now + duration
+
+
+def split_branch(automation_id: int, contact_id: int, step: d.SplitStep) -> d.Branch:
+    """Deterministic per (automation, contact, step): stable as long as the percentages are."""
+    digest = hashlib.sha256(f"{automation_id}:{contact_id}:{step.id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * 100
+    bound = 0.0
+    for branch in step.split:
+        bound += branch.percent
+        if point < bound:
+            return branch
+    return step.split[-1]
+
+
+def ensure_cursor(session: Session) -> bool:
+    """Create the activity cursor at the newest activity (old history starts nothing)."""
+    upper = session.scalar(select(func.coalesce(func.max(Activity.id), 0))) or 0
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = session.execute(
+        insert(EngineState).values(key=CURSOR_KEY, value={"id": upper}).on_conflict_do_nothing()
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,138 @@
+"""Enrolling contacts (set-wise: one INSERT ... SELECT) and ending enrolments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, cast, literal, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from tidings.automations.models import Enrolment, StepLog
+from tidings.automations.registry import Loaded
+from tidings.contacts.models import Contact
+from tidings.db.bulk import in_values, insert_tuples
+from tidings.db.types import JSONType, UTCDateTime
+
+ACTIVE = "active"
+COMPLETED = "completed"
+EXITED = "exited"
+
+
+def run_key_expr(loaded: Loaded, contact_id: Any) -> Any:
+    """The unique key: forever for runs once, only while active for runs multiple."""
+    key = literal(f"{loaded.automation_id}:") + cast(contact_id, String)
+    if loaded.definition.runs == "multiple":
+        key = key + literal(":active")
+    return key
+
+
+def enrol(
+    session: Session,
+    loaded: Loaded,
+    *,
+    now: datetime,
+    contact_ids: Sequence[int] | None = None,
+    where: ColumnElement[bool] | None = None,
+) -> int:
+    """Enrol contacts (by id, or all matching `where`) whose status the automation allows.
+
+    One INSERT ... SELECT; the unique run key silently skips contacts that may not enter
+    again, even when two workers enrol the same contact at the same moment. Returns how many
+    were enrolled.
+    """
+    conditions: list[ColumnElement[bool]] = [
+        Contact.status.in_(sorted(loaded.allowed)),
+        true(),  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+    ]
+    if contact_ids is not None:
+        if not contact_ids:
+            return 0
+        conditions.append(in_values(session, Contact.id, sorted(set(contact_ids))))
+    if where is not None:
+        conditions.append(where)
+    first = loaded.definition.steps[0].id
+    select_ = select(
+        literal(loaded.automation_id),
+        literal(loaded.version),
+        Contact.id,
+        literal(ACTIVE),
+        literal(first),
+        literal(now, UTCDateTime()),
+        literal(0),
+        literal([], JSONType),
+        run_key_expr(loaded, Contact.id),
+        literal(now, UTCDateTime()),
+    ).where(*conditions)
+    columns = [
+        "automation_id",
+        "version",
+        "contact_id",
+        "state",
+        "step",
+        "wake_at",
+        "hops",
+        "goals_hit",
+        "run_key",
+        "entered_at",
+    ]
+    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(Enrolment)
+        .from_select(columns, select_)
+        .on_conflict_do_nothing(index_elements=["run_key"])
+    )
+    if dialect_insert is sqlite_insert:
+        return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+    # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
+    return len(session.execute(statement.returning(Enrolment.id)).all())
+
+
+def exit_active(
+    session: Session,
+    automation_id: int,
+    contact_ids: Sequence[int],
+    *,
+    now: datetime,
+    reason: str,
+    step_hint: str = "exit",
+) -> list[tuple[int, int, str | None]]:
+    """End the active enrolments of these contacts in an automation; (id, contact, step) each."""
+    if not contact_ids:
+        return []
+    statement = (
+        update(Enrolment)
+        .where(
+            Enrolment.automation_id == automation_id,
+            Enrolment.state == ACTIVE,
+            in_values(session, Enrolment.contact_id, sorted(set(contact_ids))),
+        )
+        .values(
+            state=EXITED,
+            wake_at=None,
+            ended_at=now,
+            end_reason=reason,
+            # Runs-multiple keys end in ':active': free them so the contact may enter again.
+            run_key=_released_key(),
+        )
+        .returning(Enrolment.id, Enrolment.contact_id, Enrolment.step)
+    )
+    rows = [(r[0], r[1], r[2]) for r in session.execute(statement)]
+    log_rows = [
+        (eid, automation_id, cid, step or step_hint, "exited", reason, now)
+        for eid, cid, step in rows
+    ]
+    insert_tuples(session, StepLog.__table__, LOG_COLUMNS, log_rows)  # type: ignore[arg-type]
+    return rows
+
+
+def _released_key() -> Any:
+    from sqlalchemy import case
+
+    return case((Enrolment.run_key.like("%:active"), None), else_=Enrolment.run_key)
+
+
+LOG_COLUMNS = ("enrolment_id", "automation_id", "contact_id", "step", "outcome", "detail", "at")

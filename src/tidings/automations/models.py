@@ -1,0 +1,134 @@
+"""Automations, their versions, enrolments (the queue), the step log and the effect outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tidings.db.base import Base
+from tidings.db.types import BigIntPK, JSONType, UTCDateTime
+
+
+class Automation(Base):
+    __tablename__ = "automations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # active: triggers enrol and enrolments run; paused: nothing runs (enrolments keep waiting).
+    status: Mapped[str] = mapped_column(String(20))
+    current_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AutomationVersion(Base):
+    __tablename__ = "automation_versions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    automation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("automations.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("automation_id", "version"),)
+
+
+class Enrolment(Base):
+    """One contact's run through one automation version: the durable queue row.
+
+    The worker claims due rows (wake_at <= now) and advances them in ONE transaction together
+    with every effect of the steps it runs, so a crash rolls both back: nothing lost, nothing
+    doubled. `run_key` enforces "runs once" (kept forever) and "one active run" for runs
+    multiple (cleared when the run ends) with a unique index.
+    """
+
+    __tablename__ = "enrolments"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    automation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("automations.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("contacts.id", ondelete="CASCADE")
+    )
+    # active (running or waiting) | completed | exited | failed
+    state: Mapped[str] = mapped_column(String(20))
+    step: Mapped[str | None] = mapped_column(String(100))
+    # When the worker should look at this row next (None: never, the run is over).
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The deadline of the wait the contact is in (None: the current step has not started).
+    wait_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Step executions so far: part of effect idempotency keys (a loop revisits a step).
+    hops: Mapped[int] = mapped_column(Integer, default=0)
+    goals_hit: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    run_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_enrolments_state_wake_at", "state", "wake_at"),
+        Index("ix_enrolments_contact_id_automation_id", "contact_id", "automation_id"),
+        Index("ix_enrolments_automation_id_state_step", "automation_id", "state", "step"),
+    )
+
+
+class StepLog(Base):
+    """What happened at each step of each enrolment: the history and the per-step counts."""
+
+    __tablename__ = "automation_step_log"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    enrolment_id: Mapped[int] = mapped_column(BigInteger)
+    automation_id: Mapped[int] = mapped_column(BigInteger)
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[str] = mapped_column(String(100))
+    # passed | failed | refused | goal | exited
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_automation_step_log_automation_id_step", "automation_id", "step", "outcome"),
+        Index("ix_automation_step_log_enrolment_id", "enrolment_id"),
+    )
+
+
+class EngineState(Base):
+    """Small named values the engine keeps across restarts (the activity cursor)."""
+
+    __tablename__ = "automation_engine_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class Effect(Base):
+    """An outbound effect (webhook call, internal notification), sent after commit with retries."""
+
+    __tablename__ = "automation_effects"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # webhook | notify
+    enrolment_id: Mapped[int | None] = mapped_column(BigInteger)
+    contact_id: Mapped[int | None] = mapped_column(BigInteger)
+    target: Mapped[str] = mapped_column(Text)  # URL or email address
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # pending | sent | failed (gave up) | refused (SSRF rule)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_automation_effects_status_next_attempt_at", "status", "next_attempt_at"),
+    )
