@@ -621,11 +621,18 @@ class Sender:
                 release_own_leases, self.db, self.options.worker_id, self.clock.now()
             )
             self.started = True
+        await asyncio.to_thread(self._queue_due_broadcasts)
         while True:
             stats, claimed = await self.run_batch()
             total.add(stats)
             if not claimed:
                 return total
+
+    def _queue_due_broadcasts(self) -> None:
+        from tidings.messaging.broadcasts import queue_due_broadcasts
+
+        with self.db.session() as session:
+            queue_due_broadcasts(session, now=self.clock.now())
 
     async def run_forever(
         self, poll_seconds: float = 1.0, stop: asyncio.Event | None = None

@@ -1,0 +1,298 @@
+"""Broadcasts: one campaign to a list or a segment, queued set-wise into the outbox.
+
+Queuing is ONE `INSERT ... SELECT` (plus one for the refusals' activity rows): every recipient
+gets an outbox row keyed `broadcast:<id>:<contact id>`, either `queued` or `refused` with the
+policy's reason, so a refusal is visible per broadcast and per contact. Running it twice changes
+nothing (ON CONFLICT DO NOTHING on the key).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from tidings.activities.models import Activity
+from tidings.activities.service import Cause
+from tidings.contacts.models import Contact, ListMembership, MailingList
+from tidings.contacts.policy import ContactStatus, MessageClass, may_send
+from tidings.contacts.repository import suppressed_condition
+from tidings.errors import Conflict, NotFound, ValidationFailed
+from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
+from tidings.messaging.outbox import EmailActivity, OutboxStatus
+
+SCHEDULED, SENDING, SENT, CANCELLED = "scheduled", "sending", "sent", "cancelled"
+PENDING_STATUSES = (
+    OutboxStatus.QUEUED,
+    OutboxStatus.SENDING,
+    OutboxStatus.DELIVERING,
+    OutboxStatus.DEFERRED,
+)
+
+
+def create_broadcast(
+    session: Session,
+    *,
+    name: str,
+    template_id: int,
+    list_id: int | None,
+    segment: Any | None,
+    scheduled_at: datetime | None,
+    now: datetime,
+) -> Broadcast:
+    from tidings.segments.service import compile_checked
+
+    if session.get(EmailTemplate, template_id) is None:
+        raise NotFound(f"template_id: template {template_id} does not exist")
+    if (list_id is None) == (segment is None):
+        raise ValidationFailed("list_id: give exactly one of list_id and segment")
+    if list_id is not None and session.get(MailingList, list_id) is None:
+        raise NotFound(f"list_id: list {list_id} does not exist")
+    if segment is not None:
+        compile_checked(session, segment, now)  # validated now, evaluated when queued
+    if not name.strip():
+        raise ValidationFailed("name: must not be empty")
+    broadcast = Broadcast(
+        name=name.strip(),
+        template_id=template_id,
+        list_id=list_id,
+        segment=segment,
+        status=SCHEDULED,
+        scheduled_at=scheduled_at or now,
+        recipients=0,
+        created_at=now,
+    )
+    session.add(broadcast)
+    session.flush()
+    return broadcast
+
+
+def get_broadcast(session: Session, broadcast_id: int) -> Broadcast:
+    broadcast = session.get(Broadcast, broadcast_id)
+    if broadcast is None:
+        raise NotFound(f"broadcast {broadcast_id} not found")
+    return broadcast
+
+
+def _random_token(session: Session) -> ColumnElement[str]:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.replace(cast(func.gen_random_uuid(), String), "-", "")
+    return func.lower(func.hex(func.randomblob(16)))
+
+
+def _audience(session: Session, broadcast: Broadcast, now: datetime) -> ColumnElement[bool]:
+    if broadcast.list_id is not None:
+        return exists().where(
+            ListMembership.contact_id == Contact.id,
+            ListMembership.list_id == broadcast.list_id,
+            ListMembership.status == "active",
+        )
+    from tidings.segments.service import compile_checked
+
+    return compile_checked(session, broadcast.segment, now)
+
+
+def queue_broadcast(session: Session, broadcast: Broadcast, *, now: datetime) -> int:
+    """Write the outbox rows of a broadcast (queued or refused). Returns the recipient count."""
+    if broadcast.status != SCHEDULED:
+        raise Conflict(f"broadcast {broadcast.id} is {broadcast.status}, not scheduled")
+    klass = MessageClass.CAMPAIGN
+    suppressed = suppressed_condition(Contact.email)
+    reasons = {s: may_send(s, klass) for s in ContactStatus}
+    allowed = [s.value for s, d in reasons.items() if d.allowed]
+    refusal = case(
+        (suppressed, literal(may_send("subscribed", klass, suppressed=True).reason)),
+        *(
+            (Contact.status == s.value, literal(d.reason))
+            for s, d in reasons.items()
+            if not d.allowed
+        ),
+        else_=literal(None),
+    )
+    status = case(
+        (and_(Contact.status.in_(allowed), not_(suppressed)), literal(OutboxStatus.QUEUED.value)),
+        else_=literal(OutboxStatus.REFUSED.value),
+    )
+    key = literal(f"broadcast:{broadcast.id}:") + cast(Contact.id, String)
+    rows = select(
+        key,
+        Contact.id,
+        literal(broadcast.template_id),
+        literal(broadcast.id),
+        literal(klass.value),
+        literal({}, type_=OutboxMessage.__table__.c.context.type),
+        status,
+        refusal,
+        literal(0),
+        literal(now, type_=OutboxMessage.__table__.c.next_attempt_at.type),
+        _random_token(session),
+        Contact.email,
+        literal(now, type_=OutboxMessage.__table__.c.created_at.type),
+        literal(now, type_=OutboxMessage.__table__.c.updated_at.type),
+    ).where(_audience(session, broadcast, now))
+    columns = [
+        "idempotency_key",
+        "contact_id",
+        "template_id",
+        "broadcast_id",
+        "message_class",
+        "context",
+        "status",
+        "reason",
+        "attempts",
+        "next_attempt_at",
+        "message_id",
+        "recipient",
+        "created_at",
+        "updated_at",
+    ]
+    statement: Any
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(OutboxMessage).from_select(columns, rows).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        # SQLite needs a WHERE on INSERT ... SELECT ... ON CONFLICT to parse it.
+        statement = (
+            sqlite_insert(OutboxMessage)
+            .from_select(columns, rows.where(literal(True)))
+            .on_conflict_do_nothing()
+        )
+    session.execute(statement)
+    # Refusals become visible in each contact's history (one INSERT ... SELECT).
+    data = (
+        func.json_object(
+            "reason",
+            OutboxMessage.reason,
+            "broadcast_id",
+            OutboxMessage.broadcast_id,
+            "outbox_id",
+            OutboxMessage.id,
+            "message_class",
+            OutboxMessage.message_class,
+        )
+        if session.get_bind().dialect.name == "sqlite"
+        else func.jsonb_build_object(
+            "reason",
+            OutboxMessage.reason,
+            "broadcast_id",
+            OutboxMessage.broadcast_id,
+            "outbox_id",
+            OutboxMessage.id,
+            "message_class",
+            OutboxMessage.message_class,
+        )
+    )
+    session.execute(
+        insert(Activity).from_select(
+            ["contact_id", "type", "cause", "occurred_at", "data"],
+            select(
+                OutboxMessage.contact_id,
+                literal(EmailActivity.REFUSED.value),
+                literal(Cause.SYSTEM.value),
+                literal(now, type_=Activity.__table__.c.occurred_at.type),
+                data,
+            ).where(
+                OutboxMessage.broadcast_id == broadcast.id,
+                OutboxMessage.status == OutboxStatus.REFUSED,
+            ),
+        )
+    )
+    count = int(
+        session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.broadcast_id == broadcast.id)
+        )
+        or 0
+    )
+    broadcast.status = SENDING
+    broadcast.queued_at = now
+    broadcast.recipients = count
+    session.flush()
+    return count
+
+
+def queue_due_broadcasts(session: Session, *, now: datetime) -> list[int]:
+    query = (
+        select(Broadcast)
+        .where(Broadcast.status == SCHEDULED, Broadcast.scheduled_at <= now)
+        .order_by(Broadcast.scheduled_at, Broadcast.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # several senders: one queues each
+    due = list(session.scalars(query))
+    for broadcast in due:
+        queue_broadcast(session, broadcast, now=now)
+    return [b.id for b in due]
+
+
+def cancel_broadcast(session: Session, broadcast: Broadcast, *, now: datetime) -> int:
+    """Stop a broadcast: scheduled, or sending (rows not yet handed over are cancelled)."""
+    if broadcast.status in (SENT, CANCELLED):
+        raise Conflict(f"broadcast {broadcast.id} is already {broadcast.status}")
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.broadcast_id == broadcast.id,
+            OutboxMessage.status.in_([OutboxStatus.QUEUED, OutboxStatus.DEFERRED]),
+        )
+        .values(status=OutboxStatus.REFUSED, reason="broadcast cancelled", updated_at=now)
+    )
+    broadcast.status = CANCELLED
+    session.flush()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def stats(session: Session, broadcast: Broadcast) -> dict[str, int]:
+    """Messages per status, plus opened and clicked (a message counts once)."""
+    counts = {s.value: 0 for s in OutboxStatus}
+    for status, n in session.execute(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.broadcast_id == broadcast.id)
+        .group_by(OutboxMessage.status)
+    ):
+        counts[status] = int(n)
+    engaged = session.execute(
+        select(func.count(OutboxMessage.opened_at), func.count(OutboxMessage.clicked_at)).where(
+            OutboxMessage.broadcast_id == broadcast.id
+        )
+    ).one()
+    counts["opened"], counts["clicked"] = int(engaged[0]), int(engaged[1])
+    counts["total"] = broadcast.recipients
+    if broadcast.status == SENDING and not any(counts[s] for s in PENDING_STATUSES):
+        broadcast.status = SENT
+        session.flush()
+    return counts
+
+
+def record_engagement(session: Session, message_token: str, kind: str, now: datetime) -> bool:
+    """Called by tracking (opens, clicks) so broadcast stats count them. kind: open | click."""
+    column = OutboxMessage.opened_at if kind == "open" else OutboxMessage.clicked_at
+    values: dict[str, Any] = {column.key: now}
+    if kind == "click":
+        # a click implies the message was opened, even with images off
+        values["opened_at"] = func.coalesce(OutboxMessage.opened_at, now)
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.message_id == message_token, column.is_(None))
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,300 @@
+"""The email API and the public pages, end to end over HTTP (TestClient)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.messaging.conftest import Sink, sender_options
+from tidings.activities.models import Activity
+from tidings.clock import FakeClock
+from tidings.contacts.models import Contact, ListMembership, MailingList
+from tidings.db.engine import Database
+from tidings.messaging.links import LinkSigner
+from tidings.messaging.models import OutboxMessage
+from tidings.messaging.sender import Sender
+
+TEMPLATE = {
+    "name": "news",
+    "subject": "News for {{ contact.first_name | default('you') }}",
+    "html": '<p>Hi {{ contact.first_name | default("there") }}, {{ headline }}</p>'
+    '<a href="{{ unsubscribe_url }}">unsubscribe</a>',
+    "variables": {"headline": "Big sale"},
+}
+
+
+def contact(client: TestClient, email: str, **kw: Any) -> int:
+    response = client.post("/api/v1/contacts", json={"email": email, **kw})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def template(client: TestClient, **kw: Any) -> int:
+    response = client.post("/api/v1/templates", json={**TEMPLATE, **kw})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def send_all(database: Database, clock: FakeClock, sink: Sink) -> None:
+    async def main() -> None:
+        sender = Sender(database, clock, sender_options(sink.port, base_url="http://testserver"))
+        try:
+            await sender.run_once()
+        finally:
+            await sender.close()
+
+    asyncio.run(main())
+
+
+def test_template_validation_errors_are_422_with_line(client: TestClient) -> None:
+    bad = client.post("/api/v1/templates", json={**TEMPLATE, "html": "ok\n{{ ''.__class__ }}"})
+    assert bad.status_code == 422
+    problem = bad.json()
+    assert problem["errors"][0]["field"] == "html" and problem["errors"][0]["line"] == 2
+    syntax = client.post("/api/v1/templates", json={**TEMPLATE, "subject": "{% for %}"})
+    assert syntax.status_code == 422 and "subject" in syntax.json()["detail"]
+    unknown = client.post("/api/v1/templates", json={**TEMPLATE, "html": "{{ promo }}"})
+    assert unknown.status_code == 422 and "promo" in unknown.json()["detail"]
+    template_id = template(client)
+    assert client.post("/api/v1/templates", json=TEMPLATE).status_code == 409
+    patched = client.patch(f"/api/v1/templates/{template_id}", json={"html": "{{ nope }}"})
+    assert patched.status_code == 422
+    ok = client.patch(f"/api/v1/templates/{template_id}", json={"subject": "Hi"})
+    assert ok.status_code == 200 and ok.json()["subject"] == "Hi"
+
+
+def test_preview_for_a_contact(client: TestClient) -> None:
+    template_id = template(client)
+    ann = contact(client, "ann@example.com", first_name="Ann")
+    bob = contact(client, "bob@example.com")
+    out = client.post(f"/api/v1/templates/{template_id}/preview", json={"contact_id": ann}).json()
+    assert out["subject"] == "News for Ann"
+    assert "Hi Ann, Big sale" in out["html"] and "http://testserver/u/" in out["html"]
+    out = client.post(
+        f"/api/v1/templates/{template_id}/preview",
+        json={"contact_id": bob, "data": {"headline": "<b>New</b>"}},
+    ).json()
+    assert "Hi there, &lt;b&gt;New&lt;/b&gt;" in out["html"]
+    bad = client.post(
+        f"/api/v1/templates/{template_id}/preview", json={"contact_id": bob, "data": {"x": 1}}
+    )
+    assert bad.status_code == 422
+    assert (
+        client.post(
+            f"/api/v1/templates/{template_id}/preview", json={"contact_id": 999}
+        ).status_code
+        == 404
+    )
+
+
+def test_transactional_and_refusal_visible(
+    client: TestClient, database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    template(client)
+    ann = contact(client, "ann@example.com", status="unsubscribed")
+    gone = contact(client, "gone@example.com", status="bounced")
+    ok = client.post(
+        "/api/v1/messages/transactional",
+        json={
+            "template": "news",
+            "email": "ann@example.com",
+            "data": {"headline": "Receipt"},
+            "idempotency_key": "order-1",
+        },
+    )
+    assert ok.status_code == 202 and ok.json()["queued"] is True
+    again = client.post(
+        "/api/v1/messages/transactional",
+        json={"template": "news", "contact_id": ann, "idempotency_key": "order-1"},
+    )
+    assert again.json()["duplicate"] is True
+    refused = client.post(
+        "/api/v1/messages/transactional", json={"template": "news", "contact_id": gone}
+    )
+    assert refused.status_code == 202 and refused.json()["queued"] is False
+    assert "bounced" in refused.json()["reason"]
+    assert (
+        client.post(
+            "/api/v1/messages/transactional", json={"template": "x", "contact_id": ann}
+        ).status_code
+        == 404
+    )
+    per_contact = client.get(f"/api/v1/messages?contact_id={gone}").json()["items"]
+    assert per_contact[0]["status"] == "refused" and "bounced" in per_contact[0]["reason"]
+    history = client.get(f"/api/v1/contacts/{gone}/activities").json()["items"]
+    assert any(a["type"] == "email_refused" for a in history)
+    send_all(database, clock, sink)
+    assert sink.handler.count_by_recipient() == {"ann@example.com": 1}
+    message = client.get(f"/api/v1/messages/{ok.json()['outbox_id']}").json()
+    assert message["status"] == "sent"
+
+
+def test_broadcast_to_list_and_segment_with_stats(
+    client: TestClient, database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    template_id = template(client)
+    contact(client, "a@example.com", lists=["Newsletter"], tags=["VIP"])
+    contact(client, "b@example.com", lists=["Newsletter"])
+    contact(client, "c@example.com", lists=["Newsletter"], status="unsubscribed")
+    contact(client, "d@blocked.example", lists=["Newsletter"])
+    contact(client, "e@example.com", tags=["VIP"])
+    assert (
+        client.post("/api/v1/suppressions", json={"value": "@blocked.example"}).status_code == 201
+    )
+    list_id = (
+        client.get("/api/v1/lists").json()["items"][0]["id"]
+        if isinstance(client.get("/api/v1/lists").json(), dict)
+        else client.get("/api/v1/lists").json()[0]["id"]
+    )
+    created = client.post(
+        "/api/v1/broadcasts", json={"name": "March", "template_id": template_id, "list_id": list_id}
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["status"] == "sending" and body["recipients"] == 4
+    assert body["stats"]["queued"] == 2 and body["stats"]["refused"] == 2
+    refused = client.get(f"/api/v1/messages?broadcast_id={body['id']}&status=refused").json()[
+        "items"
+    ]
+    assert sorted(r["reason"].split(":")[0] for r in refused) == [
+        "status unsubscribed does not allow campaign mail",
+        "suppressed",
+    ]
+    # again from the same list is a new broadcast; the same broadcast is never queued twice
+    send_all(database, clock, sink)
+    stats = client.get(f"/api/v1/broadcasts/{body['id']}").json()
+    assert stats["status"] == "sent" and stats["stats"]["sent"] == 2
+    assert sink.handler.count_by_recipient() == {"a@example.com": 1, "b@example.com": 1}
+    # a segment, scheduled for later
+    later = (clock.now() + timedelta(hours=1)).isoformat()
+    seg = client.post(
+        "/api/v1/broadcasts",
+        json={
+            "name": "VIP",
+            "template_id": template_id,
+            "segment": {"has_tag": "VIP"},
+            "scheduled_at": later,
+        },
+    ).json()
+    assert seg["status"] == "scheduled" and seg["recipients"] == 0
+    send_all(database, clock, sink)
+    assert client.get(f"/api/v1/broadcasts/{seg['id']}").json()["status"] == "scheduled"
+    clock.advance(hours=1)
+    send_all(database, clock, sink)
+    seg = client.get(f"/api/v1/broadcasts/{seg['id']}").json()
+    assert seg["status"] == "sent" and seg["stats"]["sent"] == 2
+    bad = client.post(
+        "/api/v1/broadcasts",
+        json={"name": "x", "template_id": template_id, "segment": {"bogus": 1}},
+    )
+    assert bad.status_code == 422
+    both = client.post("/api/v1/broadcasts", json={"name": "x", "template_id": template_id})
+    assert both.status_code == 422
+
+
+def test_one_click_unsubscribe_and_preferences(
+    client: TestClient, database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    template_id = template(client)
+    ann = contact(client, "ann@example.com", lists=["News", "Deals"])
+    list_ids = {item["name"]: item["id"] for item in _lists(client)}
+    client.post(
+        "/api/v1/broadcasts",
+        json={"name": "B", "template_id": template_id, "list_id": list_ids["News"]},
+    )
+    send_all(database, clock, sink)
+    raw = sink.handler.messages[0].data.decode()
+    url = re.search(r"List-Unsubscribe: <(http://testserver/u/[^>]+)>", raw)
+    assert url is not None
+    path = url.group(1).removeprefix("http://testserver")
+    page = client.get(path)
+    assert page.status_code == 200 and "ann@example.com" in page.text
+    assert (
+        client.get(f"/api/v1/contacts/{ann}").json()["status"] == "subscribed"
+    )  # GET changes nothing
+    public = TestClient(client.app)  # no API key: the link alone is enough
+    done = public.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200
+    assert client.get(f"/api/v1/contacts/{ann}").json()["status"] == "unsubscribed"
+    messages = client.get(f"/api/v1/messages?contact_id={ann}").json()["items"]
+    assert messages[0]["status"] == "unsubscribed"
+    assert (
+        public.post(
+            path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ).status_code
+        == 200
+    )
+    history = [a["type"] for a in client.get(f"/api/v1/contacts/{ann}/activities").json()["items"]]
+    assert history.count("email_unsubscribed") == 1
+    assert public.post("/u/forged-token").status_code == 404
+    # the preference page: resubscribe, then leave one list
+    links = LinkSigner("test-secret-key", "http://testserver")
+    prefs = links.preferences_url(ann).removeprefix("http://testserver")
+    assert "Subscribe again" in public.get(prefs).text
+    assert public.post(prefs, data={"action": "resubscribe"}).status_code == 200
+    assert client.get(f"/api/v1/contacts/{ann}").json()["status"] == "subscribed"
+    public.post(prefs, data={"action": "save", "lists": [str(list_ids["Deals"])]})
+    memberships = {
+        m["list"]: m["status"] for m in client.get(f"/api/v1/contacts/{ann}").json()["lists"]
+    }
+    assert memberships == {"Deals": "active", "News": "unsubscribed"}
+
+
+def _lists(client: TestClient) -> list[dict[str, Any]]:
+    body = client.get("/api/v1/lists").json()
+    return body["items"] if isinstance(body, dict) else body
+
+
+def test_double_opt_in(
+    client: TestClient, database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    created = client.post("/api/v1/lists", json={"name": "Weekly", "double_opt_in": True})
+    assert created.status_code == 201, created.text
+    list_id = created.json()["id"]
+    out = client.post("/api/v1/opt-ins", json={"email": "New@Example.com", "list_id": list_id})
+    assert out.status_code == 202, out.text
+    body = out.json()
+    assert body["status"] == "pending" and body["confirmation"]["queued"] is True
+    # pending: campaign mail is refused, the confirmation goes out
+    template_id = template(client)
+    client.post(
+        "/api/v1/broadcasts", json={"name": "B", "template_id": template_id, "list_id": list_id}
+    )
+    send_all(database, clock, sink)
+    assert sink.handler.count_by_recipient() == {"new@example.com": 1}
+    raw = sink.handler.messages[0].data.decode()
+    assert "confirm your subscription" in raw
+    assert "List-Unsubscribe" not in raw
+    import quopri
+
+    decoded = quopri.decodestring(raw.encode()).decode()
+    confirm = re.search(r"http://testserver(/confirm/[A-Za-z0-9_.\-]+)", decoded)
+    assert confirm is not None
+    public = TestClient(client.app)
+    # expired after the configured 72 hours
+    clock.advance(hours=73)
+    assert public.get(confirm.group(1)).status_code == 422
+    clock.advance(hours=-72)
+    assert public.get(confirm.group(1)).status_code == 200
+    person = client.get(f"/api/v1/contacts/{body['contact_id']}").json()
+    assert person["status"] == "subscribed"
+    assert {m["list"]: m["status"] for m in person["lists"]} == {"Weekly": "active"}
+    with database.session() as session:
+        types = session.scalars(
+            select(Activity.type).where(Activity.contact_id == body["contact_id"])
+        ).all()
+    assert "opt_in_confirmed" in types and "status_changed" in types
+
+
+__all__ = ["Contact", "ListMembership", "MailingList", "OutboxMessage"]
