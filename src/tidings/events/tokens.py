@@ -1,0 +1,107 @@
+"""Signed tracking tokens (itsdangerous), keyed by the server's secret.
+
+Each kind has its own salt, so an open token can never be replayed as a click token. Tokens
+carry the time they were made (from the injected clock): an open or click within seconds of
+that is the signature of a machine (privacy proxy, link scanner), not of a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+from tidings.clock import Clock, SystemClock
+from tidings.errors import NotFound
+
+MAX_URL = 2_048
+
+
+class InvalidToken(NotFound):
+    """A token that was tampered with, or made with another secret (answered as 404)."""
+
+    def __init__(self) -> None:
+        super().__init__("unknown tracking link")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenToken:
+    contact_id: int
+    message_id: str | None
+    issued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClickToken:
+    contact_id: int
+    url: str
+    message_id: str | None
+    issued_at: datetime
+
+
+def safe_url(url: str) -> bool:
+    """Only absolute http(s) URLs with a host are ever redirected to."""
+    if not isinstance(url, str) or len(url) > MAX_URL or any(c in url for c in "\r\n\t"):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+class TrackingTokens:
+    def __init__(self, secret: str, *, clock: Clock | None = None) -> None:
+        source: Clock = clock or SystemClock()
+
+        class _ClockSigner(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(source.now().timestamp())
+
+        def serializer(salt: str) -> URLSafeTimedSerializer:
+            return URLSafeTimedSerializer(secret, salt=salt, signer=_ClockSigner)
+
+        self._open = serializer("tidings.track.open")
+        self._click = serializer("tidings.track.click")
+        self._contact = serializer("tidings.track.contact")
+
+    def open_token(self, contact_id: int, message_id: str | None) -> str:
+        return self._open.dumps([contact_id, message_id])
+
+    def click_token(self, contact_id: int, url: str, message_id: str | None) -> str:
+        if not safe_url(url):
+            raise ValueError(f"not an absolute http(s) URL: {url!r}")
+        return self._click.dumps([contact_id, url, message_id])
+
+    def contact_token(self, contact_id: int) -> str:
+        return self._contact.dumps(contact_id)
+
+    @staticmethod
+    def _load(serializer: URLSafeTimedSerializer, token: str) -> tuple[Any, datetime]:
+        try:
+            payload, stamp = serializer.loads(token, return_timestamp=True)
+        except (BadData, ValueError, TypeError):
+            raise InvalidToken() from None
+        return payload, stamp.astimezone(UTC)
+
+    def read_open(self, token: str) -> OpenToken:
+        payload, issued = self._load(self._open, token)
+        match payload:
+            case [int() as contact_id, (str() | None) as message_id] if contact_id > 0:
+                return OpenToken(contact_id, message_id, issued)
+        raise InvalidToken()
+
+    def read_click(self, token: str) -> ClickToken:
+        payload, issued = self._load(self._click, token)
+        match payload:
+            case [int() as contact_id, str() as url, (str() | None) as message_id] if (
+                contact_id > 0 and safe_url(url)
+            ):
+                return ClickToken(contact_id, url, message_id, issued)
+        raise InvalidToken()
+
+    def read_contact(self, token: str) -> int:
+        payload, _ = self._load(self._contact, token)
+        if isinstance(payload, int) and not isinstance(payload, bool) and payload > 0:
+            return payload
+        raise InvalidToken()
