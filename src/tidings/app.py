@@ -40,6 +40,9 @@ def create_app(
     from tidings.segments.api import router as segments_router
 
     app.include_router(segments_router, prefix="/api/v1", dependencies=authenticated)
+    from tidings.events.tracking import router as tracking_router
+
+    app.include_router(tracking_router)  # public: every request carries a signed token
 
     from tidings.messaging.api import router as messaging_router
     from tidings.messaging.public import router as messaging_public_router
