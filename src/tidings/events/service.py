@@ -217,7 +217,10 @@ def _insert(
         stored = events
     else:
         plain = [e for e in events if e.event_id is None]
-        keyed = [e for e in events if e.event_id is not None]
+        # Sorted by key: two batches sharing keys wait on each other in one order (no deadlock).
+        keyed = sorted(
+            (e for e in events if e.event_id is not None), key=lambda e: e.event_id or ""
+        )
         insert_tuples(session, table, EVENT_COLUMNS, [_row(e, cause) for e in plain])
         stored = plain
         if keyed:
