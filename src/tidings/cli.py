@@ -65,6 +65,9 @@ def _register_domain_commands() -> None:
     from tidings.contacts.cli import contacts_app
 
     app.add_typer(contacts_app, name="contacts")
+    from tidings.messaging.cli import register as register_messaging
+
+    register_messaging(app)
     from tidings.events.cli import events_app
 
     app.add_typer(events_app, name="events")

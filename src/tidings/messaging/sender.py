@@ -477,7 +477,8 @@ class Composer:
         self.options = options
         self.links = LinkSigner(options.secret, options.base_url)
         self.tracker = Tracker(tokens, options.base_url) if tokens is not None else None
-        self.from_domain = parseaddr(options.mail_from)[1].rpartition("@")[2] or "localhost"
+        self.from_address = parseaddr(options.mail_from)[1]
+        self.from_domain = self.from_address.rpartition("@")[2] or "localhost"
         self._compiled: dict[tuple[int, datetime], CompiledTemplate] = {}
 
     def compiled(self, template: EmailTemplate) -> CompiledTemplate:
@@ -490,7 +491,7 @@ class Composer:
     def return_path(self, job: Job) -> str:
         if self.options.bounce_domain:
             return f"bounce+{job.token}@{self.options.bounce_domain}"
-        return parseaddr(self.options.mail_from)[1]
+        return self.from_address
 
     def compose(self, job: Job, template: EmailTemplate, now: datetime) -> bytes:
         marketing = job.message_class in MARKETING
