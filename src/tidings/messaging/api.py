@@ -285,26 +285,26 @@ def opt_in(body: OptInIn, session: SessionDep, clock: ClockDep, settings: Settin
 
 
 @router.post("/webhooks/bounce")
-async def bounce_webhook(request: Request) -> dict[str, Any]:
+async def bounce_webhook(
+    request: Request, session: SessionDep, clock: ClockDep, settings: SettingsDep
+) -> dict[str, Any]:
     """A raw RFC 822 bounce or ARF complaint (Content-Type: message/rfc822 or text/plain)."""
     raw = await request.body()
     if len(raw) > MAX_BOUNCE_BYTES:
         raise ValidationFailed("body: larger than 10 MiB")
-    return await run_in_threadpool(_apply_bounce, request, raw)
+    return await run_in_threadpool(_apply_bounce, session, raw, clock.now(), settings)
 
 
-def _apply_bounce(request: Request, raw: bytes) -> dict[str, Any]:
+def _apply_bounce(session: Session, raw: bytes, now: Any, settings: Any) -> dict[str, Any]:
     try:
         report = parse_bounce(raw)
     except BounceParseError as exc:
         raise ValidationFailed(f"body: {exc}") from None
-    settings = request.app.state.settings
-    with request.app.state.database.session() as session:
-        outcome = apply_report(
-            session,
-            report,
-            now=request.app.state.clock.now(),
-            soft_limit=settings.soft_bounce_limit,
-            soft_days=settings.soft_bounce_days,
-        )
+    outcome = apply_report(
+        session,
+        report,
+        now=now,
+        soft_limit=settings.soft_bounce_limit,
+        soft_days=settings.soft_bounce_days,
+    )
     return {"report": report.as_json(), "outcome": outcome.as_json()}

@@ -1,0 +1,244 @@
+"""Bounce and complaint intake: parsing real-world shapes, matching, effects; webhook, CLI and
+the inbound SMTP listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.messaging import samples
+from tests.messaging.conftest import free_port
+from tests.messaging.helpers import make_contact, make_template
+from tidings.activities.models import Activity
+from tidings.clock import FakeClock
+from tidings.config import Settings
+from tidings.contacts.models import Contact
+from tidings.db.engine import Database
+from tidings.messaging import queue_email
+from tidings.messaging.bounces import BounceParseError, apply_report, parse_bounce
+from tidings.messaging.inbound import InboundHandler
+from tidings.messaging.models import OutboxMessage
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("sample", "kind", "status"),
+    [
+        (samples.POSTFIX_HARD, "hard", "5.1.1"),
+        (samples.POSTFIX_DELAYED, "soft", "4.4.1"),
+        (samples.EXIM_HARD, "hard", "5.1.1"),
+        (samples.EXCHANGE_HARD, "hard", "5.1.10"),
+        (samples.GMAIL_HARD, "hard", "5.1.1"),
+        (samples.YAHOO_SOFT, "soft", "4.2.2"),
+    ],
+)
+def test_parse_shapes(sample: str, kind: str, status: str) -> None:
+    report = parse_bounce(samples.fill(sample, TOKEN, "ann@example.org"))
+    assert report.kind == kind
+    assert report.status == status
+    assert [r.address for r in report.recipients] == ["ann@example.org"]
+    assert report.token == TOKEN
+    assert report.diagnostic
+
+
+def test_parse_multi_recipient_without_token() -> None:
+    report = parse_bounce(samples.fill(samples.MULTI_RECIPIENT, TOKEN, "x"))
+    assert report.kind == "hard" and report.token is None
+    kinds = {r.address: r.kind.value for r in report.recipients}
+    assert kinds == {
+        "gone@example.org": "hard",
+        "full@example.org": "soft",
+        "fine@example.org": "none",
+    }
+
+
+def test_parse_complaint_and_bad_input() -> None:
+    report = parse_bounce(samples.fill(samples.ARF_COMPLAINT, TOKEN, "ann@example.org"))
+    assert report.kind == "complaint" and report.token == TOKEN
+    assert report.feedback_type == "abuse"
+    assert [r.address for r in report.recipients] == ["ann@example.org"]
+    with pytest.raises(BounceParseError, match="feedback-report part"):
+        parse_bounce(samples.fill(samples.ARF_MALFORMED, TOKEN, "x"))
+    with pytest.raises(BounceParseError):
+        parse_bounce(b"   ")
+    assert parse_bounce(samples.fill(samples.NOT_A_BOUNCE, TOKEN, "x")).kind == "none"
+    # garbage never raises anything but BounceParseError
+    for junk in (b"\x00\xff\xfe", b"Content-Type: multipart/report\r\n\r\n--", b"From:\r\n\r\n"):
+        with contextlib.suppress(BounceParseError):
+            parse_bounce(junk)
+
+
+def _sent_message(database: Database, clock: FakeClock, email: str) -> tuple[int, str]:
+    now = clock.now()
+    with database.session() as session:
+        if session.scalar(select(Contact.id).where(Contact.email == email)) is None:
+            contact = make_contact(session, email, now)
+        else:
+            contact = session.scalars(select(Contact).where(Contact.email == email)).one()
+        if not session.scalar(select(OutboxMessage.id).limit(1)):
+            make_template(session, now)
+        result = queue_email(
+            session,
+            contact_id=contact.id,
+            template="welcome",
+            message_class="campaign",
+            idempotency_key=f"k{now.timestamp()}{email}",
+            now=now,
+        )
+        message = session.get(OutboxMessage, result.outbox_id)
+        assert message is not None
+        message.status = "sent"
+        return contact.id, message.message_id
+
+
+def _status(database: Database, contact_id: int) -> str:
+    with database.session() as session:
+        contact = session.get(Contact, contact_id)
+        assert contact is not None
+        return contact.status
+
+
+def test_hard_bounce_and_complaint_change_status(database: Database, clock: FakeClock) -> None:
+    ann, token = _sent_message(database, clock, "ann@example.org")
+    with database.session() as session:
+        outcome = apply_report(
+            session,
+            parse_bounce(samples.fill(samples.GMAIL_HARD, token, "ann@example.org")),
+            now=clock.now(),
+        )
+    assert outcome.matched and outcome.status_changed == [ann]
+    assert _status(database, ann) == "bounced"
+    bob, token = _sent_message(database, clock, "bob@example.org")
+    with database.session() as session:
+        apply_report(
+            session,
+            parse_bounce(samples.fill(samples.ARF_COMPLAINT, token, "bob@example.org")),
+            now=clock.now(),
+        )
+        message = session.scalar(select(OutboxMessage).where(OutboxMessage.message_id == token))
+        assert message is not None and message.status == "complained"
+        reasons = session.scalars(
+            select(Activity.data).where(
+                Activity.contact_id == bob, Activity.type == "status_changed"
+            )
+        ).all()
+    assert _status(database, bob) == "complained"
+    assert "spam complaint" in reasons[-1]["reason"]
+
+
+def test_soft_bounces_count_n_in_m_days(database: Database, clock: FakeClock) -> None:
+    ann, _ = _sent_message(database, clock, "ann@example.org")
+    for step in range(3):
+        _, token = _sent_message(database, clock, "ann@example.org")
+        with database.session() as session:
+            apply_report(
+                session,
+                parse_bounce(samples.fill(samples.YAHOO_SOFT, token, "ann@example.org")),
+                now=clock.now(),
+                soft_limit=3,
+                soft_days=7,
+            )
+        assert _status(database, ann) == ("bounced" if step == 2 else "subscribed")
+        clock.advance(days=3)
+    # spread out over more than M days: never bounced
+    bob, _ = _sent_message(database, clock, "bob@example.org")
+    for _ in range(4):
+        _, token = _sent_message(database, clock, "bob@example.org")
+        with database.session() as session:
+            apply_report(
+                session,
+                parse_bounce(samples.fill(samples.YAHOO_SOFT, token, "bob@example.org")),
+                now=clock.now(),
+                soft_limit=3,
+                soft_days=7,
+            )
+        clock.advance(timedelta(days=4))
+    assert _status(database, bob) == "subscribed"
+
+
+def test_bounce_webhook(client: TestClient, database: Database, clock: FakeClock) -> None:
+    ann, token = _sent_message(database, clock, "ann@example.org")
+    response = client.post(
+        "/api/v1/webhooks/bounce",
+        content=samples.fill(samples.POSTFIX_HARD, token, "ann@example.org"),
+        headers={"content-type": "message/rfc822"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["report"]["kind"] == "hard" and body["outcome"]["matched"] is True
+    assert _status(database, ann) == "bounced"
+    unmatched = client.post(
+        "/api/v1/webhooks/bounce",
+        content=samples.fill(samples.POSTFIX_HARD, "f" * 32, "nobody@example.org"),
+    )
+    assert unmatched.status_code == 200 and unmatched.json()["outcome"]["matched"] is False
+    bad = client.post(
+        "/api/v1/webhooks/bounce", content=samples.fill(samples.ARF_MALFORMED, "", "")
+    )
+    assert bad.status_code == 422 and "feedback-report" in bad.json()["detail"]
+
+
+def test_cli_bounces_parse(tmp_path: Path) -> None:
+    path = tmp_path / "bounce.eml"
+    path.write_bytes(samples.fill(samples.EXCHANGE_HARD, TOKEN, "ann@example.org"))
+    executable = Path(sys.executable).parent / "tidings"
+    out = subprocess.run(
+        [str(executable), "bounces", "parse", str(path)], capture_output=True, check=True
+    )
+    parsed = json.loads(out.stdout)
+    assert parsed["kind"] == "hard" and parsed["recipients"] == ["ann@example.org"]
+    assert parsed["status"] == "5.1.10" and "RecipientNotFound" in parsed["diagnostic"]
+
+
+def test_inbound_listener(database: Database, clock: FakeClock, settings: Settings) -> None:
+    ann, token = _sent_message(database, clock, "ann@example.org")
+    bob, token_b = _sent_message(database, clock, "bob@example.org")
+    settings.unsubscribe_mailto = "unsubscribe@example.com"
+    handler = InboundHandler(database, clock, settings)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+
+        async def deliver() -> None:
+            await aiosmtplib.send(
+                samples.fill(samples.EXIM_HARD, token, "ann@example.org"),
+                sender="mailer-daemon@mx.example.net",
+                recipients=[f"bounce+{token}@bounces.example.com"],
+                hostname="127.0.0.1",
+                port=port,
+            )
+            await aiosmtplib.send(
+                f"From: bob@example.org\r\nTo: unsubscribe@example.com\r\n"
+                f"Subject: unsubscribe-{token_b}\r\n\r\n".encode(),
+                sender="bob@example.org",
+                recipients=["unsubscribe@example.com"],
+                hostname="127.0.0.1",
+                port=port,
+            )
+            await aiosmtplib.send(
+                samples.fill(samples.NOT_A_BOUNCE, "", ""),
+                sender="x@example.org",
+                recipients=["bounce+nothing@bounces.example.com"],
+                hostname="127.0.0.1",
+                port=port,
+            )
+
+        asyncio.run(deliver())
+    finally:
+        controller.stop()
+    assert [r.kind for r in handler.results] == ["hard", "unsubscribe", "none"]
+    assert _status(database, ann) == "bounced"
+    assert _status(database, bob) == "unsubscribed"
