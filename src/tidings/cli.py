@@ -47,8 +47,11 @@ def apikey_create(name: str) -> None:
 def serve(
     host: str = typer.Option(None, help="Interface to bind (default from TIDINGS_HOST)."),
     port: int = typer.Option(None, help="Port (default from TIDINGS_PORT)."),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="Serve only; run `tidings worker` processes separately."
+    ),
 ) -> None:
-    """Serve the API (and, later, the in-process worker)."""
+    """Serve the API, with the automation worker in-process unless --no-worker."""
     import uvicorn
 
     from tidings.app import create_app
@@ -58,19 +61,34 @@ def serve(
     database = create_database(settings.database_url)
     upgrade(database)
     application = create_app(settings, database=database)
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port)
+    worker = None
+    if not no_worker:
+        from tidings.automations.worker import Worker
+
+        worker = Worker(database, SystemClock(), settings=settings)
+        worker.start()
+    try:
+        uvicorn.run(application, host=host or settings.host, port=port or settings.port)
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 def _register_domain_commands() -> None:
     from tidings.contacts.cli import contacts_app
 
     app.add_typer(contacts_app, name="contacts")
-    from tidings.messaging.cli import register as register_messaging
+    from tidings.automations.cli import automations_app, templates_app, worker_command
 
-    register_messaging(app)
+    app.add_typer(automations_app, name="automations")
+    app.add_typer(templates_app, name="templates")
+    app.command("worker")(worker_command)
     from tidings.events.cli import events_app
 
     app.add_typer(events_app, name="events")
+    from tidings.messaging.cli import register as register_messaging
+
+    register_messaging(app)
 
 
 _register_domain_commands()

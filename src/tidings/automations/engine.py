@@ -80,12 +80,14 @@ class PassStats:
     enrolled: int = 0
     steps: int = 0
     batches: int = 0
+    claimed: int = 0
 
     def add(self, other: PassStats) -> None:
         self.matched += other.matched
         self.enrolled += other.enrolled
         self.steps += other.steps
         self.batches += other.batches
+        self.claimed += other.claimed
 
 
 @dataclass
@@ -107,7 +109,7 @@ class Engine:
             stats.add(self.match_triggers())
             stats.add(self.process_due())
             total.add(stats)
-            if stats.matched == 0 and stats.steps == 0 and stats.enrolled == 0:
+            if stats.matched == 0 and stats.claimed == 0 and stats.enrolled == 0:
                 break
         return total
 
@@ -211,7 +213,9 @@ class Engine:
         while True:
             stats = self.process_batch()
             total.add(stats)
-            if stats.batches == 0:
+            if stats.claimed < self.batch_size:
+                # A short batch took everything due; rows its steps made due are picked up
+                # by the next round of run_until_idle.
                 return total
 
     def process_batch(self) -> PassStats:
@@ -225,7 +229,7 @@ class Engine:
             runs = self._claim(session, active_ids, now)
             if not runs:
                 return stats
-            stats.batches = 1
+            stats.batches, stats.claimed = 1, len(runs)
             ctx = Context(session, now, self.registry, send_email=self.send_email)
             logs: list[tuple[Any, ...]] = []
             self._check_status(session, runs, logs, now)

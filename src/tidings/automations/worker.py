@@ -1,0 +1,128 @@
+"""The worker: runs engine passes and effect delivery in threads, woken at once by work made in
+this process (activity commits, enrolments) and polling every second for work from others."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from tidings.activities.service import on_activities_committed
+from tidings.automations.effects import deliver_due
+from tidings.automations.engine import Engine
+from tidings.clock import Clock
+from tidings.config import Settings, get_settings
+from tidings.db.engine import Database
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def wake_local_workers() -> None:
+    for worker in list(_workers):
+        worker.wake()
+
+
+def mark_work(session: Session) -> None:
+    """Wake this process's workers when `session` commits (enrolments made by hand)."""
+    session.info["automation_work"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop("automation_work", False):
+        wake_local_workers()
+
+
+class Worker:
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        *,
+        concurrency: int = 1,
+        settings: Settings | None = None,
+        poll_seconds: float = POLL_SECONDS,
+        batch_size: int = 500,
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.settings = settings or get_settings()
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self._stop = threading.Event()
+        self._wakes: list[threading.Event] = []
+        self._threads: list[threading.Thread] = []
+        self._unsubscribe: Any = None
+        self.steps = 0
+
+    def wake(self) -> None:
+        for wake in self._wakes:
+            wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        _workers.add(self)
+        self._unsubscribe = on_activities_committed(self.wake)
+        for index in range(self.concurrency):
+            wake = threading.Event()
+            wake.set()
+            self._wakes.append(wake)
+            thread = threading.Thread(
+                target=self._loop, args=(wake,), name=f"tidings-worker-{index}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        _workers.discard(self)
+        self._threads.clear()
+        self._wakes.clear()
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def _loop(self, wake: threading.Event) -> None:
+        engine = Engine(self.database, self.clock, batch_size=self.batch_size)
+        while not self._stop.is_set():
+            wake.clear()
+            try:
+                stats = engine.run_until_idle()
+                self.steps += stats.steps
+                while deliver_due(self.database, self.clock, self.settings):
+                    if self._stop.is_set():
+                        break
+            except (OperationalError, DBAPIError) as exc:
+                # Deadlock victim, lost connection, busy database: the batch rolled back;
+                # try again shortly.
+                log.warning("worker pass failed, retrying: %s", exc)
+                time.sleep(0.2)
+                continue
+            except Exception:
+                log.exception("worker pass failed")
+                time.sleep(1.0)
+                continue
+            wake.wait(self.poll_seconds)
