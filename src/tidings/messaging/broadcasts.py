@@ -270,12 +270,7 @@ def stats(session: Session, broadcast: Broadcast) -> dict[str, int]:
         .group_by(OutboxMessage.status)
     ):
         counts[status] = int(n)
-    engaged = session.execute(
-        select(func.count(OutboxMessage.opened_at), func.count(OutboxMessage.clicked_at)).where(
-            OutboxMessage.broadcast_id == broadcast.id
-        )
-    ).one()
-    counts["opened"], counts["clicked"] = int(engaged[0]), int(engaged[1])
+    counts["opened"], counts["clicked"] = _engagement(session, broadcast)
     counts["total"] = broadcast.recipients
     if broadcast.status == SENDING and not any(counts[s] for s in PENDING_STATUSES):
         broadcast.status = SENT
@@ -283,16 +278,26 @@ def stats(session: Session, broadcast: Broadcast) -> dict[str, int]:
     return counts
 
 
-def record_engagement(session: Session, message_token: str, kind: str, now: datetime) -> bool:
-    """Called by tracking (opens, clicks) so broadcast stats count them. kind: open | click."""
-    column = OutboxMessage.opened_at if kind == "open" else OutboxMessage.clicked_at
-    values: dict[str, Any] = {column.key: now}
-    if kind == "click":
-        # a click implies the message was opened, even with images off
-        values["opened_at"] = func.coalesce(OutboxMessage.opened_at, now)
-    result = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.message_id == message_token, column.is_(None))
-        .values(**values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def _engagement(session: Session, broadcast: Broadcast) -> tuple[int, int]:
+    """Messages opened and clicked, from the tracking activities (events package) that carry
+    the message's token; machine opens (privacy proxies, scanners) are not counted. A click
+    counts as an open too (images may be off)."""
+    if broadcast.queued_at is None:
+        return 0, 0
+    token = Activity.data["message_id"].as_string()
+    mine = select(OutboxMessage.message_id).where(OutboxMessage.broadcast_id == broadcast.id)
+
+    def distinct_tokens(types: list[str]) -> int:
+        return int(
+            session.scalar(
+                select(func.count(func.distinct(token))).where(
+                    Activity.type.in_(types),
+                    Activity.occurred_at >= broadcast.queued_at,
+                    Activity.machine.is_(False),
+                    token.in_(mine),
+                )
+            )
+            or 0
+        )
+
+    return distinct_tokens(["email_opened", "link_clicked"]), distinct_tokens(["link_clicked"])

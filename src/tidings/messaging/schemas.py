@@ -83,8 +83,6 @@ class MessageOut(BaseModel):
     attempts: int
     created_at: datetime
     sent_at: datetime | None
-    opened_at: datetime | None
-    clicked_at: datetime | None
 
 
 class MessagePage(BaseModel):

@@ -85,8 +85,6 @@ def upgrade() -> None:
         sa.Column("created_at", _ts(), nullable=False),
         sa.Column("updated_at", _ts(), nullable=False),
         sa.Column("sent_at", _ts(), nullable=True),
-        sa.Column("opened_at", _ts(), nullable=True),
-        sa.Column("clicked_at", _ts(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_outbox_idempotency_key")),
         sa.UniqueConstraint("message_id", name=op.f("uq_outbox_message_id")),
