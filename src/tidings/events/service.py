@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,13 +27,13 @@ from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 from tidings.db.bulk import in_values, insert_tuples
-from tidings.db.types import sqlite_timestamp
 from tidings.events.models import EventDaily
 from tidings.events.validation import (
     BUILTIN_TYPES,
     CUSTOM_PREFIX,
     EMAIL_OPENED,
     LINK_CLICKED,
+    MAX_FUTURE,
     PURCHASE,
     SITE_VISIT,
     CheckedEvent,
@@ -90,14 +91,18 @@ def ingest_events(
     """
     report = IngestReport()
     checked: list[tuple[int, CheckedEvent]] = []
+    latest = now + MAX_FUTURE
     for position, raw in enumerate(events):
         try:
-            checked.append((position + index_offset, check_event(raw, now)))
+            checked.append((position + index_offset, check_event(raw, now, latest)))
         except EventError as exc:
             report.rejected.append(RejectedEvent(position + index_offset, str(exc)))
     checked = _resolve_contacts(session, checked, report, now, create_contacts)
-    checked = _drop_duplicates(session, checked, report)
-    stored = _insert(session, [event for _, event in checked], cause, report)
+    if session.get_bind().dialect.name == "sqlite":
+        stored = _sqlite_store(session, checked, cause, report)
+    else:
+        checked = _drop_duplicates(session, checked, report)
+        stored = _insert(session, [event for _, event in checked], cause, report)
     _update_summaries(session, stored)
     _update_daily(session, stored)
     report.rejected.sort(key=lambda r: r.index)
@@ -168,18 +173,24 @@ def _resolve_contacts(
 
 
 def _drop_duplicates(
-    session: Session, checked: list[tuple[int, CheckedEvent]], report: IngestReport
+    session: Session,
+    checked: list[tuple[int, CheckedEvent]],
+    report: IngestReport,
+    *,
+    in_database: bool = True,
 ) -> list[tuple[int, CheckedEvent]]:
     keys = [e.event_id for _, e in checked if e.event_id is not None]
     if not keys:
         return checked
-    seen = set(
-        session.scalars(
-            select(Activity.event_id).where(
-                in_values(session, Activity.event_id, sorted(set(keys)))
+    seen: set[str | None] = set()
+    if in_database:
+        seen.update(
+            session.scalars(
+                select(Activity.event_id).where(
+                    in_values(session, Activity.event_id, sorted(set(keys)))
+                )
             )
         )
-    )
     kept = []
     for index, event in checked:
         if event.event_id is not None:
@@ -203,6 +214,76 @@ def _row(event: CheckedEvent, cause: str) -> tuple[Any, ...]:
     )
 
 
+def stored_time(value: datetime) -> str:
+    """What SQLite stores for a UTCDateTime (as db.types.sqlite_timestamp), 3x cheaper."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
+
+_SQLITE_INSERT = (
+    f"INSERT INTO activities ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+_SQLITE_INSERT_IGNORE = _SQLITE_INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO")
+
+
+def _sqlite_insert(
+    driver: Any, events: list[CheckedEvent], cause: str, *, ignore: bool = False
+) -> int:
+    """Driver-level executemany with values already in their stored form (the hot path)."""
+    dumps = orjson.dumps
+    rows = [
+        (
+            e.contact_id,
+            e.type,
+            cause,
+            stored_time(e.occurred_at),
+            dumps(e.data).decode(),
+            e.event_id,
+            e.machine,
+        )
+        for e in events
+    ]
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(_SQLITE_INSERT_IGNORE if ignore else _SQLITE_INSERT, rows)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def _sqlite_store(
+    session: Session, checked: list[tuple[int, CheckedEvent]], cause: str, report: IngestReport
+) -> list[CheckedEvent]:
+    """SQLite holds the write lock from BEGIN IMMEDIATE, so nobody inserts meanwhile.
+
+    Fast path: keys already seen are rare, so first try INSERT OR IGNORE of the whole batch
+    (duplicates inside the batch dropped beforehand) in a savepoint; if every row went in, no
+    key existed and the lookup of every key is saved. Otherwise undo it and check first.
+    """
+    fresh = _drop_duplicates(session, checked, report, in_database=False)
+    events = [event for _, event in fresh]
+    if not events:
+        return []
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    driver.execute("SAVEPOINT tidings_ingest")
+    inserted = _sqlite_insert(driver, events, cause, ignore=True)
+    if inserted == len(events):
+        driver.execute("RELEASE tidings_ingest")
+        stored = events
+    else:
+        driver.execute("ROLLBACK TO tidings_ingest")
+        driver.execute("RELEASE tidings_ingest")
+        stored = [event for _, event in _drop_duplicates(session, fresh, report)]
+        _sqlite_insert(driver, stored, cause)
+    report.stored += len(stored)
+    if stored:
+        _mark_written(session)
+    return stored
+
+
 def _insert(
     session: Session, events: list[CheckedEvent], cause: str, report: IngestReport
 ) -> list[CheckedEvent]:
@@ -212,8 +293,7 @@ def _insert(
     table = ACTIVITIES
     connection = session.connection()
     if connection.dialect.name == "sqlite":
-        # The write lock is held from BEGIN IMMEDIATE: the duplicate check above is exact.
-        insert_tuples(session, table, EVENT_COLUMNS, [_row(e, cause) for e in events])
+        _sqlite_insert(connection.connection.driver_connection, events, cause)
         stored = events
     else:
         plain = [e for e in events if e.event_id is None]
@@ -321,7 +401,7 @@ def _update_summaries(session: Session, events: list[CheckedEvent]) -> None:
     if connection.dialect.name == "sqlite":
 
         def ts(value: datetime | None) -> str | None:
-            return None if value is None else sqlite_timestamp(value)
+            return None if value is None else stored_time(value)
 
         rows = [
             (

@@ -78,17 +78,17 @@ def _text(raw: dict[str, Any], key: str, *, required: bool = False, limit: int =
         if required:
             raise EventError(f"{key}: required")
         return None
-    if not isinstance(value, str) or not value.strip():
+    if type(value) is not str or not value.strip():
         raise EventError(f"{key}: must be non-empty text")
     if len(value) > limit:
         raise EventError(f"{key}: longer than {limit} characters")
     return value
 
 
-def _timestamp(value: Any, now: datetime) -> datetime:
+def _timestamp(value: Any, now: datetime, latest: datetime) -> datetime:
     if value is None:
         return now
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise EventError("occurred_at: must be an ISO 8601 timestamp")
     try:
         moment = datetime.fromisoformat(value)
@@ -96,11 +96,11 @@ def _timestamp(value: Any, now: datetime) -> datetime:
         raise EventError(f"occurred_at: {value!r} is not an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
         raise EventError("occurred_at: needs a timezone (e.g. 2026-03-01T12:00:00Z)")
-    if moment > now + MAX_FUTURE:
+    if moment > latest:
         raise EventError("occurred_at: more than 24 hours in the future")
     if moment < EARLIEST:
         raise EventError("occurred_at: before 1970")
-    return moment.astimezone(UTC)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 def _event_type(raw: dict[str, Any]) -> str:
@@ -124,20 +124,24 @@ def _event_type(raw: dict[str, Any]) -> str:
     )
 
 
-def check_event(raw: Any, now: datetime) -> CheckedEvent:
-    """Validate one event object; raises EventError naming the key."""
-    if isinstance(raw, BadLine):
-        raise EventError(raw.reason)
-    if not isinstance(raw, dict):
+def check_event(raw: Any, now: datetime, latest: datetime | None = None) -> CheckedEvent:
+    """Validate one event object; raises EventError naming the key.
+
+    `latest` (now + 24 h) may be passed precomputed: this runs once per event."""
+    if type(raw) is not dict:
+        if isinstance(raw, BadLine):
+            raise EventError(raw.reason)
         raise EventError("event: must be a JSON object")
-    unknown = raw.keys() - KEYS
-    if unknown:
-        raise EventError(f"{sorted(unknown)[0]}: unknown key")
-    kind = _event_type(raw)
+    for key in raw:
+        if key not in KEYS:
+            raise EventError(f"{key}: unknown key")
+    kind = raw.get("type")
+    if type(kind) is not str or kind not in BUILTIN_TYPES or "name" in raw:
+        kind = _event_type(raw)
     contact_id = raw.get("contact_id")
     email = raw.get("email")
     if contact_id is not None:
-        if isinstance(contact_id, bool) or not isinstance(contact_id, int) or contact_id <= 0:
+        if type(contact_id) is not int or contact_id <= 0:
             raise EventError("contact_id: must be a positive integer")
     elif email is not None:
         if not isinstance(email, str):
@@ -145,11 +149,13 @@ def check_event(raw: Any, now: datetime) -> CheckedEvent:
     else:
         raise EventError("contact_id or email: required")
     machine = raw.get("machine", False)
-    if not isinstance(machine, bool):
+    if machine is not False and machine is not True:
         raise EventError("machine: must be true or false")
     data: dict[str, Any] = {}
-    message_id = _text(raw, "message_id")
+    message_id = raw.get("message_id")
     if message_id is not None:
+        if type(message_id) is not str or not 0 < len(message_id) <= 200 or message_id.isspace():
+            _text(raw, "message_id")  # raises with the reason
         data["message_id"] = message_id
     amount_minor = 0
     if kind in (LINK_CLICKED, SITE_VISIT):
@@ -196,7 +202,7 @@ def check_event(raw: Any, now: datetime) -> CheckedEvent:
         type=kind,
         contact_id=contact_id,
         email=email,
-        occurred_at=_timestamp(raw.get("occurred_at"), now),
+        occurred_at=_timestamp(raw.get("occurred_at"), now, latest or now + MAX_FUTURE),
         event_id=event_id,
         machine=machine,
         data=data,
