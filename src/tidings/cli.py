@@ -50,6 +50,9 @@ def serve(
     no_worker: bool = typer.Option(
         False, "--no-worker", help="Serve only; run `tidings worker` processes separately."
     ),
+    dev_smtp: bool = typer.Option(
+        False, "--dev-smtp", help="Catch all mail in a local SMTP sink; view it at /dev/mailbox."
+    ),
 ) -> None:
     """Serve the API, with the automation worker in-process unless --no-worker."""
     import uvicorn
@@ -67,11 +70,20 @@ def serve(
 
         worker = Worker(database, SystemClock(), settings=settings)
         worker.start()
+    email = None
+    if not no_worker or dev_smtp:
+        from tidings.messaging.devmail import start_email_services
+
+        email = start_email_services(
+            application, settings, database, SystemClock(), dev_smtp=dev_smtp
+        )
     try:
         uvicorn.run(application, host=host or settings.host, port=port or settings.port)
     finally:
         if worker is not None:
             worker.stop()
+        if email is not None:
+            email.stop()
 
 
 def _register_domain_commands() -> None:

@@ -7,13 +7,13 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment
 
 from tidings.api.deps import ClockDep, SessionDep, SettingsDep
 from tidings.config import Settings
-from tidings.errors import TidingsError
-from tidings.messaging import subscriptions
+from tidings.errors import NotFound, TidingsError
+from tidings.messaging import devmail, subscriptions
 from tidings.messaging.links import LinkSigner
 
 router = APIRouter(tags=["email (public)"], include_in_schema=True)
@@ -148,3 +148,42 @@ def confirm(
         e=contact.email
     )
     return _page("Subscription confirmed", body)
+
+
+def _mailbox(request: Request) -> devmail.DevMailbox:
+    mailbox = getattr(request.app.state, "dev_mailbox", None)
+    if mailbox is None:
+        raise NotFound("the dev mailbox runs only with `tidings serve --dev-smtp`")
+    return mailbox  # type: ignore[no-any-return]
+
+
+@router.get("/dev/mailbox", response_class=HTMLResponse, include_in_schema=False)
+def dev_mailbox(request: Request) -> HTMLResponse:
+    """Messages caught by the --dev-smtp sink, newest first."""
+    messages = _mailbox(request).newest_first()
+    body = _env.from_string(
+        """<p>{{ n }} message(s) caught by the development SMTP sink.</p>
+<table cellpadding="4"><tr><th>#</th><th>to</th><th>subject</th><th>received</th></tr>
+{% for m in messages %}<tr><td><a href="/dev/mailbox/{{ m.number }}">{{ m.number }}</a></td>
+<td>{{ m.rcpt_tos | join(", ") }}</td><td>{{ m.header("Subject") }}</td>
+<td>{{ m.received_at.strftime("%H:%M:%S") }}</td></tr>{% endfor %}</table>"""
+    ).render(messages=messages, n=len(messages))
+    return _page("Dev mailbox", body)
+
+
+@router.get("/dev/mailbox/{number}", include_in_schema=False)
+def dev_message(number: int, request: Request, raw: bool = False) -> Response:
+    message = _mailbox(request).get(number)
+    if message is None:
+        raise NotFound(f"message {number} is not in the dev mailbox")
+    if raw:
+        return PlainTextResponse(message.data.decode("utf-8", "replace"))
+    body = _env.from_string(
+        """<p><a href="/dev/mailbox">&larr; mailbox</a> · <a href="?raw=1">raw</a></p>
+<p><b>From:</b> {{ m.header("From") }}<br><b>To:</b> {{ m.rcpt_tos | join(", ") }}<br>
+<b>Subject:</b> {{ m.header("Subject") }}<br>
+<b>List-Unsubscribe:</b> {{ m.header("List-Unsubscribe") }}</p>
+<iframe sandbox srcdoc="{{ m.html() or '' }}" style="width:100%;height:60vh;border:1px solid #ccc">
+</iframe>"""
+    ).render(m=message)
+    return _page(f"Message {number}", body)

@@ -1,0 +1,88 @@
+"""Small pure parts: SMTP URLs, rate limits with injected time, backoff, links, rewriting."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tidings.errors import NotFound, ValidationFailed
+from tidings.messaging.links import LinkSigner
+from tidings.messaging.sender import TokenBucket, allowed_statuses, backoff
+from tidings.messaging.tracking import add_pixel, rewrite_links
+from tidings.messaging.transport import parse_smtp_url
+
+
+def test_parse_smtp_urls() -> None:
+    plain = parse_smtp_url("smtp://127.0.0.1:1025")
+    assert (plain.host, plain.port, plain.use_tls, plain.start_tls) == (
+        "127.0.0.1",
+        1025,
+        False,
+        False,
+    )
+    tls = parse_smtp_url("smtps://user%40x:p%3Ass@mail.example.com")
+    assert (tls.port, tls.use_tls, tls.username, tls.password) == (465, True, "user@x", "p:ss")
+    starttls = parse_smtp_url("smtp://u:p@relay:587?starttls=true&verify=false")
+    assert starttls.start_tls is True and starttls.validate_certs is False
+    with pytest.raises(ValidationFailed):
+        parse_smtp_url("http://x")
+
+
+def test_token_bucket_waits_with_injected_time() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    async def main() -> None:
+        bucket = TokenBucket(2.0, monotonic=lambda: now[0], sleep=sleep)
+        for _ in range(6):
+            await bucket.take()
+
+    asyncio.run(main())
+    assert sum(slept) == pytest.approx(2.0)  # 6 sends at 2/s with a burst of 2
+
+
+def test_backoff_and_policy_table() -> None:
+    base = timedelta(minutes=1)
+    assert [backoff(n, base) for n in (1, 2, 3)] == [base, 2 * base, 4 * base]
+    assert backoff(30, base) == timedelta(days=1)
+    assert allowed_statuses("campaign") == ["subscribed"]
+    assert set(allowed_statuses("automation")) == {"subscribed", "transactional"}
+
+
+def test_signed_links() -> None:
+    links = LinkSigner("k", "https://x.example/")
+    token = links.unsubscribe_token(5, "abc")
+    assert links.read_unsubscribe(token).contact_id == 5
+    with pytest.raises(NotFound):
+        LinkSigner("other", "https://x.example").read_unsubscribe(token)
+    issued = datetime(2026, 1, 1, tzinfo=UTC)
+    url = links.confirm_url(7, 3, issued)
+    token = url.rsplit("/", 1)[1]
+    assert (
+        links.read_confirmation(
+            token, now=issued + timedelta(hours=1), max_age=timedelta(hours=2)
+        ).list_id
+        == 3
+    )
+    with pytest.raises(ValidationFailed, match="expired"):
+        links.read_confirmation(token, now=issued + timedelta(hours=3), max_age=timedelta(hours=2))
+
+
+def test_rewrite_links_keeps_mailto_anchors_and_kept_urls() -> None:
+    html = (
+        '<a href="https://a.example/x?y=1&amp;z=2">A</a><a href="mailto:x@y.z">M</a>'
+        '<a href=\'#top\'>T</a><A HREF="http://b.example">B</A><a href="https://keep">K</a>'
+    )
+    out = rewrite_links(html, lambda url: f"https://t/{len(url)}", keep={"https://keep"})
+    assert 'href="https://t/27"' in out  # the unescaped URL was passed in
+    assert "mailto:x@y.z" in out and "'#top'" in out and 'HREF="https://t/16"' in out
+    assert 'href="https://keep"' in out
+    assert add_pixel("<html><body>x</body></html>", "https://p").endswith(
+        'style="display:none"></body></html>'
+    )
