@@ -50,6 +50,10 @@ def create_app(
     app.include_router(messaging_router, prefix="/api/v1", dependencies=authenticated)
     app.include_router(messaging_public_router)
 
+    from tidings.automations.api import router as automations_router
+
+    app.include_router(automations_router, prefix="/api/v1", dependencies=authenticated)
+
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}

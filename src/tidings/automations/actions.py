@@ -117,11 +117,27 @@ def _insert_ignore(session: Session) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+def _ensure_named(
+    session: Session,
+    model: type[Tag] | type[MailingList],
+    names: Sequence[str],
+    now: datetime,
+    **defaults: Any,
+) -> dict[str, int]:
+    """Ids of named tags/lists, creating missing ones; safe when workers race to create one."""
+    statement = _insert_ignore(session)(model).on_conflict_do_nothing(index_elements=["name"])
+    session.execute(
+        statement, [{"name": name, "created_at": now, **defaults} for name in sorted(set(names))]
+    )
+    rows = session.execute(select(model.name, model.id).where(model.name.in_(sorted(set(names)))))
+    return {name: id_ for name, id_ in rows}
+
+
 def _tags(ctx: Context, loaded: Loaded, step: d.TagAction, runs: Sequence[RunLike]) -> Outcomes:
     session, now = ctx.session, ctx.now
     ids = sorted({r.contact_id for r in runs})
     if step.action == "add_tag":
-        tag_ids = contacts.ensure_tags(session, step.tags, now)
+        tag_ids = _ensure_named(session, Tag, step.tags, now)
         for name in step.tags:
             tag_id = tag_ids[name]
             have = set(
@@ -239,7 +255,9 @@ def _per_contact(
 def _list(ctx: Context, loaded: Loaded, step: d.ListAction, runs: Sequence[RunLike]) -> Outcomes:
     session, now = ctx.session, ctx.now
     if step.action == "subscribe_list":
-        list_id = contacts.ensure_lists(session, [step.list], now)[step.list]
+        list_id = _ensure_named(session, MailingList, [step.list], now, double_opt_in=False)[
+            step.list
+        ]
     else:
         found = session.scalar(select(MailingList.id).where(MailingList.name == step.list))
         if found is None:

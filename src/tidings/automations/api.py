@@ -1,0 +1,227 @@
+"""REST endpoints: automations (with versions), enrolment, per-step counts, a contact's runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import yaml
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import func, select
+
+from tidings.api.deps import ClockDep, SessionDep
+from tidings.automations import service
+from tidings.automations.models import Automation, AutomationVersion, Enrolment
+from tidings.automations.worker import mark_work
+from tidings.errors import Conflict, ValidationFailed
+
+router = APIRouter(tags=["automations"])
+
+
+class DefinitionIn(BaseModel):
+    """Either `definition` (a JSON object) or `yaml` (the same as YAML text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    definition: dict[str, Any] | None = None
+    yaml_text: str | None = Field(default=None, alias="yaml", max_length=1_000_000)
+
+    @model_validator(mode="after")
+    def _one(self) -> DefinitionIn:
+        if (self.definition is None) == (self.yaml_text is None):
+            raise ValueError("give exactly one of: definition, yaml")
+        return self
+
+    def data(self) -> dict[str, Any]:
+        if self.definition is not None:
+            return self.definition
+        try:
+            loaded = yaml.safe_load(self.yaml_text or "")
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"yaml: line {mark.line + 1}" if mark is not None else "yaml"
+            raise ValidationFailed(f"{where}: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(loaded, dict):
+            raise ValidationFailed("yaml: must be a mapping")
+        return loaded
+
+
+class AutomationIn(DefinitionIn):
+    status: Literal["active", "paused"] = "active"
+
+
+class AutomationUpdate(DefinitionIn):
+    # Enrolments waiting in a step of the current version move to the new version's step.
+    step_mapping: dict[str, str] = Field(default_factory=dict)
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["active", "paused"]
+
+
+class EnrolIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    contact_ids: list[int] | None = Field(default=None, max_length=100_000)
+    list_name: str | None = Field(default=None, alias="list")
+    segment: Any = None
+    everyone: bool = Field(default=False, alias="all")
+
+
+class StepCount(BaseModel):
+    id: str
+    kind: str
+    waiting: int
+    passed: int
+    failed: int
+    refused: int
+    exited: int
+
+
+class AutomationOut(BaseModel):
+    id: int
+    name: str
+    status: str
+    version: int
+    versions: list[int]
+    definition: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    enrolments: dict[str, int]
+    steps: list[StepCount]
+
+
+class AutomationSummary(BaseModel):
+    id: int
+    name: str
+    status: str
+    version: int
+    active_enrolments: int
+
+
+def _out(session: Any, automation: Automation) -> AutomationOut:
+    versions = list(
+        session.scalars(
+            select(AutomationVersion.version)
+            .where(AutomationVersion.automation_id == automation.id)
+            .order_by(AutomationVersion.version)
+        )
+    )
+    return AutomationOut(
+        id=automation.id,
+        name=automation.name,
+        status=automation.status,
+        version=automation.current_version,
+        versions=versions,
+        definition=service.definition_of(session, automation),
+        created_at=automation.created_at,
+        updated_at=automation.updated_at,
+        enrolments=service.enrolment_totals(session, automation.id),
+        steps=[StepCount(**s) for s in service.step_counts(session, automation)],
+    )
+
+
+@router.post("/automations", status_code=201, response_model=AutomationOut)
+def create(body: AutomationIn, session: SessionDep, clock: ClockDep) -> AutomationOut:
+    automation = service.create_automation(
+        session, body.data(), now=clock.now(), status=body.status
+    )
+    return _out(session, automation)
+
+
+@router.get("/automations", response_model=list[AutomationSummary])
+def list_automations(session: SessionDep) -> list[AutomationSummary]:
+    active = dict(
+        session.execute(
+            select(Enrolment.automation_id, func.count())
+            .where(Enrolment.state == "active")
+            .group_by(Enrolment.automation_id)
+        ).all()
+    )
+    return [
+        AutomationSummary(
+            id=a.id,
+            name=a.name,
+            status=a.status,
+            version=a.current_version,
+            active_enrolments=active.get(a.id, 0),
+        )
+        for a in session.scalars(select(Automation).order_by(Automation.id))
+    ]
+
+
+@router.get("/automations/{automation_id}", response_model=AutomationOut)
+def get(automation_id: int, session: SessionDep) -> AutomationOut:
+    return _out(session, service.get_automation(session, automation_id))
+
+
+@router.put("/automations/{automation_id}", response_model=AutomationOut)
+def update(
+    automation_id: int, body: AutomationUpdate, session: SessionDep, clock: ClockDep
+) -> AutomationOut:
+    automation = service.get_automation(session, automation_id)
+    service.update_automation(
+        session, automation, body.data(), now=clock.now(), step_mapping=body.step_mapping
+    )
+    mark_work(session)
+    return _out(session, automation)
+
+
+@router.get("/automations/{automation_id}/versions/{version}")
+def get_version(automation_id: int, version: int, session: SessionDep) -> dict[str, Any]:
+    automation = service.get_automation(session, automation_id)
+    return {
+        "automation_id": automation.id,
+        "version": version,
+        "definition": service.definition_of(session, automation, version),
+    }
+
+
+@router.post("/automations/{automation_id}/status", response_model=AutomationOut)
+def set_status(
+    automation_id: int, body: StatusIn, session: SessionDep, clock: ClockDep
+) -> AutomationOut:
+    automation = service.get_automation(session, automation_id)
+    service.set_status(session, automation, body.status, now=clock.now())
+    mark_work(session)
+    return _out(session, automation)
+
+
+@router.post("/automations/{automation_id}/enrol")
+def enrol(
+    automation_id: int, body: EnrolIn, session: SessionDep, clock: ClockDep
+) -> dict[str, int]:
+    automation = service.get_automation(session, automation_id)
+    count = service.enrol_contacts(
+        session,
+        automation,
+        now=clock.now(),
+        contact_ids=body.contact_ids,
+        list_name=body.list_name,
+        segment=body.segment,
+        everyone=body.everyone,
+    )
+    mark_work(session)
+    return {"enrolled": count}
+
+
+@router.delete("/automations/{automation_id}", status_code=204)
+def delete(automation_id: int, session: SessionDep) -> Response:
+    automation = service.get_automation(session, automation_id)
+    active = session.scalar(
+        select(func.count())
+        .select_from(Enrolment)
+        .where(Enrolment.automation_id == automation.id, Enrolment.state == "active")
+    )
+    if active:
+        raise Conflict(f"{active} contact(s) are still running through this automation; pause it")
+    session.delete(automation)
+    session.flush()
+    return Response(status_code=204)
+
+
+@router.get("/contacts/{contact_id}/automations")
+def contact_automations(contact_id: int, session: SessionDep) -> list[dict[str, Any]]:
+    return service.contact_automations(session, contact_id)

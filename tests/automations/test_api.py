@@ -1,0 +1,115 @@
+"""REST: create from YAML/JSON with path errors, versions, enrol, per-step counts, history."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.automations.helpers import make_contacts
+from tidings.automations.engine import Engine
+from tidings.clock import FakeClock
+from tidings.db.engine import Database
+
+DRIP = """
+name: Drip
+steps:
+  - {id: hello, action: add_tag, tag: Hello}
+  - {id: pause, wait: {days: 3}}
+  - {id: bye, action: add_tag, tag: Bye}
+"""
+
+
+def test_create_errors_name_the_path(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/automations",
+        json={
+            "yaml": "name: x\nsteps:\n  - {id: a, action: add_tag}\n  - {id: b, goto: nowhere}\n"
+        },
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert fields == ["steps[0].tag"]
+    response = client.post(
+        "/api/v1/automations",
+        json={"definition": {"name": "x", "steps": [{"id": "b", "goto": "nowhere"}]}},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0] == {
+        "field": "steps[0].goto",
+        "message": "unknown step id 'nowhere'",
+    }
+    assert client.post("/api/v1/automations", json={"yaml": "name: [unclosed"}).status_code == 422
+
+
+def test_lifecycle_versions_counts_and_history(
+    client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    ids = make_contacts(database, clock, 4)
+    created = client.post("/api/v1/automations", json={"yaml": DRIP})
+    assert created.status_code == 201, created.text
+    automation_id = created.json()["id"]
+    enrolled = client.post(
+        f"/api/v1/automations/{automation_id}/enrol", json={"contact_ids": ids[:3]}
+    )
+    assert enrolled.json() == {"enrolled": 3}
+    again = client.post(f"/api/v1/automations/{automation_id}/enrol", json={"all": True})
+    assert again.json() == {"enrolled": 1}  # runs once: only the fourth is new
+    Engine(database, clock).run_until_idle()
+    body = client.get(f"/api/v1/automations/{automation_id}").json()
+    steps = {s["id"]: s for s in body["steps"]}
+    assert steps["hello"]["passed"] == 4
+    assert steps["pause"]["waiting"] == 4
+    assert body["enrolments"] == {"active": 4}
+
+    # Removing the step contacts wait in is refused with the count...
+    removed = DRIP.replace("  - {id: pause, wait: {days: 3}}\n", "")
+    refused = client.put(f"/api/v1/automations/{automation_id}", json={"yaml": removed})
+    assert refused.status_code == 409
+    assert "4 contact(s) in step 'pause'" in refused.json()["detail"]
+    # ... unless they are mapped to a step of the new version.
+    edited = DRIP.replace(
+        "{id: bye, action: add_tag, tag: Bye}", "{id: bye, action: add_tag, tag: Ciao}"
+    )
+    kept = client.put(f"/api/v1/automations/{automation_id}", json={"yaml": edited})
+    assert kept.status_code == 200
+    assert kept.json()["version"] == 2 and kept.json()["versions"] == [1, 2]
+    clock.advance(days=4)
+    Engine(database, clock).run_until_idle()
+    history = client.get(f"/api/v1/contacts/{ids[0]}/automations").json()
+    (run,) = history
+    assert run["version"] == 1  # enrolments keep their version: the old tag
+    assert run["state"] == "completed"
+    assert [h["step"] for h in history[0]["history"]] == ["hello", "pause", "bye"]
+    assert (
+        client.get(f"/api/v1/automations/{automation_id}/versions/1").json()["definition"]["name"]
+        == "Drip"
+    )
+    assert client.delete(f"/api/v1/automations/{automation_id}").status_code == 204
+    assert client.get(f"/api/v1/automations/{automation_id}").status_code == 404
+
+
+def test_step_mapping_moves_waiting_contacts(
+    client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    ids = make_contacts(database, clock, 2)
+    automation_id = client.post("/api/v1/automations", json={"yaml": DRIP}).json()["id"]
+    client.post(f"/api/v1/automations/{automation_id}/enrol", json={"contact_ids": ids})
+    Engine(database, clock).run_until_idle()
+    new = """
+name: Drip
+steps:
+  - {id: hello, action: add_tag, tag: Hello}
+  - {id: short, wait: {hours: 1}}
+  - {id: bye, action: add_tag, tag: Moved}
+"""
+    moved = client.put(
+        f"/api/v1/automations/{automation_id}",
+        json={"yaml": new, "step_mapping": {"pause": "short"}},
+    )
+    assert moved.status_code == 200, moved.text
+    Engine(database, clock).run_until_idle()  # the moved contacts start their new wait now
+    clock.advance(hours=2)
+    Engine(database, clock).run_until_idle()
+    (run,) = client.get(f"/api/v1/contacts/{ids[0]}/automations").json()
+    assert run["version"] == 2 and run["state"] == "completed"
+    assert client.get("/api/v1/contacts/99999/automations").status_code == 404

@@ -1,0 +1,347 @@
+"""Each semantic of issue 4 as a test: runs once/multiple, concurrency, condition waits,
+split, score threshold, event filters, refused sends, start/exit, goto loops, pausing."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from tests.automations.helpers import activities, automation, make_contacts, tags_of
+from tests.messaging.helpers import make_template
+from tidings.activities.models import Activity
+from tidings.automations.engine import Engine
+from tidings.automations.models import Enrolment, StepLog
+from tidings.automations.service import enrol_contacts, get_automation, set_status
+from tidings.clock import FakeClock
+from tidings.contacts import service as contacts
+from tidings.contacts.models import Contact
+from tidings.db.engine import Database
+from tidings.events.service import ingest_events
+from tidings.messaging.models import OutboxMessage
+
+
+def _tag(
+    database: Database, clock: FakeClock, contact_id: int, tag: str, remove: bool = False
+) -> None:
+    with database.session() as session:
+        contact = session.get(Contact, contact_id)
+        assert contact is not None
+        if remove:
+            contacts.remove_tag(session, contact, tag, now=clock.now(), cause="api")
+        else:
+            contacts.add_tag(session, contact, tag, now=clock.now(), cause="api")
+
+
+def _states(database: Database, automation_id: int) -> Counter[str]:
+    with database.session() as session:
+        return Counter(
+            session.scalars(select(Enrolment.state).where(Enrolment.automation_id == automation_id))
+        )
+
+
+def test_runs_multiple_reenters_only_after_the_run_ended(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    a = automation(
+        database,
+        clock,
+        """
+name: Again
+trigger: {type: tag_added, tag: Ping}
+runs: multiple
+steps:
+  - {id: score, action: adjust_score, by: 1}
+  - {id: hold, wait: {days: 1}}
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    _tag(database, clock, cid, "Ping")
+    engine.run_until_idle()
+    _tag(database, clock, cid, "Ping", remove=True)
+    _tag(database, clock, cid, "Ping")  # while the first run waits: ignored
+    engine.run_until_idle()
+    assert _states(database, a.id) == Counter({"active": 1})
+    clock.advance(days=2)
+    engine.run_until_idle()
+    _tag(database, clock, cid, "Ping", remove=True)
+    _tag(database, clock, cid, "Ping")  # after it ended: a second run
+    engine.run_until_idle()
+    assert _states(database, a.id) == Counter({"completed": 1, "active": 1})
+    assert len(activities(database, cid, "score_changed")) == 2
+
+
+def test_runs_once_under_concurrent_triggers_and_workers(
+    database: Database, clock: FakeClock
+) -> None:
+    a = automation(
+        database,
+        clock,
+        """
+name: Once
+steps:
+  - {id: tag, action: add_tag, tag: Welcomed}
+  - {id: score, action: adjust_score, by: 2}
+""",
+    )
+    ids = make_contacts(database, clock, 300)
+    errors: list[BaseException] = []
+
+    def enrol_and_work() -> None:
+        try:
+            with database.session() as session:
+                enrol_contacts(
+                    session, get_automation(session, a.id), now=clock.now(), everyone=True
+                )
+            Engine(database, clock, batch_size=25).run_until_idle()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enrol_and_work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    Engine(database, clock).run_until_idle()
+    with database.session() as session:
+        per_contact = Counter(
+            session.scalars(select(Enrolment.contact_id).where(Enrolment.automation_id == a.id))
+        )
+        tag_events = session.scalar(
+            select(func.count()).select_from(Activity).where(Activity.type == "tag_added")
+        )
+        scores = set(session.scalars(select(Contact.score)))
+    assert set(per_contact.values()) == {1} and len(per_contact) == len(ids)
+    assert tag_events == len(ids)
+    assert scores == {2}
+
+
+def test_wait_until_condition_with_timeout(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    automation(
+        database,
+        clock,
+        """
+name: Confirm
+steps:
+  - id: waiting
+    wait: {condition: {has_tag: Confirmed}, timeout: {days: 2}, on_timeout: late}
+  - {id: ok, action: add_tag, tag: OnTime, next: fin}
+  - {id: late, action: add_tag, tag: Late}
+  - {id: fin, end: true}
+""",
+    )
+    quick, slow = make_contacts(database, clock, 2)
+    with database.session() as session:
+        from tidings.automations.service import by_name
+
+        enrol_contacts(
+            session, by_name(session, "Confirm"), now=clock.now(), contact_ids=[quick, slow]
+        )
+    engine.run_until_idle()
+    clock.advance(days=1)
+    _tag(database, clock, quick, "Confirmed")
+    engine.run_until_idle()  # re-checked when the activity arrives, not at the deadline
+    assert tags_of(database, quick) == {"Confirmed", "OnTime"}
+    assert tags_of(database, slow) == set()
+    clock.advance(days=1, seconds=1)
+    engine.run_until_idle()
+    assert tags_of(database, slow) == {"Late"}
+
+
+def test_split_is_deterministic_and_near_the_percentages(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    a = automation(
+        database,
+        clock,
+        """
+name: AB
+steps:
+  - {id: ab, split: [{percent: 30, to: a}, {percent: 70, to: b}]}
+  - {id: a, action: add_tag, tag: A, next: done}
+  - {id: b, action: add_tag, tag: B}
+  - {id: done, end: true}
+""",
+    )
+    ids = make_contacts(database, clock, 1000)
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), everyone=True)
+    engine.run_until_idle()
+    with database.session() as session:
+        outcomes = Counter(session.scalars(select(StepLog.detail).where(StepLog.step == "ab")))
+    assert 240 < outcomes["to a"] < 360 and outcomes["to a"] + outcomes["to b"] == len(ids)
+    from tidings.automations.definition import SplitStep
+    from tidings.automations.engine import split_branch
+
+    step = SplitStep.model_validate(
+        {"id": "ab", "split": [{"percent": 30, "to": "a"}, {"percent": 70, "to": "b"}]}
+    )
+    assert [split_branch(a.id, c, step).to for c in ids[:50]] == [
+        split_branch(a.id, c, step).to for c in ids[:50]
+    ]
+    assert ("A" in tags_of(database, ids[0])) == (split_branch(a.id, ids[0], step).to == "a")
+
+
+def test_score_threshold_crossing_and_event_filters(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    automation(
+        database,
+        clock,
+        """
+name: Hot lead
+trigger: {type: score_threshold, threshold: 10, direction: up}
+steps: [{id: t, action: add_tag, tag: Hot}]
+""",
+    )
+    automation(
+        database,
+        clock,
+        """
+name: Big buyer
+trigger: {type: event, event: purchase, where: [{property: amount, op: gte, value: 100}]}
+steps: [{id: t, action: add_tag, tag: Big}]
+""",
+    )
+    automation(
+        database,
+        clock,
+        """
+name: Opener
+trigger: {type: event, event: email_opened}
+steps: [{id: t, action: add_tag, tag: Opened}]
+""",
+    )
+    low, high, machine = make_contacts(database, clock, 3)
+    with database.session() as session:
+        for cid, by in ((low, 5), (high, 12)):
+            contact = session.get(Contact, cid)
+            assert contact is not None
+            contacts.adjust_score(session, contact, by, now=clock.now(), cause="api")
+        ingest_events(
+            session,
+            [
+                {"type": "purchase", "contact_id": low, "amount": 20},
+                {"type": "purchase", "contact_id": high, "amount": 150},
+                {"type": "email_opened", "contact_id": machine, "machine": True},
+                {"type": "email_opened", "contact_id": low},
+            ],
+            now=clock.now(),
+            cause="api",
+        )
+    engine.run_until_idle()
+    assert tags_of(database, low) == {"Opened"}
+    assert tags_of(database, high) == {"Hot", "Big"}
+    assert tags_of(database, machine) == set()
+
+
+def test_refused_send_is_the_step_outcome(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    a = automation(
+        database,
+        clock,
+        """
+name: Mail
+allow_statuses: [subscribed, unsubscribed]
+steps:
+  - {id: mail, action: send_email, template: welcome}
+  - {id: after, action: add_tag, tag: After}
+""",
+    )
+    (ok,) = make_contacts(database, clock, 1)
+    (unsub,) = make_contacts(database, clock, 1, status="unsubscribed", prefix="u")
+    with database.session() as session:
+        make_template(session, clock.now())
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), everyone=True)
+    engine.run_until_idle()
+    with database.session() as session:
+        outbox = dict(session.execute(select(OutboxMessage.contact_id, OutboxMessage.status)).all())
+        log = dict(
+            session.execute(
+                select(StepLog.contact_id, StepLog.outcome).where(StepLog.step == "mail")
+            ).all()
+        )
+    assert outbox == {ok: "queued", unsub: "refused"}
+    assert log == {ok: "passed", unsub: "refused"}
+    assert tags_of(database, unsub) == {"After"}  # the run goes on after a refusal
+
+
+def test_start_and_exit_other_automations_and_pause(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    long = automation(
+        database,
+        clock,
+        """
+name: Long
+runs: multiple
+steps:
+  - {id: a, action: adjust_score, by: 1}
+  - {id: w, wait: {days: 10}}
+  - {id: b, action: add_tag, tag: LongDone}
+""",
+    )
+    automation(
+        database,
+        clock,
+        """
+name: Switch
+trigger: {type: tag_added, tag: Switch}
+runs: multiple
+steps:
+  - {id: leave, action: exit_automation, automation: Long}
+  - {id: again, action: start_automation, automation: Long}
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    with database.session() as session:
+        enrol_contacts(
+            session, get_automation(session, long.id), now=clock.now(), contact_ids=[cid]
+        )
+    engine.run_until_idle()
+    clock.advance(days=5)
+    _tag(database, clock, cid, "Switch")
+    engine.run_until_idle()
+    assert _states(database, long.id) == Counter({"exited": 1, "active": 1})
+    with database.session() as session:
+        set_status(session, get_automation(session, long.id), "paused", now=clock.now())
+    clock.advance(days=6)
+    engine.run_until_idle()
+    assert tags_of(database, cid) == {"Switch"}  # paused: the restarted run waits
+    with database.session() as session:
+        set_status(session, get_automation(session, long.id), "active", now=clock.now())
+    clock.advance(days=5)  # the restarted run (day 5) waits 10 days
+    engine.run_until_idle()
+    assert tags_of(database, cid) == {"Switch", "LongDone"}
+    assert len(activities(database, cid, "score_changed")) == 2
+
+
+def test_goto_loop_with_a_wait(database: Database, clock: FakeClock, engine: Engine) -> None:
+    a = automation(
+        database,
+        clock,
+        """
+name: Weekly
+steps:
+  - {id: bump, action: adjust_score, by: 1}
+  - {id: week, wait: {days: 7}}
+  - {id: again, if: {score: {op: lt, value: 3}}, then: bump, else: stop}
+  - {id: stop, end: true}
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), contact_ids=[cid])
+    for _ in range(5):
+        engine.run_until_idle()
+        clock.advance(days=7)
+    engine.run_until_idle()
+    with database.session() as session:
+        contact = session.get(Contact, cid)
+        assert contact is not None and contact.score == 3
+    assert _states(database, a.id) == Counter({"completed": 1})
