@@ -20,12 +20,25 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import or_, select, update
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityRow, Cause, record_many
@@ -350,12 +363,23 @@ def claim(
     return jobs, templates, stats
 
 
-def mark_delivering(
-    db: Database, ids: Sequence[int], *, now: datetime, worker_id: str
-) -> dict[int, str]:
-    """The last check before the final dot. Returns per id: 'ok', 'lease' (lost) or 'refused'."""
-    verdict: dict[int, str] = dict.fromkeys(ids, "lease")
-    with db.session() as session:
+_MARK_STATEMENTS: dict[bool, tuple[Any, Any]] = {}
+
+
+def _ids_param(is_sqlite: bool) -> Any:
+    """`OutboxMessage.id IN :ids` with ONE parameter (a JSON array on SQLite, an array on
+    PostgreSQL), so the statement is built and compiled once."""
+    if is_sqlite:
+        items = func.json_each(bindparam("ids", type_=String))
+        return OutboxMessage.id.in_(select(literal_column("value")).select_from(items))
+    return OutboxMessage.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+
+
+def _mark_statements(is_sqlite: bool) -> tuple[Any, Any]:
+    """Built once: this check runs before every message's final dot, and building SQLAlchemy
+    statements costs more than running them."""
+    found = _MARK_STATEMENTS.get(is_sqlite)
+    if found is None:
         query = (
             select(
                 OutboxMessage.id,
@@ -366,16 +390,38 @@ def mark_delivering(
             )
             .outerjoin(Contact, Contact.id == OutboxMessage.contact_id)
             .where(
-                in_values(session, OutboxMessage.id, ids),
-                OutboxMessage.lease_owner == worker_id,
-                OutboxMessage.status == ST.SENDING,
+                _ids_param(is_sqlite),
+                OutboxMessage.lease_owner == bindparam("owner"),
+                OutboxMessage.status == ST.SENDING.value,
             )
         )
-        if not db.is_sqlite:
+        if not is_sqlite:
             query = query.with_for_update(of=OutboxMessage)
+        mark = (
+            update(OutboxMessage)
+            .where(_ids_param(is_sqlite))
+            .values(status=ST.DELIVERING.value, updated_at=bindparam("now"))
+        )
+        found = _MARK_STATEMENTS[is_sqlite] = (query, mark)
+    return found
+
+
+def mark_delivering(
+    db: Database, ids: Sequence[int], *, now: datetime, worker_id: str
+) -> dict[int, str]:
+    """The last check before the final dot. Returns per id: 'ok', 'lease' (lost) or 'refused'."""
+    verdict: dict[int, str] = dict.fromkeys(ids, "lease")
+    query, mark = _mark_statements(db.is_sqlite)
+
+    def ids_value(values: Sequence[int]) -> Any:
+        return orjson.dumps(list(values)).decode() if db.is_sqlite else list(values)
+
+    # Core on a plain connection: no ORM session on this hot path.
+    with db.engine.begin() as connection:
         ok: list[int] = []
         refused: list[tuple[int, int, str]] = []
-        for row in session.execute(query):
+        rows = connection.execute(query, {"ids": ids_value(ids), "owner": worker_id})
+        for row in rows:
             if row.status is None:
                 refused.append((row.id, row.contact_id, "the contact no longer exists"))
                 continue
@@ -385,12 +431,11 @@ def mark_delivering(
             else:
                 refused.append((row.id, row.contact_id, decision.reason))
         if ok:
-            session.execute(
-                update(OutboxMessage)
-                .where(in_values(session, OutboxMessage.id, ok))
-                .values(status=ST.DELIVERING, updated_at=now)
-            )
-        _refuse(session, refused, now)
+            connection.execute(mark, {"ids": ids_value(ok), "now": now})
+        if refused:
+            with Session(bind=connection) as session:
+                _refuse(session, refused, now)
+                session.flush()
     verdict.update(dict.fromkeys(ok, "ok"))
     verdict.update({oid: "refused" for oid, _, _ in refused})
     return verdict
@@ -558,8 +603,10 @@ class _DeliveringMarker:
             while self.pending:
                 group, self.pending = self.pending, []
                 try:
-                    verdict = await asyncio.to_thread(
-                        mark_delivering,
+                    # In the loop's thread on purpose: a hop to a worker thread waits for the
+                    # GIL (up to the 5 ms switch interval) while composing threads run, and
+                    # this short transaction is on every message's path.
+                    verdict = mark_delivering(
                         self.db,
                         [i for i, _ in group],
                         now=self.clock.now(),
@@ -599,9 +646,14 @@ class Sender:
 
             self.on_hard_failure = hard_failures_bounce
         self.started = False
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(2, min(options.connections, os.cpu_count() or 2)),
+            thread_name_prefix="tidings-compose",
+        )
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.connections))
+        self.pool.shutdown(wait=False)
 
     async def _throttle(self, email: str) -> None:
         if self.global_rate is not None:
@@ -687,7 +739,15 @@ class Sender:
         while not queue.empty():
             job = queue.get_nowait()
             try:
-                data = self.composer.compose(job, templates[job.template_id], self.clock.now())
+                # Rendering and signing run in a thread pool: the RSA step releases the GIL,
+                # and the event loop keeps the other connections busy meanwhile.
+                data = await asyncio.get_running_loop().run_in_executor(
+                    self.pool,
+                    self.composer.compose,
+                    job,
+                    templates[job.template_id],
+                    self.clock.now(),
+                )
             except (ValidationFailed, KeyError) as exc:
                 outcomes.append(
                     Outcome(job, SmtpResult(False, 554, f"cannot render: {exc}", "render"))

@@ -1,0 +1,213 @@
+"""Issue 5: a 20,000-recipient broadcast to an aiosmtpd sink on loopback, DKIM signing on.
+
+Baseline, measured in the same run: the sink's own maximum rate, reached by a bare aiosmtplib
+loop sending pre-built messages over the same number of connections. The sink runs in its own
+process for both, so the sender's CPU is not shared with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.messaging helpers
+
+import aiosmtplib
+from _common import fresh_sqlite, report, scale, timed
+
+from tidings.clock import SystemClock
+from tidings.contacts.models import MailingList
+from tidings.db.bulk import bulk_insert
+from tidings.db.engine import create_database
+from tidings.db.migrate import upgrade
+from tidings.events.tokens import TrackingTokens
+from tidings.messaging.broadcasts import create_broadcast, queue_broadcast
+from tidings.messaging.dkim import DkimSigner, generate_key
+from tidings.messaging.sender import Sender, SenderOptions
+from tidings.messaging.service import create_template
+from tidings.messaging.transport import SmtpConfig
+
+RECIPIENTS = max(500, int(20_000 * scale()))
+CONNECTIONS = 4
+
+
+def _sink(port: int, counter: Any, ready: Any) -> None:
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with counter.get_lock():
+                counter.value += 1
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    asyncio.run(asyncio.Event().wait())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _message(i: int, signer: DkimSigner) -> bytes:
+    body = (
+        f"From: Shop <news@example.com>\r\nTo: user{i}@example.org\r\nSubject: Hello\r\n"
+        f"Message-ID: <{i}@example.com>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n" + "Hello there\r\n" * 20
+    ).encode()
+    return signer.sign(body, timestamp=0)
+
+
+async def _bare_loop(port: int, messages: list[bytes]) -> None:
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for i, m in enumerate(messages):
+        queue.put_nowait((i, m))
+
+    async def worker() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        while not queue.empty():
+            i, message = queue.get_nowait()
+            await client.sendmail("bounce@example.com", [f"user{i}@example.org"], message)
+        await client.quit()
+
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+
+
+def _prepare(path: Path) -> tuple[Any, int]:
+    database = create_database(f"sqlite:///{path}")
+    upgrade(database)
+    now = datetime.now(UTC)
+    with database.session() as session:
+        template = create_template(
+            session,
+            name="news",
+            subject="News for {{ contact.first_name | default('you') }}",
+            html='<p>Hi {{ contact.first_name | default("there") }},</p>'
+            '<p><a href="https://shop.example.com/sale">Our sale</a></p>'
+            '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+            text=None,
+            variables={},
+            track_opens=True,
+            track_clicks=True,
+            now=now,
+        )
+        mailing_list = MailingList(name="All", double_opt_in=False, created_at=now)
+        session.add(mailing_list)
+        session.flush()
+        from tidings.contacts.models import Contact, ListMembership
+
+        bulk_insert(
+            session,
+            Contact.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    "email": f"user{i}@example{i % 50}.org",
+                    "first_name": f"User{i}",
+                    "status": "subscribed",
+                    "score": 0,
+                    "fields": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(RECIPIENTS)
+            ],
+        )
+        bulk_insert(
+            session,
+            ListMembership.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    "contact_id": i + 1,
+                    "list_id": mailing_list.id,
+                    "status": "active",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(RECIPIENTS)
+            ],
+        )
+        broadcast = create_broadcast(
+            session,
+            name="Bench",
+            template_id=template.id,
+            list_id=mailing_list.id,
+            segment=None,
+            scheduled_at=None,
+            now=now,
+        )
+        with timed() as took:
+            queue_broadcast(session, broadcast, now=now)
+    report(f"queue a {RECIPIENTS:,}-recipient broadcast (INSERT ... SELECT)", took[0], "s")
+    return database, broadcast.id
+
+
+def main() -> None:
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("l", 0)
+    ready = context.Event()
+    port = _free_port()
+    sink = context.Process(target=_sink, args=(port, counter, ready), daemon=True)
+    sink.start()
+    ready.wait(30)
+    signer = DkimSigner.from_pem("example.com", "bench", generate_key(2048))
+    try:
+        messages = [_message(i, signer) for i in range(RECIPIENTS)]
+        with timed() as bare:
+            asyncio.run(_bare_loop(port, messages))
+        baseline = RECIPIENTS / bare[0]
+        report(
+            f"bare aiosmtplib loop, pre-built messages, {CONNECTIONS} connections",
+            baseline,
+            "msg/s",
+        )
+        database, _ = _prepare(fresh_sqlite("send.db"))
+        options = SenderOptions(
+            mail_from="Shop <news@example.com>",
+            base_url="https://mail.example.com",
+            secret="bench-secret",
+            smtp=SmtpConfig("127.0.0.1", port, timeout=30),
+            bounce_domain="bounces.example.com",
+            unsubscribe_mailto="unsubscribe@example.com",
+            dkim=signer,
+            connections=CONNECTIONS,
+            batch_size=1000,
+            worker_id="bench",
+        )
+        clock = SystemClock()
+        before = counter.value
+
+        async def send() -> Any:
+            sender = Sender(
+                database, clock, options, tokens=TrackingTokens("bench-secret", clock=clock)
+            )
+            try:
+                return await sender.run_once()
+            finally:
+                await sender.close()
+
+        with timed() as took:
+            stats = asyncio.run(send())
+        assert stats.sent == RECIPIENTS, stats
+        assert counter.value - before == RECIPIENTS, counter.value
+        report(
+            f"broadcast of {RECIPIENTS:,} via the outbox (render, track, DKIM 2048, SQLite)",
+            RECIPIENTS / took[0],
+            "msg/s",
+            baseline,
+            "ratio >= 0.7",
+        )
+    finally:
+        sink.terminate()
+
+
+if __name__ == "__main__":
+    main()
