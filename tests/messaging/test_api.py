@@ -298,3 +298,37 @@ def test_double_opt_in(
 
 
 __all__ = ["Contact", "ListMembership", "MailingList", "OutboxMessage"]
+
+
+def test_cancel_a_broadcast_and_delete_a_template(
+    client: TestClient, database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    template_id = template(client)
+    contact(client, "a@example.com", lists=["L"])
+    list_id = _lists(client)[0]["id"]
+    later = (clock.now() + timedelta(days=1)).isoformat()
+    scheduled = client.post(
+        "/api/v1/broadcasts",
+        json={
+            "name": "later",
+            "template_id": template_id,
+            "list_id": list_id,
+            "scheduled_at": later,
+        },
+    ).json()
+    now = client.post(
+        "/api/v1/broadcasts", json={"name": "now", "template_id": template_id, "list_id": list_id}
+    ).json()
+    cancelled = client.post(f"/api/v1/broadcasts/{now['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["stats"]["refused"] == 1
+    assert (
+        client.post(f"/api/v1/broadcasts/{scheduled['id']}/cancel").json()["status"] == "cancelled"
+    )
+    assert client.post(f"/api/v1/broadcasts/{now['id']}/cancel").status_code == 409
+    clock.advance(days=2)
+    send_all(database, clock, sink)
+    assert sink.handler.messages == []
+    assert client.delete(f"/api/v1/templates/{template_id}").status_code == 409
+    other = template(client, name="other")
+    assert client.delete(f"/api/v1/templates/{other}").status_code == 204
+    assert client.get(f"/api/v1/templates/{other}").status_code == 404
