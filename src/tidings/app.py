@@ -30,6 +30,10 @@ def create_app(
     app.state.clock = clock or SystemClock()
     install_problem_handlers(app)
 
+    # First: the open pixel is the hottest path, and routes are matched in order.
+    from tidings.events.tracking import router as tracking_router
+
+    app.include_router(tracking_router)  # public: every request carries a signed token
     from tidings.contacts.api import router as contacts_router
 
     authenticated = [Depends(require_api_key)]
@@ -40,9 +44,6 @@ def create_app(
     from tidings.segments.api import router as segments_router
 
     app.include_router(segments_router, prefix="/api/v1", dependencies=authenticated)
-    from tidings.events.tracking import router as tracking_router
-
-    app.include_router(tracking_router)  # public: every request carries a signed token
 
     from tidings.messaging.api import router as messaging_router
     from tidings.messaging.public import router as messaging_public_router
