@@ -24,7 +24,8 @@ from tidings.db.engine import Database
 from tidings.messaging.broadcasts import create_broadcast, queue_broadcast
 from tidings.messaging.models import OutboxMessage
 
-RECIPIENTS = 600
+# TIDINGS_TEST_SEND_RECIPIENTS=20000 runs the full size (about two minutes).
+RECIPIENTS = int(os.environ.get("TIDINGS_TEST_SEND_RECIPIENTS", "600"))
 UNSUBSCRIBED = 50
 
 

@@ -209,3 +209,42 @@ def test_connection_dropped_during_data_is_retried_not_lost(
     clock.advance(hours=1)
     assert run(database, clock, options).sent == 1
     assert sink.handler.count_by_recipient() == {"drop@example.org": 1, "ok@example.org": 1}
+
+
+def test_two_senders_share_the_outbox_without_duplicates(
+    database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    emails = [f"r{i:03d}@example.org" for i in range(120)]
+    queue(database, clock, emails)
+
+    async def main() -> list[RunStats]:
+        senders = [
+            Sender(database, clock, sender_options(sink.port, worker_id=f"w{n}", batch_size=15))
+            for n in range(2)
+        ]
+        try:
+            return list(await asyncio.gather(*(s.run_once() for s in senders)))
+        finally:
+            for s in senders:
+                await s.close()
+
+    stats = asyncio.run(main())
+    assert sum(s.sent for s in stats) == 120
+    assert sink.handler.count_by_recipient() == dict.fromkeys(emails, 1)
+
+
+def test_expired_lease_of_a_dead_sender_is_taken_over(
+    database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    from tidings.messaging.sender import claim
+
+    queue(database, clock, ["a@example.org", "b@example.org"])
+    jobs, _, _ = claim(
+        database, now=clock.now(), worker_id="dead", limit=10, lease=timedelta(minutes=5)
+    )
+    assert len(jobs) == 2
+    other = sender_options(sink.port, worker_id="alive")
+    assert run(database, clock, other).sent == 0  # still leased
+    clock.advance(minutes=6)
+    assert run(database, clock, other).sent == 2
+    assert sink.handler.count_by_recipient() == {"a@example.org": 1, "b@example.org": 1}
