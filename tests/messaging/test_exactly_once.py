@@ -102,12 +102,14 @@ def test_killed_and_restarted_sends_exactly_once(
         target[0] = kill_at
         reached.clear()
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert reached.wait(timeout=60), process.communicate(timeout=5)
+        assert reached.wait(timeout=max(60, RECIPIENTS / 20)), process.communicate(timeout=5)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         assert len(sink.handler.messages) < RECIPIENTS  # really killed mid-broadcast
     sink.handler.on_message = None
-    finished = subprocess.run(command, env=env, capture_output=True, timeout=90)
+    finished = subprocess.run(
+        command, env=env, capture_output=True, timeout=max(90, RECIPIENTS / 10)
+    )
     assert finished.returncode == 0, finished.stderr.decode()
     counts = sink.handler.count_by_recipient()
     expected = {f"p{i:05d}@example.org": 1 for i in range(RECIPIENTS)}

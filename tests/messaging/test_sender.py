@@ -9,6 +9,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 
 import dkim
+import pytest
 from sqlalchemy import select
 
 from tests.messaging.conftest import FakeTokens, Sink, free_port, sender_options
@@ -248,3 +249,23 @@ def test_expired_lease_of_a_dead_sender_is_taken_over(
     clock.advance(minutes=6)
     assert run(database, clock, other).sent == 2
     assert sink.handler.count_by_recipient() == {"a@example.org": 1, "b@example.org": 1}
+
+
+def test_database_failure_before_the_dot_sends_nothing_then_retries(
+    database: Database, clock: FakeClock, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidings.messaging import sender as sender_module
+
+    queue(database, clock, ["a@example.org"])
+    real = sender_module.mark_delivering
+
+    def broken(*args: object, **kwargs: object) -> dict[int, str]:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(sender_module, "mark_delivering", broken)
+    with pytest.raises(RuntimeError):
+        run(database, clock, sender_options(sink.port))
+    assert sink.handler.messages == []  # the DATA phase was never finished
+    monkeypatch.setattr(sender_module, "mark_delivering", real)
+    assert run(database, clock, sender_options(sink.port)).sent == 1  # same worker id: at once
+    assert sink.handler.count_by_recipient() == {"a@example.org": 1}

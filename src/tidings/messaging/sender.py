@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -61,6 +62,7 @@ from tidings.messaging.tracking import TokenMaker, Tracker
 from tidings.messaging.transport import SmtpConfig, SmtpConnection, SmtpResult, parse_smtp_url
 
 ST = OutboxStatus
+log = logging.getLogger(__name__)
 MARKETING = frozenset({MessageClass.CAMPAIGN, MessageClass.AUTOMATION})
 DUE_STATUSES = (ST.QUEUED, ST.DEFERRED, ST.SENDING)
 
@@ -692,7 +694,10 @@ class Sender:
     ) -> None:
         stop = stop or asyncio.Event()
         while not stop.is_set():
-            await self.run_once()
+            try:
+                await self.run_once()
+            except Exception:  # the database or a bug: leased rows are retried after the lease
+                log.exception("sending failed; retrying in %s s", poll_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_seconds)
 

@@ -147,6 +147,9 @@ class SmtpConnection:
             self._drop()
             message = str(exc) or type(exc).__name__
             return SmtpResult(False, 421, f"connection problem: {message}", stage, handed_over)
+        except BaseException:
+            self._drop()  # e.g. the database failed in before_dot: never finish this DATA
+            raise
 
     async def _reset(self, client: aiosmtplib.SMTP) -> None:
         try:
