@@ -245,3 +245,11 @@ def test_prune_keeps_summary_and_daily_aggregates(
     assert remaining == ["contact_created", "email_opened"]
     assert daily_before == daily_after == [("email_opened", 2), ("purchase", 1)]
     assert client.get(f"/api/v1/contacts/{cid}").json()["engagement"] == before
+    day = (clock.now() - timedelta(days=100)).date().isoformat()
+    rows = client.get("/api/v1/events/daily", params={"since": day, "until": day}).json()
+    assert rows == [
+        {"day": day, "type": "email_opened", "events": 1, "machine_events": 0, "amount_minor": 0},
+        {"day": day, "type": "purchase", "events": 1, "machine_events": 0, "amount_minor": 1000},
+    ]
+    only = client.get("/api/v1/events/daily", params=[("type", "purchase")]).json()
+    assert [r["type"] for r in only] == ["purchase"]

@@ -6,7 +6,7 @@ events ingested through the real ingest path) and random conditions over all of 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -59,6 +59,23 @@ person_strategy = st.fixed_dictionaries(
 )
 
 days = st.integers(1, 14)
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the clock fixture's start
+moments = st.integers(0, 24 * 14).map(lambda h: (NOW - timedelta(hours=h)).isoformat())
+
+
+def _window(within: int | None, since: str | None, until: str | None) -> dict[str, Any]:
+    window: dict[str, Any] = {"within_days": within} if within else {}
+    if since and until and since > until:
+        since, until = until, since
+    if since and until and since == until:
+        until = None
+    if since:
+        window["since"] = since
+    if until:
+        window["until"] = until
+    return window
+
+
 leaf = st.one_of(
     st.sampled_from(TAGS).map(lambda t: {"has_tag": t}),
     st.sampled_from(TAGS).map(lambda t: {"lacks_tag": t}),
@@ -107,13 +124,20 @@ leaf = st.one_of(
         st.integers(0, 3),
     ),
     days.map(lambda d: {"created": {"within_days": d}}),
+    st.builds(lambda a: {"created": {"after": a}}, moments),
+    st.builds(lambda b: {"created": {"before": b}}, moments),
     st.builds(
-        lambda types, happened, at_least, within, where, machine: {
+        lambda op, v: {"field": "last_open_at", "op": op, "value": v},
+        st.sampled_from(["before", "after"]),
+        moments,
+    ),
+    st.builds(
+        lambda types, happened, at_least, within, since, until, where, machine: {
             "event": {
                 "type": types,
                 "happened": happened,
                 "at_least": at_least,
-                **({"within_days": within} if within else {}),
+                **_window(within, since, until),
                 "where": where,
                 "include_machine": machine,
             }
@@ -122,6 +146,8 @@ leaf = st.one_of(
         st.booleans(),
         st.integers(1, 3),
         st.one_of(st.none(), days),
+        st.one_of(st.none(), moments),
+        st.one_of(st.none(), moments),
         st.lists(
             st.one_of(
                 st.builds(
@@ -146,12 +172,13 @@ leaf = st.one_of(
         st.booleans(),
     ),
     st.builds(
-        lambda op, v, within: {
-            "purchase_total": {"op": op, "value": v, **({"within_days": within} if within else {})}
+        lambda op, v, within, since: {
+            "purchase_total": {"op": op, "value": v, **_window(within, since, None)}
         },
         st.sampled_from(["gt", "gte", "lt", "lte", "eq", "neq"]),
         st.sampled_from([0, 1.5, 10, 11.5, 100]),
         st.one_of(st.none(), days),
+        st.one_of(st.none(), moments),
     ),
 )
 conditions = st.recursive(

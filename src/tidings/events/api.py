@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -23,6 +23,7 @@ from tidings.contacts.api import contact_extensions
 from tidings.contacts.models import Contact
 from tidings.contacts.schemas import ContactOut
 from tidings.errors import ValidationFailed
+from tidings.events.models import EventDaily
 from tidings.events.service import MAX_BATCH, IngestReport, ingest_events
 from tidings.events.validation import BadLine
 
@@ -141,6 +142,36 @@ def send_events(
         session, events, now=clock.now(), cause=Cause.API, create_contacts=create_contacts
     )
     return _out(report)
+
+
+class DailyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    day: date
+    type: str
+    events: int
+    machine_events: int
+    amount_minor: int
+
+
+@router.get("/events/daily", tags=["events"])
+def daily(
+    session: SessionDep,
+    since: date | None = None,
+    until: date | None = None,
+    type: Annotated[list[str] | None, Query()] = None,
+) -> list[DailyOut]:
+    """Events per UTC day and type (exact even after raw events were pruned); `until` is
+    inclusive. At most 10,000 rows."""
+    query = select(EventDaily)
+    if since is not None:
+        query = query.where(EventDaily.day >= since)
+    if until is not None:
+        query = query.where(EventDaily.day <= until)
+    if type:
+        query = query.where(EventDaily.type.in_(type))
+    rows = session.scalars(query.order_by(EventDaily.day, EventDaily.type).limit(10_000))
+    return [DailyOut.model_validate(r) for r in rows]
 
 
 # ---- timeline ----------------------------------------------------------------------------
