@@ -345,3 +345,35 @@ steps:
         contact = session.get(Contact, cid)
         assert contact is not None and contact.score == 3
     assert _states(database, a.id) == Counter({"completed": 1})
+
+
+def test_an_activity_committed_late_below_the_cursor_is_not_missed(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    import pytest
+
+    if database.is_sqlite:
+        pytest.skip("SQLite has one writer: ids commit in order")
+    automation(
+        database,
+        clock,
+        """
+name: Late
+trigger: {type: tag_added, tag: X}
+steps: [{id: t, action: add_tag, tag: Seen}]
+""",
+    )
+    slow_id, fast_id = make_contacts(database, clock, 2)
+    with database.session() as session:
+        contacts.ensure_tags(session, ["X"], clock.now())
+    slow = database.sessionmaker()
+    contact = slow.get(Contact, slow_id)
+    assert contact is not None
+    contacts.add_tag(slow, contact, "X", now=clock.now(), cause="api")  # id N, not committed
+    _tag(database, clock, fast_id, "X")  # id N+1, committed first
+    engine.run_until_idle()
+    assert tags_of(database, fast_id) == {"X", "Seen"}
+    slow.commit()
+    slow.close()
+    engine.run_until_idle()
+    assert tags_of(database, slow_id) == {"X", "Seen"}

@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 CURSOR_KEY = "activity_cursor"
 MAX_HOPS = 200  # steps one enrolment may run in one batch before yielding (no wait in a loop)
 STATUS_CHANGED = "status_changed"
+GAP_SECONDS = 120
+MAX_GAPS = 10_000
 
 
 @dataclass(slots=True)
@@ -119,37 +121,80 @@ class Engine:
         stats = PassStats()
         with self.database.session() as session:
             snapshot = self.registry.refresh(session)
-            cursor = self._lock_cursor(session)
-            if cursor is None:
+            state = self._lock_cursor(session)
+            if state is None:
                 return stats  # another worker is matching right now
+            cursor = int(state["id"])
+            gaps: dict[str, str] = dict(state.get("gaps", {}))
             upper = session.scalar(select(func.coalesce(func.max(Activity.id), 0))) or 0
-            if upper <= cursor:
+            if upper <= cursor and not gaps:
                 return stats
-            query = (
-                select(
-                    Activity.id, Activity.contact_id, Activity.type, Activity.data, Activity.machine
-                )
-                .where(Activity.id > cursor, Activity.id <= upper, Activity.contact_id.is_not(None))
-                .order_by(Activity.id)
-                .limit(self.activity_batch)
-            )
+            query = select(
+                Activity.id, Activity.contact_id, Activity.type, Activity.data, Activity.machine
+            ).where(Activity.contact_id.is_not(None))
             wanted = set(snapshot.index) | {STATUS_CHANGED}
             if not snapshot.recheck_ids:
                 query = query.where(Activity.type.in_(sorted(wanted)))
-            rows = list(session.execute(query).all())
-            new_cursor = rows[-1].id if len(rows) == self.activity_batch else upper
-            stats.matched = len(rows)
+            rows = list(
+                session.execute(
+                    query.where(Activity.id > cursor, Activity.id <= upper)
+                    .order_by(Activity.id)
+                    .limit(self.activity_batch)
+                ).all()
+            )
+            new_cursor = rows[-1].id if len(rows) == self.activity_batch else max(upper, cursor)
             now = self.clock.now()
+            if not self.database.is_sqlite:
+                rows.extend(self._fill_gaps(session, query, cursor, new_cursor, gaps, now))
+            stats.matched = len(rows)
             stats.enrolled = self._enrol_matches(session, snapshot, rows, now)
             self._recheck(session, snapshot, rows, now)
             session.execute(
                 update(EngineState)
                 .where(EngineState.key == CURSOR_KEY)
-                .values(value={"id": new_cursor})
+                .values(value={"id": new_cursor, "gaps": gaps})
             )
         return stats
 
-    def _lock_cursor(self, session: Session) -> int | None:
+    def _fill_gaps(
+        self,
+        session: Session,
+        query: Any,
+        cursor: int,
+        new_cursor: int,
+        gaps: dict[str, str],
+        now: datetime,
+    ) -> list[Any]:
+        """PostgreSQL hands out ids before commit, so a transaction that commits late leaves an
+        id below the cursor that appears afterwards. Remember such gaps and look at them again
+        for GAP_SECONDS (after that the id belonged to a rolled-back transaction)."""
+        if new_cursor > cursor:
+            present = set(
+                session.scalars(
+                    select(Activity.id).where(Activity.id > cursor, Activity.id <= new_cursor)
+                )
+            )
+            for missing in range(cursor + 1, new_cursor + 1):
+                if missing not in present and len(gaps) < MAX_GAPS:
+                    gaps[str(missing)] = now.isoformat()
+        if not gaps:
+            return []
+        waiting = [int(i) for i in gaps if int(i) <= cursor]
+        late = list(session.execute(query.where(Activity.id.in_(waiting))).all()) if waiting else []
+        seen = (
+            set(session.scalars(select(Activity.id).where(Activity.id.in_(waiting))))
+            if waiting
+            else set()
+        )
+        for found in seen:
+            gaps.pop(str(found), None)
+        expiry = now - timedelta(seconds=GAP_SECONDS)
+        for key, first_seen in list(gaps.items()):
+            if datetime.fromisoformat(first_seen) < expiry:
+                del gaps[key]
+        return late
+
+    def _lock_cursor(self, session: Session) -> dict[str, Any] | None:
         statement = select(EngineState.value).where(EngineState.key == CURSOR_KEY)
         if not self.database.is_sqlite:
             statement = statement.with_for_update(skip_locked=True)
@@ -160,7 +205,7 @@ class Engine:
             value = session.scalar(statement)
             if value is None:
                 return None
-        return int(value["id"])
+        return dict(value)
 
     def _enrol_matches(
         self, session: Session, snapshot: Snapshot, rows: list[Any], now: datetime

@@ -1,0 +1,143 @@
+"""Webhooks (SSRF-safe, retried with backoff, one idempotency key) and the worker's wake-ups."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.automations.helpers import automation, make_contacts, tags_of
+from tidings.automations.effects import UnsafeAddress, check_url, deliver_due
+from tidings.automations.engine import Engine
+from tidings.automations.models import Effect
+from tidings.automations.service import enrol_contacts, get_automation
+from tidings.automations.worker import Worker
+from tidings.clock import FakeClock
+from tidings.config import Settings
+from tidings.contacts import service as contacts
+from tidings.contacts.models import Contact
+from tidings.db.engine import Database
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://localhost:8080/",
+        "http://10.1.2.3/",
+        "http://[::1]/",
+        "http://169.254.169.254/",
+    ],
+)
+def test_private_addresses_are_refused(url: str) -> None:
+    with pytest.raises(UnsafeAddress):
+        check_url(url, allow_private=False)
+    check_url(url, allow_private=True)
+
+
+class Hook:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.fail_first = 1
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[Hook, str]]:
+    state = Hook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state.calls.append((self.headers["Idempotency-Key"], body))
+            status = 500 if state.fail_first > 0 else 200
+            state.fail_first -= 1
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def test_webhook_is_retried_with_backoff_under_one_key(
+    database: Database, clock: FakeClock, settings: Settings, hook: tuple[Hook, str]
+) -> None:
+    state, url = hook
+    a = automation(
+        database,
+        clock,
+        f"""
+name: Hooked
+steps:
+  - {{id: call, action: webhook, url: "{url}", body: {{source: tidings}}}}
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), contact_ids=[cid])
+    Engine(database, clock).run_until_idle()
+    refused = settings.model_copy(update={"webhook_allow_private": False})
+    allowed = settings.model_copy(update={"webhook_allow_private": True})
+    assert deliver_due(database, clock, allowed) == 1  # HTTP 500: retried later
+    assert deliver_due(database, clock, allowed) == 0  # not due yet
+    clock.advance(seconds=121)
+    assert deliver_due(database, clock, allowed) == 1
+    with database.session() as session:
+        effect = session.scalars(select(Effect)).one()
+        assert (effect.status, effect.attempts) == ("sent", 2)
+    keys = {key for key, _ in state.calls}
+    assert len(state.calls) == 2 and len(keys) == 1
+    body = state.calls[0][1]
+    assert body["contact"]["id"] == cid and body["data"] == {"source": "tidings"}
+    # The same automation with private addresses refused (the default): refused, not sent.
+    (other,) = make_contacts(database, clock, 1, prefix="o")
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), contact_ids=[other])
+    Engine(database, clock).run_until_idle()
+    deliver_due(database, clock, refused)
+    with database.session() as session:
+        statuses = sorted(session.scalars(select(Effect.status)))
+    assert statuses == ["refused", "sent"]
+    assert len(state.calls) == 2
+
+
+def test_worker_wakes_at_once_for_work_made_in_process(
+    database: Database, clock: FakeClock, settings: Settings
+) -> None:
+    automation(
+        database,
+        clock,
+        """
+name: Instant
+trigger: {type: tag_added, tag: Go}
+steps: [{id: t, action: add_tag, tag: Went}]
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    worker = Worker(database, clock, settings=settings, poll_seconds=60)
+    worker.start()
+    try:
+        time.sleep(0.2)  # the first pass finds nothing; now it waits up to 60 s
+        with database.session() as session:
+            contact = session.get(Contact, cid)
+            assert contact is not None
+            contacts.add_tag(session, contact, "Go", now=clock.now(), cause="api")
+        deadline = time.monotonic() + 5
+        while "Went" not in tags_of(database, cid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "Went" in tags_of(database, cid)
+        assert time.monotonic() < deadline
+    finally:
+        worker.stop()
