@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityRow, ActivityType, record, record_many
@@ -26,7 +26,7 @@ from tidings.contacts.models import (
     Tag,
 )
 from tidings.contacts.policy import ContactStatus, needs_explicit_resubscribe
-from tidings.db.bulk import insert_returning_ids, insert_tuples
+from tidings.db.bulk import dialect_insert, insert_returning_ids, insert_tuples
 from tidings.errors import Conflict, NotFound, ValidationFailed
 
 PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
@@ -142,7 +142,10 @@ def _ensure_named(
     ids = {name: id_ for name, id_ in session.execute(query.where(model.name.in_(wanted)))}
     missing = [name for name in wanted if name not in ids]
     if missing:
-        session.execute(insert(model), [{"name": name, **defaults} for name in missing])
+        # Two transactions may create the same new name at once: the later one waits for the
+        # earlier and then skips its row instead of failing on the unique name.
+        statement = dialect_insert(session, model).on_conflict_do_nothing(index_elements=["name"])
+        session.execute(statement, [{"name": name, **defaults} for name in missing])
         found = session.execute(query.where(model.name.in_(missing)))
         ids.update({name: id_ for name, id_ in found})
     return ids
@@ -671,10 +674,10 @@ def adjust_score(session: Session, contact: Contact, by: int, *, now: datetime, 
 def add_tag(session: Session, contact: Contact, tag: str, *, now: datetime, cause: str) -> bool:
     name = _clean_name(tag, "tag")
     tag_id = ensure_tags(session, [name], now)[name]
-    if session.get(ContactTag, (contact.id, tag_id)) is not None:
-        return False
-    session.add(ContactTag(contact_id=contact.id, tag_id=tag_id, created_at=now))
-    session.flush()
+    statement = dialect_insert(session, ContactTag).on_conflict_do_nothing()
+    result = session.execute(statement.values(contact_id=contact.id, tag_id=tag_id, created_at=now))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False  # had it already (perhaps added by a concurrent transaction)
     record(session, contact.id, ActivityType.TAG_ADDED, cause, now, {"tag": name, "tag_id": tag_id})
     return True
 
