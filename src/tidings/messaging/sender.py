@@ -59,7 +59,13 @@ from tidings.messaging.outbox import EmailActivity, OutboxStatus
 from tidings.messaging.service import source_of
 from tidings.messaging.templates import CompiledTemplate, contact_context
 from tidings.messaging.tracking import TokenMaker, Tracker
-from tidings.messaging.transport import SmtpConfig, SmtpConnection, SmtpResult, parse_smtp_url
+from tidings.messaging.transport import (
+    SmtpConfig,
+    SmtpConnection,
+    SmtpResult,
+    WriteDot,
+    parse_smtp_url,
+)
 
 ST = OutboxStatus
 log = logging.getLogger(__name__)
@@ -585,16 +591,21 @@ class Composer:
 
 
 class _DeliveringMarker:
-    """Groups the pre-dot checks of connections that reach the dot together: one commit."""
+    """Groups the pre-dot checks of connections that reach the dot together: one commit.
+
+    Right after the commit, still in the same synchronous stretch of code, it writes the final
+    dot of every approved message: nothing else runs in between, so the window in which a
+    killed sender leaves a `delivering` row whose dot was never written is one function call.
+    """
 
     def __init__(self, db: Database, clock: Clock, worker_id: str) -> None:
         self.db, self.clock, self.worker_id = db, clock, worker_id
-        self.pending: list[tuple[int, asyncio.Future[str]]] = []
+        self.pending: list[tuple[int, WriteDot, asyncio.Future[str]]] = []
         self.flushing: asyncio.Task[None] | None = None
 
-    async def check(self, outbox_id: int) -> str:
+    async def check(self, outbox_id: int, write_dot: WriteDot) -> str:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.pending.append((outbox_id, future))
+        self.pending.append((outbox_id, write_dot, future))
         if self.flushing is None:
             self.flushing = asyncio.create_task(self._flush())
         return await future
@@ -610,18 +621,24 @@ class _DeliveringMarker:
                     # this short transaction is on every message's path.
                     verdict = mark_delivering(
                         self.db,
-                        [i for i, _ in group],
+                        [i for i, _, _ in group],
                         now=self.clock.now(),
                         worker_id=self.worker_id,
                     )
                 except Exception as exc:  # the database is away: nothing goes out
-                    for _, future in group:
+                    for _, _, future in group:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for outbox_id, future in group:
+                for outbox_id, write_dot, future in group:
+                    result = verdict[outbox_id]
+                    if result == "ok":
+                        try:
+                            write_dot()
+                        except Exception as exc:  # connection gone: the reply read reports it
+                            log.debug("final dot not written: %s", exc)
                     if not future.done():
-                        future.set_result(verdict[outbox_id])
+                        future.set_result(result)
         finally:
             self.flushing = None
 
@@ -761,8 +778,10 @@ class Sender:
             await self._throttle(job.email)
             verdicts: list[str] = []
 
-            async def before_dot(job: Job = job, verdicts: list[str] = verdicts) -> bool:
-                verdict = await self.marker.check(job.id)
+            async def before_dot(
+                write_dot: WriteDot, job: Job = job, verdicts: list[str] = verdicts
+            ) -> bool:
+                verdict = await self.marker.check(job.id, write_dot)
                 verdicts.append(verdict)
                 return verdict == "ok"
 

@@ -79,7 +79,10 @@ class SmtpResult:
         return match.group(1) if match else None
 
 
-BeforeDot = Callable[[], Awaitable[bool]]
+WriteDot = Callable[[], None]
+# Called with a function that writes the final dot; returns whether to finish the message
+# (it may write the dot itself, right after its commit, or leave it to the caller).
+BeforeDot = Callable[[WriteDot], Awaitable[bool]]
 
 
 class SmtpConnection:
@@ -176,10 +179,18 @@ class SmtpConnection:
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
             protocol.write(body)
-            if not await before_dot():
+            written = False
+
+            def write_dot() -> None:
+                nonlocal written
+                if not written:
+                    written = True
+                    protocol._response_pending = True
+                    protocol.write(b".\r\n")
+
+            if not await before_dot(write_dot):
                 raise _Aborted
-            protocol._response_pending = True
-            protocol.write(b".\r\n")
+            write_dot()
             try:
                 response = await protocol.read_response(timeout=timeout)
             except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
