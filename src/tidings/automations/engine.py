@@ -36,7 +36,14 @@ from tidings.automations.actions import (
     messaging_sender,
     run_action,
 )
-from tidings.automations.enrolments import ACTIVE, COMPLETED, EXITED, LOG_COLUMNS, enrol
+from tidings.automations.enrolments import (
+    ACTIVE,
+    COMPLETED,
+    EXITED,
+    LOG_COLUMNS,
+    enrol,
+    released_key,
+)
 from tidings.automations.models import EngineState, Enrolment, StepLog
 from tidings.automations.registry import Loaded, Registry, Snapshot
 from tidings.clock import Clock
@@ -495,29 +502,42 @@ class Engine:
         return executed
 
     def _write_back(self, session: Session, runs: list[Run]) -> None:
-        rows = []
+        """Runs that moved together share their new values: one UPDATE per shape of values."""
+        shapes: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         for run in runs:
             if run.moving:  # not reachable: _run_steps settles every run
                 run.moving, run.wake_at = False, self.clock.now()
-            ended = run.state != ACTIVE
-            run_key = run.run_key
-            if ended and run_key is not None and run_key.endswith(":active"):
-                run_key = None
-            rows.append(
-                {
-                    "id": run.id,
-                    "state": run.state,
-                    "step": run.step,
-                    "wake_at": run.wake_at,
-                    "wait_until": run.wait_until,
-                    "hops": run.hops,
-                    "goals_hit": run.goals_hit,
-                    "run_key": run_key,
-                    "ended_at": run.ended_at,
-                    "end_reason": run.end_reason,
-                }
+            shape = (
+                run.state,
+                run.step,
+                run.wake_at,
+                run.wait_until,
+                run.hops,
+                tuple(run.goals_hit),
+                run.ended_at,
+                run.end_reason,
             )
-        session.execute(update(Enrolment), rows)
+            shapes[shape].append(run.id)
+        for shape, ids in shapes.items():
+            state, step, wake_at, wait_until, hops, goals, ended_at, end_reason = shape
+            values: dict[str, Any] = {
+                "state": state,
+                "step": step,
+                "wake_at": wake_at,
+                "wait_until": wait_until,
+                "hops": hops,
+                "goals_hit": list(goals),
+                "ended_at": ended_at,
+                "end_reason": end_reason,
+            }
+            if state != ACTIVE:
+                values["run_key"] = released_key()
+            session.execute(
+                update(Enrolment)
+                .where(in_values(session, Enrolment.id, ids))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def _deadline(wait: d.Wait, run: Run, now: datetime) -> datetime:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, literal, select, true, update
+from sqlalchemy import ColumnElement, String, case, cast, literal, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -116,7 +116,7 @@ def exit_active(
             ended_at=now,
             end_reason=reason,
             # Runs-multiple keys end in ':active': free them so the contact may enter again.
-            run_key=_released_key(),
+            run_key=released_key(),
         )
         .returning(Enrolment.id, Enrolment.contact_id, Enrolment.step)
     )
@@ -129,9 +129,8 @@ def exit_active(
     return rows
 
 
-def _released_key() -> Any:
-    from sqlalchemy import case
-
+def released_key() -> Any:
+    """Runs-multiple keys end in ':active': freed when the run ends; runs-once keys stay."""
     return case((Enrolment.run_key.like("%:active"), None), else_=Enrolment.run_key)
 
 

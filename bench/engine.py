@@ -1,0 +1,329 @@
+"""Issue 4: the automation engine.
+
+(a) bulk-enrol 1,000,000 contacts into engagement tagging part 1 (one INSERT ... SELECT);
+(b) engagement tagging for 100,000 contacts with 1,000,000 events over 60 simulated days:
+    step executions per second, with the ratio to raw SQL statements making the same tag
+    changes (executemany INSERT/DELETE on contact_tags) in the same run;
+(c) event -> action latency through a running `tidings serve` (SQLite, in-process worker):
+    an open arrives by the API, part 2 restarts the contact, the tag is visible by the API;
+(d) with TIDINGS_BENCH_POSTGRES_URL: 1 vs 4 `tidings worker` processes on 100,000 due
+    enrolments (speed-up printed, double processing checked).
+`--quick` or BENCH_SCALE=0.05 runs small. SQLite always; PostgreSQL for (a), (b), (d) when
+TIDINGS_BENCH_POSTGRES_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from _common import fresh_sqlite, report, scale, timed
+from sqlalchemy import create_engine, func, select, text
+
+from tidings.activities.models import Activity
+from tidings.automations.engine import Engine
+from tidings.automations.models import Enrolment
+from tidings.automations.service import create_automation, enrol_contacts
+from tidings.automations.templates import install_engagement_tagging
+from tidings.clock import FakeClock
+from tidings.contacts.models import Contact, ContactTag
+from tidings.db.bulk import insert_tuples
+from tidings.db.engine import Database, create_database
+from tidings.db.migrate import upgrade
+from tidings.events.service import ingest_events
+
+S = scale()
+ENROL_CONTACTS = max(2_000, int(1_000_000 * S))
+RUN_CONTACTS = max(1_000, int(100_000 * S))
+RUN_EVENTS = max(10_000, int(1_000_000 * S))
+DAYS = 60
+LATENCY_EVENTS = max(50, int(1_000 * S))
+SCALE_OUT = max(2_000, int(100_000 * S))
+START = datetime(2026, 1, 5, tzinfo=UTC)
+PG_URL = os.environ.get("TIDINGS_BENCH_POSTGRES_URL")
+KINDS = (
+    {"type": "email_opened"},
+    {"type": "link_clicked", "url": "https://example.com/a"},
+    {"type": "purchase", "amount": 10},
+    {"type": "site_visit", "url": "https://example.com/"},
+)
+
+
+def database_for(name: str, backend: str) -> Database:
+    if backend == "sqlite":
+        database = create_database(f"sqlite:///{fresh_sqlite(name)}")
+    else:
+        assert PG_URL
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        db_name = f"bench_engine_{name.replace('.', '_')}"
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{db_name}"'))
+        admin.dispose()
+        url = create_engine(PG_URL).url.set(database=db_name).render_as_string(hide_password=False)
+        database = create_database(url)
+    upgrade(database)
+    return database
+
+
+def add_contacts(database: Database, count: int) -> None:
+    columns = ("email", "status", "score", "fields", "created_at", "updated_at")
+    with database.session() as session:
+        for start in range(0, count, 50_000):
+            rows = [
+                (f"u{i}@example.com", "subscribed", 0, {}, START, START)
+                for i in range(start, min(count, start + 50_000))
+            ]
+            insert_tuples(session, Contact.__table__, columns, rows)  # type: ignore[arg-type]
+
+
+def bench_enrol(backend: str) -> None:
+    database = database_for(f"engine_enrol_{backend}.db", backend)
+    add_contacts(database, ENROL_CONTACTS)
+    with timed() as took, database.session() as session:
+        _, _, enrolled = install_engagement_tagging(session, now=START)
+    assert enrolled == ENROL_CONTACTS
+    report(
+        f"(a) {backend}: bulk-enrol {ENROL_CONTACTS:,} contacts into part 1",
+        took[0],
+        "s",
+        target="<= 15 s for 1,000,000",
+    )
+    database.dispose()
+
+
+def bench_run(backend: str) -> None:
+    database = database_for(f"engine_run_{backend}.db", backend)
+    add_contacts(database, RUN_CONTACTS)
+    clock = FakeClock(START)
+    engine = Engine(database, clock, batch_size=1000, activity_batch=20_000)
+    with database.session() as session:
+        ids = list(session.scalars(select(Contact.id)))
+        install_engagement_tagging(session, now=START)
+    rng = random.Random(1)
+    per_day = RUN_EVENTS // DAYS
+    engine_seconds = 0.0
+    steps = 0
+    for day in range(DAYS):
+        clock.set(START + timedelta(days=day, hours=12))
+        events = [{**rng.choice(KINDS), "contact_id": rng.choice(ids)} for _ in range(per_day)]
+        with database.session() as session:
+            for offset in range(0, len(events), 20_000):
+                ingest_events(
+                    session, events[offset : offset + 20_000], now=clock.now(), cause="api"
+                )
+        for moment in (clock.now(), START + timedelta(days=day + 1)):
+            clock.set(moment)
+            began = time.perf_counter()
+            steps += engine.run_until_idle().steps
+            engine_seconds += time.perf_counter() - began
+    rate = steps / engine_seconds
+    baseline = raw_tag_changes(database)
+    report(
+        f"(b) {backend}: {RUN_CONTACTS:,} contacts, {per_day * DAYS:,} events, {DAYS} days: steps/s",
+        rate,
+        "steps/s",
+        baseline,
+        ">= 50,000",
+    )
+    print(f"    {steps:,} step executions in {engine_seconds:.1f} s of engine time", flush=True)
+    database.dispose()
+
+
+def raw_tag_changes(database: Database) -> float:
+    """Statements/s of plain executemany INSERT/DELETE making the same tag changes."""
+    with database.session() as session:
+        changes = session.execute(
+            select(Activity.contact_id, Activity.type, Activity.data)
+            .where(Activity.cause == "automation")
+            .order_by(Activity.id)
+        ).all()
+        session.execute(ContactTag.__table__.delete())
+        session.execute(text("DELETE FROM contact_tags"))
+    began = time.perf_counter()
+    with database.engine.begin() as connection:
+        batch_add: list[dict[str, object]] = []
+        batch_remove: list[dict[str, object]] = []
+
+        def flush() -> None:
+            if batch_add:
+                connection.execute(
+                    text(
+                        "INSERT INTO contact_tags (contact_id, tag_id, created_at) "
+                        "VALUES (:c, :t, :at) ON CONFLICT DO NOTHING"
+                    ),
+                    batch_add,
+                )
+            if batch_remove:
+                connection.execute(
+                    text("DELETE FROM contact_tags WHERE contact_id = :c AND tag_id = :t"),
+                    batch_remove,
+                )
+            batch_add.clear()
+            batch_remove.clear()
+
+        for contact_id, kind, data in changes:
+            row = {"c": contact_id, "t": data["tag_id"], "at": START}
+            (batch_add if kind == "tag_added" else batch_remove).append(row)
+            if len(batch_add) + len(batch_remove) >= 1000:
+                flush()
+        flush()
+    seconds = time.perf_counter() - began
+    return len(changes) / seconds if seconds else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_latency() -> None:
+    path = fresh_sqlite("engine_latency.db")
+    url = f"sqlite:///{path}"
+    database = create_database(url)
+    upgrade(database)
+    add_contacts(database, LATENCY_EVENTS)
+    from tidings.auth.service import create_api_key
+
+    with database.session() as session:
+        _, key = create_api_key(session, "bench", now=datetime.now(UTC))
+        # Enrol nobody: each contact's first open starts part 1 through part 2.
+        install_engagement_tagging(session, now=datetime.now(UTC), segment={"has_tag": "none"})
+    database.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "TIDINGS_DATABASE_URL": url,
+        "TIDINGS_SECRET_KEY": secrets.token_hex(16),
+        "TIDINGS_PORT": str(port),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from tidings.cli import main; main()", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    latencies: list[float] = []
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+            for _ in range(200):
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            for contact_id in range(1, LATENCY_EVENTS + 1):
+                began = time.perf_counter()
+                response = client.post(
+                    "/api/v1/events", json={"type": "email_opened", "contact_id": contact_id}
+                )
+                response.raise_for_status()
+                while "Engaged" not in client.get(f"/api/v1/contacts/{contact_id}").json()["tags"]:
+                    if time.perf_counter() - began > 10:
+                        raise RuntimeError("the tag never appeared")
+                latencies.append(time.perf_counter() - began)
+    finally:
+        server.terminate()
+        server.wait(10)
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    report(f"(c) sqlite serve: event -> tag visible, p50 over {len(latencies)}", p50, "ms")
+    report(
+        f"(c) sqlite serve: event -> tag visible, p99 over {len(latencies)}",
+        p99,
+        "ms",
+        target="<= 500 ms",
+    )
+
+
+def bench_scale_out() -> None:
+    assert PG_URL
+    results: dict[int, float] = {}
+    for workers in (1, 4):
+        database = database_for(f"scale_{workers}", "postgresql")
+        add_contacts(database, SCALE_OUT)
+        with database.session() as session:
+            automation = create_automation(
+                session,
+                {
+                    "name": "Scale",
+                    "steps": [
+                        {"id": "a", "action": "add_tag", "tag": "A"},
+                        {"id": "b", "action": "adjust_score", "by": 1},
+                        {"id": "c", "action": "remove_tag", "tag": "A"},
+                    ],
+                },
+                now=START,
+            )
+            enrol_contacts(session, automation, now=START, everyone=True)
+        url = database.engine.url.render_as_string(hide_password=False)
+        env = {**os.environ, "TIDINGS_DATABASE_URL": url}
+        began = time.perf_counter()
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from tidings.cli import main; main()",
+                    "worker",
+                    "--batch-size",
+                    "500",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
+        try:
+            while True:
+                with database.session() as session:
+                    left = session.scalar(
+                        select(func.count())
+                        .select_from(Enrolment)
+                        .where(Enrolment.state == "active")
+                    )
+                if not left:
+                    break
+                time.sleep(0.1)
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(10)
+        results[workers] = time.perf_counter() - began
+        with database.session() as session:
+            doubled = session.scalar(
+                select(func.count()).select_from(Contact).where(Contact.score != 1)
+            )
+        assert doubled == 0, f"{doubled} contacts processed twice or never"
+        report(
+            f"(d) postgresql: {workers} worker(s), {SCALE_OUT:,} enrolments", results[workers], "s"
+        )
+        database.dispose()
+    print(f"    speed-up with 4 workers: {results[1] / results[4]:.2f}x", flush=True)
+
+
+def main() -> None:
+    backends = ["sqlite", *(["postgresql"] if PG_URL else [])]
+    for backend in backends:
+        bench_enrol(backend)
+    for backend in backends:
+        bench_run(backend)
+    bench_latency()
+    if PG_URL:
+        bench_scale_out()
+
+
+if __name__ == "__main__":
+    main()
