@@ -90,13 +90,15 @@ def test_batch_stores_valid_rows_and_names_each_rejection(
         },
         {"type": "form_submitted", "email": "ANN@example.com", "form": "contact-us"},
         "not an object",
+        {"type": "email_opened", "contact_id": 2**70},
     ]
     response = client.post("/api/v1/events/batch", json=events)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["stored"] == 3
     reasons = {r["index"]: r["reason"] for r in body["rejected"]}
-    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 9]
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 9, 10]
+    assert reasons[10] == "contact_id: must be a positive integer"
     assert reasons[1].startswith("type: unknown event type")
     assert reasons[2] == "contact_id: contact 999999 does not exist"
     assert reasons[3].startswith("email: no contact with address nobody@example.com")
@@ -140,6 +142,10 @@ def test_event_id_makes_sending_twice_store_once(client: TestClient, database: D
     again = client.post("/api/v1/events", json=event).json()
     assert again["stored"] == 0 and again["duplicates"] == 1
     assert client.get(f"/api/v1/contacts/{cid}").json()["engagement"]["opens"] == 1
+    mixed = [event, {**event, "event_id": "open-2"}, {"type": "email_opened", "contact_id": cid}]
+    result = client.post("/api/v1/events/batch", json=mixed).json()
+    assert (result["stored"], result["duplicates"]) == (2, 1)
+    assert client.get(f"/api/v1/contacts/{cid}").json()["engagement"]["opens"] == 3
 
 
 def test_create_contacts_only_when_asked(client: TestClient) -> None:

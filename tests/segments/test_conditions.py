@@ -46,6 +46,18 @@ from tidings.segments import condition_sql, parse_condition
         ({"score": {"op": "gte", "value": "ten"}}, "score.value: must be a number"),
         ({"field": "last_open_at", "op": "within_days", "value": -1}, "value: must be > 0"),
         ({"purchase_total": {"op": "gte", "value": -1}}, "purchase_total.value:"),
+        ({"score": {"op": "gte", "value": 10**30}}, "score.value: must be within"),
+        ({"in_list": 10**30}, "in_list.list: must be a list id or name"),
+        ({"event": {"type": "purchase", "at_least": 10**30}}, "event.at_least: must be at most"),
+        (
+            {
+                "event": {
+                    "type": "purchase",
+                    "where": [{"property": "amount", "op": "gt", "value": 1e300}],
+                }
+            },
+            "event.where[0]: numbers must be within",
+        ),
     ],
 )
 def test_parse_errors_name_the_path(condition: Any, message: str) -> None:

@@ -141,7 +141,7 @@ def check_event(raw: Any, now: datetime, latest: datetime | None = None) -> Chec
     contact_id = raw.get("contact_id")
     email = raw.get("email")
     if contact_id is not None:
-        if type(contact_id) is not int or contact_id <= 0:
+        if type(contact_id) is not int or not 0 < contact_id < 2**63:
             raise EventError("contact_id: must be a positive integer")
     elif email is not None:
         if not isinstance(email, str):

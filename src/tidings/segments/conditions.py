@@ -28,6 +28,8 @@ from tidings.errors import ValidationFailed
 
 MAX_DEPTH = 20
 MAX_ITEMS = 200
+# Integers beyond 2**53 lose precision as floats and overflow 64-bit columns.
+MAX_NUMBER = 2**53
 
 TEXT_FIELDS = frozenset({"email", "first_name", "last_name", "phone"})
 NUMBER_FIELDS = frozenset(
@@ -97,7 +99,15 @@ class TagCondition(Node):
 
 
 class ListCondition(Node):
-    list: int | str
+    list: int | str = Field(union_mode="left_to_right")
+
+    @field_validator("list")
+    @classmethod
+    def _list(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 < value < 2**63:
+            raise ValueError("must be a list id or name")
+        return value
+
     status: Literal["active", "unsubscribed", "pending", "any"] = "active"
 
 
@@ -152,13 +162,15 @@ class PropertyFilter(Node):
     def _typed(self) -> PropertyFilter:
         if self.op == "is_set":
             return self
-        if self.op in ("gt", "gte", "lt", "lte"):
-            if isinstance(self.value, bool) or not isinstance(self.value, int | float):
-                raise ValueError(f"op {self.op} needs a number value")
-        elif self.op in ("contains", "not_contains", "starts_with"):
-            if not isinstance(self.value, str):
-                raise ValueError(f"op {self.op} needs a text value")
-        elif self.value is None:
+        value = self.value
+        if isinstance(value, int | float) and not abs(value) <= MAX_NUMBER:
+            raise ValueError(f"numbers must be within +-{MAX_NUMBER:.0e}")
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.op in ("gt", "gte", "lt", "lte") and not numeric:
+            raise ValueError(f"op {self.op} needs a number value")
+        if self.op in ("contains", "not_contains", "starts_with") and not isinstance(value, str):
+            raise ValueError(f"op {self.op} needs a text value")
+        if value is None:
             raise ValueError(f"op {self.op} needs a value")
         return self
 
@@ -191,6 +203,8 @@ class EventCondition(Window):
     def _count(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be >= 1")
+        if value > 1_000_000_000:
+            raise ValueError("must be at most 1000000000")
         return value
 
 
@@ -410,6 +424,8 @@ def _check_value(kind: str, op: str, value: Any, path: str) -> Any:
     if kind == "number":
         if not _is_number(value):
             raise _fail(path, "must be a number")
+        if not abs(value) <= MAX_NUMBER:
+            raise _fail(path, f"must be within +-{MAX_NUMBER:.0e}")
         return value
     if kind == "bool":
         return value
@@ -423,6 +439,8 @@ def _check_value(kind: str, op: str, value: Any, path: str) -> Any:
             raise _fail(path, "must be a whole number of days")
         if value <= 0:
             raise _fail(path, "must be > 0")
+        if value > 36_600:
+            raise _fail(path, "must be at most 36600")
         return value
     if not isinstance(value, str):
         raise _fail(path, "must be a timestamp like 2026-01-01T00:00:00Z")
