@@ -32,6 +32,17 @@ from tidings.messaging.outbox import EmailActivity, OutboxStatus
 
 log = logging.getLogger(__name__)
 
+
+class _QuietDetectors(logging.Filter):
+    """flufl.bounce logs a traceback whenever one of its detectors trips over odd input; we
+    treat that as "nothing found", so keep those out of the error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Exception in detector")
+
+
+logging.getLogger("flufl.bounce").addFilter(_QuietDetectors())
+
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_CODE = re.compile(r"\b([45])\d\d\b")
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
@@ -86,8 +97,9 @@ class BounceReport:
         }
 
 
-def _kind_of(status: str | None, action: str | None) -> BounceKind:
-    action = (action or "").strip().lower()
+def _kind_of(status: str | None, action: Any) -> BounceKind:
+    # str(): with 8-bit bytes in a header, the email package hands back a Header object.
+    action = str(action or "").strip().lower()
     if action in ("delivered", "relayed", "expanded"):
         return BounceKind.NONE
     if status and status.startswith("5"):
