@@ -113,3 +113,33 @@ steps:
     (run,) = client.get(f"/api/v1/contacts/{ids[0]}/automations").json()
     assert run["version"] == 2 and run["state"] == "completed"
     assert client.get("/api/v1/contacts/99999/automations").status_code == 404
+
+
+def test_unknown_references_are_reported_and_can_be_created(client: TestClient) -> None:
+    text = """
+name: Refs
+trigger: {type: tag_added, tag: Brand new}
+steps:
+  - {id: a, action: subscribe_list, list: Fresh list}
+  - {id: b, action: set_field, field: no_such_field, value: 1}
+  - {id: c, action: send_email, template: missing}
+  - {id: d, action: start_automation, automation: Nowhere}
+"""
+    body = client.post("/api/v1/automations", json={"yaml": text}).json()
+    fields = {w["field"]: w for w in body["warnings"]}
+    assert set(fields) == {
+        "trigger.tag",
+        "steps[0].list",
+        "steps[1].field",
+        "steps[2].template",
+        "steps[3].automation",
+    }
+    assert fields["trigger.tag"]["offer"] == "create"
+    again = client.put(
+        f"/api/v1/automations/{body['id']}", json={"yaml": text, "create_missing": True}
+    ).json()
+    assert {w["field"] for w in again["warnings"]} == {
+        "steps[1].field",
+        "steps[2].template",
+        "steps[3].automation",
+    }

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from tidings.api.deps import ClockDep, SessionDep
 from tidings.automations import service
+from tidings.automations.definition import parse_definition
 from tidings.automations.models import Automation, AutomationVersion, Enrolment
 from tidings.automations.worker import mark_work
 from tidings.errors import Conflict, ValidationFailed
@@ -49,11 +50,14 @@ class DefinitionIn(BaseModel):
 
 class AutomationIn(DefinitionIn):
     status: Literal["active", "paused"] = "active"
+    # Create the tags and lists the definition names that do not exist yet.
+    create_missing: bool = False
 
 
 class AutomationUpdate(DefinitionIn):
     # Enrolments waiting in a step of the current version move to the new version's step.
     step_mapping: dict[str, str] = Field(default_factory=dict)
+    create_missing: bool = False
 
 
 class StatusIn(BaseModel):
@@ -91,6 +95,8 @@ class AutomationOut(BaseModel):
     updated_at: datetime
     enrolments: dict[str, int]
     steps: list[StepCount]
+    # Tags, lists, fields, templates or automations it names that do not exist.
+    warnings: list[dict[str, str]] = Field(default_factory=list)
 
 
 class AutomationSummary(BaseModel):
@@ -99,6 +105,14 @@ class AutomationSummary(BaseModel):
     status: str
     version: int
     active_enrolments: int
+
+
+def _references(session: Any, data: dict[str, Any], create: bool, now: datetime) -> list[Any]:
+    problems = service.reference_problems(session, parse_definition(data))
+    if create:
+        service.create_missing(session, problems, now=now)
+        problems = [p for p in problems if p.get("offer") != "create"]
+    return problems
 
 
 def _out(session: Any, automation: Automation) -> AutomationOut:
@@ -125,10 +139,10 @@ def _out(session: Any, automation: Automation) -> AutomationOut:
 
 @router.post("/automations", status_code=201, response_model=AutomationOut)
 def create(body: AutomationIn, session: SessionDep, clock: ClockDep) -> AutomationOut:
-    automation = service.create_automation(
-        session, body.data(), now=clock.now(), status=body.status
-    )
-    return _out(session, automation)
+    data = body.data()
+    automation = service.create_automation(session, data, now=clock.now(), status=body.status)
+    warnings = _references(session, data, body.create_missing, clock.now())
+    return _out(session, automation).model_copy(update={"warnings": warnings})
 
 
 @router.get("/automations", response_model=list[AutomationSummary])
@@ -162,11 +176,13 @@ def update(
     automation_id: int, body: AutomationUpdate, session: SessionDep, clock: ClockDep
 ) -> AutomationOut:
     automation = service.get_automation(session, automation_id)
+    data = body.data()
     service.update_automation(
-        session, automation, body.data(), now=clock.now(), step_mapping=body.step_mapping
+        session, automation, data, now=clock.now(), step_mapping=body.step_mapping
     )
+    warnings = _references(session, data, body.create_missing, clock.now())
     mark_work(session)
-    return _out(session, automation)
+    return _out(session, automation).model_copy(update={"warnings": warnings})
 
 
 @router.get("/automations/{automation_id}/versions/{version}")

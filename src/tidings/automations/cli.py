@@ -39,12 +39,29 @@ def _read(file: Path) -> dict[str, Any]:
 
 
 @automations_app.command("validate")
-def validate_command(file: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+def validate_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False),
+    check_database: bool = typer.Option(
+        False, help="Also report tags, lists, fields, templates it names that do not exist."
+    ),
+) -> None:
     """Check a definition (YAML or JSON): every problem is printed with its path."""
+    from tidings.automations.definition import parse_definition
+
     try:
         data = _read(file)
     except TidingsError as exc:
         raise _fail(exc.detail, exc.errors) from None
+    if check_database:
+        from tidings.automations.service import reference_problems
+        from tidings.cli import open_database
+
+        with open_database().session() as session:
+            for problem in reference_problems(session, parse_definition(data)):
+                offer = " (will be created when first used)" if problem.get("offer") else ""
+                console.print(
+                    f"[yellow]warning:[/yellow] {problem['field']}: {problem['message']}{offer}"
+                )
     typer.echo(f"{file}: valid ({len(data['steps'])} steps)")
 
 

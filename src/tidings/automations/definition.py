@@ -494,9 +494,8 @@ def load_text(text: str, *, source: str = "definition") -> Definition:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else source
-        raise ValidationFailed(
-            f"{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}"
-        ) from None
+        message = f"not valid YAML/JSON: {getattr(exc, 'problem', exc)}"
+        raise ValidationFailed(f"{where}: {message}", errors=[_problem(where, message)]) from None
     return parse_definition(data)
 
 

@@ -289,3 +289,70 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
         }
         for e, name in rows
     ]
+
+
+# --- references --------------------------------------------------------------------------------
+
+
+def reference_problems(session: Session, definition: Definition) -> list[dict[str, str]]:
+    """Tags, lists, fields, templates and automations named by the definition that do not
+    exist, each with its path. Missing tags and lists can be created (`create_missing`)."""
+    from tidings.automations import definition as d
+    from tidings.contacts.models import CustomField, Tag
+    from tidings.contacts.service import PROFILE_ATTRIBUTES
+    from tidings.messaging.models import EmailTemplate
+
+    tags = set(session.scalars(select(Tag.name)))
+    lists = set(session.scalars(select(MailingList.name)))
+    fields = set(session.scalars(select(CustomField.key)))
+    templates = set(session.scalars(select(EmailTemplate.name)))
+    automations = set(session.scalars(select(Automation.name))) | {definition.name}
+    problems: list[dict[str, str]] = []
+
+    def missing(path: str, what: str, name: str, offer: str | None) -> None:
+        problem = {"field": path, "message": f"{what} {name!r} does not exist"}
+        if offer:
+            problem["offer"] = offer
+        problems.append(problem)
+
+    trigger_tag = getattr(definition.trigger, "tag", None)
+    if isinstance(trigger_tag, str) and trigger_tag not in tags:
+        missing("trigger.tag", "tag", trigger_tag, "create")
+    trigger_list = getattr(definition.trigger, "list", None)
+    if isinstance(trigger_list, str) and trigger_list not in lists:
+        missing("trigger.list", "list", trigger_list, "create")
+    for index, step in enumerate(definition.steps):
+        path = f"steps[{index}]"
+        if isinstance(step, d.TagAction):
+            for name in step.tags:
+                if name not in tags:
+                    missing(f"{path}.tag", "tag", name, "create")
+        elif isinstance(step, d.ListAction) and step.list not in lists:
+            missing(f"{path}.list", "list", step.list, "create")
+        elif (
+            isinstance(step, d.SetFieldAction)
+            and step.field not in PROFILE_ATTRIBUTES
+            and step.field not in fields
+        ):
+            missing(f"{path}.field", "custom field", step.field, None)
+        elif isinstance(step, d.SendEmailAction) and step.template not in templates:
+            missing(f"{path}.template", "template", step.template, None)
+        elif (
+            isinstance(step, d.StartAutomationAction | d.ExitAutomationAction)
+            and step.automation not in automations
+        ):
+            missing(f"{path}.automation", "automation", step.automation, None)
+    return problems
+
+
+def create_missing(session: Session, problems: list[dict[str, str]], *, now: datetime) -> None:
+    """Create the tags and lists that `reference_problems` offered to create."""
+    from tidings.contacts.service import ensure_lists, ensure_tags
+
+    names = {"tag": [], "list": []}  # type: dict[str, list[str]]
+    for problem in problems:
+        if problem.get("offer") == "create":
+            kind = problem["field"].rsplit(".", 1)[-1]
+            names[kind].append(problem["message"].split("'")[1])
+    ensure_tags(session, names["tag"], now)
+    ensure_lists(session, names["list"], now)
