@@ -80,7 +80,7 @@ class Run:
     ended_at: datetime | None = None
     end_reason: str | None = None
     moving: bool = True  # still has steps to run in this batch
-    dirty_goals: bool = False
+    contact_status: str | None = None
 
 
 @dataclass(slots=True)
@@ -304,7 +304,9 @@ class Engine:
                 Enrolment.goals_hit,
                 Enrolment.entered_at,
                 Enrolment.run_key,
+                Contact.status,
             )
+            .outerjoin(Contact, Contact.id == Enrolment.contact_id)
             .where(
                 Enrolment.state == ACTIVE,
                 Enrolment.wake_at <= now,
@@ -314,9 +316,21 @@ class Engine:
             .limit(self.batch_size)
         )
         if not self.database.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
+            statement = statement.with_for_update(of=Enrolment, skip_locked=True)
         return [
-            Run(r[0], r[1], r[2], r[3], r[4] or d.END, r[5], r[6], list(r[7] or []), r[8], r[9])
+            Run(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4] or d.END,
+                r[5],
+                r[6],
+                list(r[7] or []),
+                r[8],
+                r[9],
+                contact_status=r[10],
+            )
             for r in session.execute(statement)
         ]
 
@@ -330,14 +344,8 @@ class Engine:
     def _check_status(
         self, session: Session, runs: list[Run], logs: list[tuple[Any, ...]], now: datetime
     ) -> None:
-        ids = sorted({r.contact_id for r in runs})
-        statuses = dict(
-            session.execute(
-                select(Contact.id, Contact.status).where(in_values(session, Contact.id, ids))
-            ).all()
-        )
         for run in runs:
-            status = statuses.get(run.contact_id)
+            status = run.contact_status
             if status is None:
                 self._end(run, EXITED, now, "contact deleted")
             elif status not in self._loaded(session, run).allowed:

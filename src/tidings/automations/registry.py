@@ -23,9 +23,13 @@ class Loaded:
     version: int
     definition: Definition
 
-    @property
-    def allowed(self) -> frozenset[str]:
-        return frozenset(s.value for s in self.definition.allow_statuses)
+    allowed: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Asked for every claimed row: computed once.
+        object.__setattr__(
+            self, "allowed", frozenset(s.value for s in self.definition.allow_statuses)
+        )
 
     @property
     def needs_recheck(self) -> bool:
