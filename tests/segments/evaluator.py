@@ -89,6 +89,9 @@ def _field(node: FieldCondition, person: Person, now: datetime) -> bool:
             return raw is not None
         if op == "not_set":
             return raw is None
+        if node.value_kind == "list":
+            has = isinstance(raw, list) and any(isinstance(v, str) and v == value for v in raw)
+            return has if op == "includes" else not has
         current = _typed(raw, node.value_kind if node.value_kind != "date" else "text")
     else:
         current = person.column(node.field)

@@ -72,6 +72,26 @@ def test_preview_errors_name_the_path(client: TestClient) -> None:
         "/api/v1/segments/preview", json={"condition": {"field": "company", "op": "gt", "value": 3}}
     )
     assert wrong.status_code == 422 and "company" in wrong.json()["detail"]
+    field = {
+        "key": "interests",
+        "label": "Interests",
+        "type": "multi_choice",
+        "options": ["golf", "tea"],
+    }
+    assert client.post("/api/v1/fields", json=field).status_code == 201
+    client.post(
+        "/api/v1/contacts", json={"email": "g@example.com", "fields": {"interests": ["golf"]}}
+    )
+    includes = {"field": "interests", "op": "includes", "value": "golf"}
+    assert (
+        client.post("/api/v1/segments/preview", json={"condition": includes}).json()["count"] == 1
+    )
+    excludes = {"field": "interests", "op": "excludes", "value": "golf"}
+    assert (
+        client.post("/api/v1/segments/preview", json={"condition": excludes}).json()["count"] == 0
+    )
+    eq = {"field": "interests", "op": "eq", "value": "golf"}
+    assert client.post("/api/v1/segments/preview", json={"condition": eq}).status_code == 422
 
 
 def test_saved_segments_crud_and_members(client: TestClient) -> None:

@@ -29,6 +29,7 @@ STATUSES = ["subscribed", "pending", "unsubscribed", "bounced"]
 NAMES = [None, "", "Ann", "ann", "Bob", "50%_x"]
 PLANS = [None, "pro", "Pro", "free", 3, True]
 AGES = [None, 1, 2.5, 40, "40", False]
+INTERESTS = [None, [], ["golf"], ["golf", "tea"], ["tea", 3], "golf", {"golf": 1}]
 URLS = ["https://shop.test/Pricing", "https://shop.test/a_b", "https://blog.test/"]
 EVENT_TYPES = ["email_opened", "link_clicked", "purchase", "site_visit", "custom:trial"]
 
@@ -50,6 +51,7 @@ person_strategy = st.fixed_dictionaries(
         "days_old": st.integers(0, 20),
         "plan": st.sampled_from(PLANS),
         "age": st.sampled_from(AGES),
+        "interests": st.sampled_from(INTERESTS),
         "tags": st.sets(st.sampled_from(TAGS)),
         "lists": st.dictionaries(
             st.sampled_from(LISTS), st.sampled_from(["active", "unsubscribed"])
@@ -112,6 +114,11 @@ leaf = st.one_of(
         st.sampled_from([1, 2.5, 40]),
     ),
     st.builds(lambda v: {"field": "plan", "op": "eq", "value": v}, st.booleans()),
+    st.builds(
+        lambda op, v: {"field": "interests", "op": op, "value": v},
+        st.sampled_from(["includes", "excludes"]),
+        st.sampled_from(["golf", "tea", "3"]),
+    ),
     st.builds(
         lambda name, op, d: {"field": name, "op": op, "value": d},
         st.sampled_from(["last_open_at", "last_click_at"]),
@@ -212,7 +219,7 @@ def _load(database: Database, clock: FakeClock, people: list[dict[str, Any]]) ->
             list_ids[name] = mailing_list.id
         raw_events: list[dict[str, Any]] = []
         for index, p in enumerate(people):
-            fields = {k: p[k] for k in ("plan", "age") if p[k] is not None}
+            fields = {k: p[k] for k in ("plan", "age", "interests") if p[k] is not None}
             created = now - timedelta(days=p["days_old"], hours=index)
             contact = Contact(
                 email=f"p{index}@example.com",

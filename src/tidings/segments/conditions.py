@@ -58,7 +58,9 @@ NUMBER_OPS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "is_set", "not_se
 TIME_OPS = frozenset({"before", "after", "within_days", "not_within_days", "is_set", "not_set"})
 BOOL_OPS = frozenset({"eq", "is_set", "not_set"})
 DATE_TEXT_OPS = frozenset({"before", "after", "eq", "neq", "is_set", "not_set"})
-ALL_OPS = TEXT_OPS | NUMBER_OPS | TIME_OPS | BOOL_OPS
+# multi_choice custom fields (a JSON array of options)
+LIST_OPS = frozenset({"includes", "excludes", "is_set", "not_set"})
+ALL_OPS = TEXT_OPS | NUMBER_OPS | TIME_OPS | BOOL_OPS | LIST_OPS
 
 Compare = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
 
@@ -89,7 +91,7 @@ class FieldCondition(Node):
     field: str
     op: str
     value: Any = None
-    value_kind: Literal["text", "number", "time", "bool", "date"] = "text"
+    value_kind: Literal["text", "number", "time", "bool", "date", "list"] = "text"
     custom: bool = False
 
 
@@ -373,6 +375,7 @@ def _field(obj: dict[str, Any], path: str) -> FieldCondition:
         "time": TIME_OPS,
         "bool": BOOL_OPS,
         "date": DATE_TEXT_OPS,
+        "list": LIST_OPS,
     }[kind]
     if op not in allowed:
         raise _fail(_join(path, "op"), f"operator {op!r} does not apply to a {kind} field")
@@ -382,7 +385,7 @@ def _field(obj: dict[str, Any], path: str) -> FieldCondition:
 
 def _kind(
     name: str, op: str, value: Any, custom: bool
-) -> Literal["text", "number", "time", "bool", "date"]:
+) -> Literal["text", "number", "time", "bool", "date", "list"]:
     if name in TEXT_FIELDS:
         return "text"
     if name in NUMBER_FIELDS:
@@ -397,6 +400,8 @@ def _kind(
         return "number"
     if op in ("before", "after"):
         return "date"
+    if op in ("includes", "excludes"):
+        return "list"
     return "text"
 
 
@@ -428,6 +433,10 @@ def _check_value(kind: str, op: str, value: Any, path: str) -> Any:
             raise _fail(path, f"must be within +-{MAX_NUMBER:.0e}")
         return value
     if kind == "bool":
+        return value
+    if kind == "list":
+        if not isinstance(value, str) or not value:
+            raise _fail(path, "must be one option (text)")
         return value
     if kind == "date":
         if not isinstance(value, str) or not DATE_TEXT.fullmatch(value):

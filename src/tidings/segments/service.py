@@ -24,7 +24,7 @@ _KINDS_FOR_TYPE = {
     FieldType.NUMBER: {"number"},
     FieldType.BOOLEAN: {"bool"},
     FieldType.DATE: {"date", "text"},
-    FieldType.MULTI_CHOICE: set(),
+    FieldType.MULTI_CHOICE: {"list"},
 }
 
 

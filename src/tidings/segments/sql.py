@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Float,
     String,
@@ -87,6 +88,44 @@ class json_present(_JsonScalar):
     type = String()
     name = "json_present"
     inherit_cache = True
+
+
+class json_array_has(_JsonScalar):
+    """True when the value is a JSON array holding this text element. Arguments: the column,
+    the value, the SQLite path, then the keys."""
+
+    type = Boolean()
+    name = "json_array_has"
+    inherit_cache = True
+
+
+def _array_has(column: Any, keys: tuple[str, ...], value: str) -> ColumnElement[bool]:
+    path = "$" + "".join(f'."{key}"' for key in keys)
+    return json_array_has(
+        column, literal(value, String()), literal(path, String()), *(literal(k) for k in keys)
+    )
+
+
+@compiles(json_array_has, "sqlite")
+def _sqlite_array_has(element: json_array_has, compiler: SQLCompiler, **kw: Any) -> str:
+    column, value, path = (compiler.process(c, **kw) for c in list(element.clauses)[:3])
+    return (
+        f"COALESCE(json_type({column}, {path}) = 'array' AND EXISTS (SELECT 1 FROM "
+        f"json_each({column}, {path}) AS e WHERE e.type = 'text' AND e.value = {value}), 0)"
+    )
+
+
+@compiles(json_array_has, "postgresql")
+def _pg_array_has(element: json_array_has, compiler: SQLCompiler, **kw: Any) -> str:
+    clauses = list(element.clauses)
+    column, value = (compiler.process(c, **kw) for c in clauses[:2])
+    keys = ", ".join(compiler.process(c, **kw) for c in clauses[3:])
+    node = f"jsonb_extract_path({column}, {keys})"
+    # COALESCE: a missing key must be "false", never NULL (NOT would keep it NULL).
+    return (
+        f"COALESCE(jsonb_typeof({node}) = 'array' AND "
+        f"{node} @> jsonb_build_array(CAST({value} AS TEXT)), FALSE)"
+    )
 
 
 def _json(cls: type[_JsonScalar], column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
@@ -220,6 +259,9 @@ def _field(node: FieldCondition, now: datetime) -> ColumnElement[bool]:
     if node.custom and op in ("is_set", "not_set"):
         is_present = _json(json_present, Contact.fields, (node.field,)).is_not(None)
         return is_present if op == "is_set" else not_(is_present)
+    if node.value_kind == "list":
+        has = _array_has(Contact.fields, (node.field,), value)
+        return has if op == "includes" else not_(has)
     column = _column(node)
     if op == "not_set":
         return not_(_field(node.model_copy(update={"op": "is_set"}), now))
