@@ -377,3 +377,47 @@ steps: [{id: t, action: add_tag, tag: Seen}]
     slow.close()
     engine.run_until_idle()
     assert tags_of(database, slow_id) == {"X", "Seen"}
+
+
+def test_date_anniversary_trigger_runs_once_a_day(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    from sqlalchemy import update
+
+    automation(
+        database,
+        clock,
+        """
+name: Birthday soon
+trigger: {type: date_anniversary, field: birthday, days: 3}
+runs: multiple
+steps: [{id: t, action: add_tag, tag: Soon}, {id: w, wait: {days: 1}}]
+""",
+    )
+    automation(
+        database,
+        clock,
+        """
+name: Birthday
+trigger: {type: date_anniversary, field: birthday}
+runs: multiple
+steps: [{id: t, action: add_tag, tag: Today}]
+""",
+    )
+    soon, today, never = make_contacts(database, clock, 3)
+    with database.session() as session:
+        for cid, born in ((soon, "1990-03-05"), (today, "1985-03-02")):
+            session.execute(
+                update(Contact).where(Contact.id == cid).values(fields={"birthday": born})
+            )
+    engine.run_until_idle()
+    engine.run_until_idle()  # the same day again enrols nobody again
+    assert tags_of(database, soon) == {"Soon"}
+    assert tags_of(database, today) == {"Today"}
+    assert tags_of(database, never) == set()
+    clock.advance(days=3)  # 03-05: the soon one's birthday (the worker catches up day by day)
+    engine.run_until_idle()
+    assert tags_of(database, soon) == {"Soon", "Today"}
+    with database.session() as session:
+        runs = session.scalar(select(func.count()).select_from(Enrolment))
+    assert runs == 3

@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -115,6 +115,7 @@ class Engine:
         total = PassStats()
         for _ in range(max_rounds):
             stats = PassStats()
+            stats.add(self.scan_dates())
             stats.add(self.match_triggers())
             stats.add(self.process_due())
             total.add(stats)
@@ -200,6 +201,50 @@ class Engine:
             if datetime.fromisoformat(first_seen) < expiry:
                 del gaps[key]
         return late
+
+    def scan_dates(self) -> PassStats:
+        """Date-anniversary triggers: enrol each day's contacts once (the day is remembered)."""
+        stats = PassStats()
+        with self.database.session() as session:
+            snapshot = self.registry.refresh(session)
+            dated = [
+                loaded
+                for loaded in snapshot.current.values()
+                if getattr(loaded.definition.trigger, "type", None) == "date_anniversary"
+            ]
+            if not dated:
+                return stats
+            today = self.clock.now().date()
+            for loaded in dated:
+                key = f"dates:{loaded.automation_id}"
+                statement = select(EngineState.value).where(EngineState.key == key)
+                if not self.database.is_sqlite:
+                    statement = statement.with_for_update(skip_locked=True)
+                state = session.scalar(statement)
+                last = date.fromisoformat(state["day"]) if state else today - timedelta(days=1)
+                if last >= today:
+                    continue
+                trigger: Any = loaded.definition.trigger
+                value = Contact.fields[trigger.field].as_string()
+                day = last
+                while day < today:
+                    day += timedelta(days=1)
+                    target = day + timedelta(days=trigger.days)
+                    stats.enrolled += enrol(
+                        session,
+                        loaded,
+                        now=self.clock.now(),
+                        where=func.substr(value, 6, 5) == target.strftime("%m-%d"),
+                    )
+                insert = pg_insert if not self.database.is_sqlite else sqlite_insert
+                session.execute(
+                    insert(EngineState)
+                    .values(key=key, value={"day": today.isoformat()})
+                    .on_conflict_do_update(
+                        index_elements=["key"], set_={"value": {"day": today.isoformat()}}
+                    )
+                )
+        return stats
 
     def _lock_cursor(self, session: Session) -> dict[str, Any] | None:
         statement = select(EngineState.value).where(EngineState.key == CURSOR_KEY)

@@ -70,6 +70,16 @@ class ScoreTrigger(TriggerModel):
     direction: Literal["up", "down"] = "up"
 
 
+class DateTrigger(TriggerModel):
+    """Once a day: contacts whose date field (YYYY-MM-DD) has its anniversary `days` from
+    today (`days: -3` = three days after, `days: 7` = a week before). Use `runs: multiple`
+    for a yearly run; `runs: once` enrols a contact on its first anniversary only."""
+
+    type: Literal["date_anniversary"]
+    field: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    days: int = Field(default=0, ge=-366, le=366)
+
+
 class NoTrigger(TriggerModel):
     """Contacts are enrolled by hand or in bulk (API, CLI, start_automation)."""
 
@@ -83,6 +93,7 @@ Trigger = Annotated[
     | FieldTrigger
     | StatusTrigger
     | ScoreTrigger
+    | DateTrigger
     | NoTrigger,
     Field(discriminator="type"),
 ]
@@ -187,3 +198,5 @@ register(
 )
 register(TriggerSpec("score_threshold", lambda t: ["score_changed"], _score_matches))
 register(TriggerSpec("none", lambda t: [], lambda t, _ty, d, _m: False))
+# Date anniversaries match no activity: the engine scans for them once a day (engine.scan_dates).
+register(TriggerSpec("date_anniversary", lambda t: [], lambda t, _ty, d, _m: False))
