@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     smtp_max_attempts: int = Field(default=8, ge=1)
     smtp_retry_base_seconds: float = Field(default=60.0, gt=0)
+    # Render and DKIM-sign in this many worker processes (0: threads; use >0 with spare cores).
+    smtp_compose_processes: int = Field(default=0, ge=0, le=32)
     # N soft bounces within M days make a contact bounced.
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_days: int = Field(default=7, ge=1)

@@ -269,3 +269,15 @@ def test_database_failure_before_the_dot_sends_nothing_then_retries(
     monkeypatch.setattr(sender_module, "mark_delivering", real)
     assert run(database, clock, sender_options(sink.port)).sent == 1  # same worker id: at once
     assert sink.handler.count_by_recipient() == {"a@example.org": 1}
+
+
+def test_composing_in_worker_processes(
+    database: Database, clock: FakeClock, sink: Sink, dkim_signer: DkimSigner
+) -> None:
+    queue(database, clock, ["p1@example.org", "p2@example.org"])
+    options = sender_options(sink.port, dkim_signer, compose_processes=1)
+    assert run(database, clock, options, FakeTokens()).sent == 2
+    record = dkim_signer.dns_record().encode()
+    for received in sink.handler.messages:
+        assert dkim.verify(received.data, dnsfunc=lambda name, timeout=5: record)
+        assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in received.data

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import multiprocessing
 import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import (
     BigInteger,
     String,
@@ -120,6 +123,7 @@ class SenderOptions:
     bounce_domain: str | None = None
     unsubscribe_mailto: str | None = None
     dkim: DkimSigner | None = None
+    dkim_domain_selector: tuple[str, str] | None = None  # internal: rebuilds dkim in workers
     connections: int = 4
     batch_size: int = 500
     lease: timedelta = timedelta(minutes=5)
@@ -128,6 +132,9 @@ class SenderOptions:
     rate_per_second: float | None = None
     domain_rate_per_second: float | None = None
     worker_id: str = field(default_factory=default_worker_id)
+    # 0: render and sign in a thread pool; N: in N worker processes (for machines with spare
+    # cores; the workers make their own tracking tokens with the system clock).
+    compose_processes: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SenderOptions:
@@ -152,6 +159,7 @@ class SenderOptions:
             "retry_base": timedelta(seconds=settings.smtp_retry_base_seconds),
             "rate_per_second": settings.smtp_rate_per_second,
             "domain_rate_per_second": settings.smtp_domain_rate_per_second,
+            "compose_processes": settings.smtp_compose_processes,
         }
         values.update(overrides)
         return cls(**values)
@@ -525,6 +533,75 @@ def record_outcomes(
 # --- composing ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TemplateSpec:
+    """A picklable copy of what composing needs from a template (for worker processes)."""
+
+    id: int
+    updated_at: datetime
+    subject: str
+    html: str
+    text: str | None
+    variables: dict[str, Any]
+    track_opens: bool
+    track_clicks: bool
+
+    @classmethod
+    def of(cls, t: EmailTemplate) -> TemplateSpec:
+        return cls(
+            t.id,
+            t.updated_at,
+            t.subject,
+            t.html,
+            t.text,
+            dict(t.variables or {}),
+            t.track_opens,
+            t.track_clicks,
+        )
+
+
+_PROCESS_COMPOSER: Composer | None = None
+
+
+def _init_process_composer(options: SenderOptions, dkim_pem: bytes | None, tracking: bool) -> None:
+    """Runs once in each compose process."""
+    global _PROCESS_COMPOSER
+    from tidings.clock import SystemClock
+    from tidings.events.tokens import TrackingTokens
+
+    if dkim_pem is not None and options.dkim_domain_selector is not None:
+        domain, selector = options.dkim_domain_selector
+        options = dataclasses.replace(options, dkim=DkimSigner.from_pem(domain, selector, dkim_pem))
+    tokens = TrackingTokens(options.secret, clock=SystemClock()) if tracking else None
+    _PROCESS_COMPOSER = Composer(options, tokens)
+
+
+def _compose_in_process(job: Job, template: TemplateSpec, now: datetime) -> bytes:
+    assert _PROCESS_COMPOSER is not None
+    return _PROCESS_COMPOSER.compose(job, template, now)
+
+
+def _process_pool(options: SenderOptions, tracking: bool) -> ProcessPoolExecutor:
+    dkim = options.dkim
+    pem = None
+    picklable = dataclasses.replace(options, dkim=None, dkim_domain_selector=None)
+    if dkim is not None:
+        pem = dkim.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        picklable = dataclasses.replace(
+            picklable, dkim_domain_selector=(dkim.domain, dkim.selector)
+        )
+    return ProcessPoolExecutor(
+        max_workers=options.compose_processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_process_composer,
+        initargs=(picklable, pem, tracking),
+    )
+
+
 class Composer:
     def __init__(self, options: SenderOptions, tokens: TokenMaker | None) -> None:
         self.options = options
@@ -534,11 +611,11 @@ class Composer:
         self.from_domain = self.from_address.rpartition("@")[2] or "localhost"
         self._compiled: dict[tuple[int, datetime], CompiledTemplate] = {}
 
-    def compiled(self, template: EmailTemplate) -> CompiledTemplate:
+    def compiled(self, template: EmailTemplate | TemplateSpec) -> CompiledTemplate:
         key = (template.id, template.updated_at)
         found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[key] = CompiledTemplate(source_of(template))
+            found = self._compiled[key] = CompiledTemplate(source_of(template))  # type: ignore[arg-type]
         return found
 
     def return_path(self, job: Job) -> str:
@@ -546,7 +623,7 @@ class Composer:
             return f"bounce+{job.token}@{self.options.bounce_domain}"
         return self.from_address
 
-    def compose(self, job: Job, template: EmailTemplate, now: datetime) -> bytes:
+    def compose(self, job: Job, template: EmailTemplate | TemplateSpec, now: datetime) -> bytes:
         marketing = job.message_class in MARKETING
         unsubscribe = self.links.unsubscribe_url(job.contact_id, job.token)
         links = {
@@ -665,10 +742,14 @@ class Sender:
 
             self.on_hard_failure = hard_failures_bounce
         self.started = False
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(2, min(options.connections, os.cpu_count() or 2)),
-            thread_name_prefix="tidings-compose",
-        )
+        self.pool: Executor
+        if options.compose_processes > 0:
+            self.pool = _process_pool(options, tracking=tokens is not None)
+        else:
+            self.pool = ThreadPoolExecutor(
+                max_workers=max(2, min(options.connections, os.cpu_count() or 2)),
+                thread_name_prefix="tidings-compose",
+            )
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.connections))
@@ -763,13 +844,19 @@ class Sender:
             try:
                 # Rendering and signing run in a thread pool: the RSA step releases the GIL,
                 # and the event loop keeps the other connections busy meanwhile.
-                data = await asyncio.get_running_loop().run_in_executor(
-                    self.pool,
-                    self.composer.compose,
-                    job,
-                    templates[job.template_id],
-                    self.clock.now(),
-                )
+                template = templates[job.template_id]
+                if isinstance(self.pool, ProcessPoolExecutor):
+                    data = await asyncio.get_running_loop().run_in_executor(
+                        self.pool,
+                        _compose_in_process,
+                        job,
+                        TemplateSpec.of(template),
+                        self.clock.now(),
+                    )
+                else:
+                    data = await asyncio.get_running_loop().run_in_executor(
+                        self.pool, self.composer.compose, job, template, self.clock.now()
+                    )
             except (ValidationFailed, KeyError) as exc:
                 outcomes.append(
                     Outcome(job, SmtpResult(False, 554, f"cannot render: {exc}", "render"))
