@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -187,3 +188,34 @@ def test_queued_events_are_written_on_clean_shutdown(
             session.scalars(select(Activity.id).where(Activity.type == "email_opened")).all()
         )
     assert count == 50
+
+
+def test_retention_prunes_old_events(database: Database, clock: FakeClock) -> None:
+    from tidings.contacts import service
+    from tidings.events.recorder import TrackingRecorder
+    from tidings.events.service import ingest_events
+
+    with database.session() as session:
+        cid = service.upsert_contacts(
+            session, [service.ContactInput(email="a@example.com")], now=clock.now(), cause="api"
+        ).contact_ids[0]
+        ingest_events(
+            session,
+            [
+                {
+                    "type": "email_opened",
+                    "contact_id": cid,
+                    "occurred_at": (clock.now() - timedelta(days=d)).isoformat(),
+                }
+                for d in (1, 40, 400)
+            ],
+            now=clock.now(),
+            cause="api",
+        )
+    assert TrackingRecorder(database, clock).prune_expired() == 0  # no retention configured
+    assert TrackingRecorder(database, clock, retention_days=30).prune_expired() == 2
+    with database.session() as session:
+        assert (
+            len(session.scalars(select(Activity.id).where(Activity.type == "email_opened")).all())
+            == 1
+        )

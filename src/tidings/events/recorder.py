@@ -10,24 +10,34 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from datetime import timedelta
 from typing import Any
 
 from tidings.activities.service import Cause
 from tidings.clock import Clock
 from tidings.db.engine import Database
-from tidings.events.service import IngestReport, ingest_events
+from tidings.events.service import IngestReport, ingest_events, prune_events
 
 log = logging.getLogger("tidings.tracking")
 
 FLUSH_SECONDS = 0.2
 MAX_PENDING = 2_000
+PRUNE_EVERY_SECONDS = 3600.0
 MAX_QUEUE = 500_000  # beyond this, the database is not keeping up: record synchronously
 
 
 class TrackingRecorder:
-    def __init__(self, database: Database, clock: Clock) -> None:
+    """Also applies the event retention (TIDINGS_EVENT_RETENTION_DAYS) once an hour, since it
+    is the one background thread every `tidings serve` runs."""
+
+    def __init__(
+        self, database: Database, clock: Clock, *, retention_days: int | None = None
+    ) -> None:
         self.database = database
         self.clock = clock
+        self.retention_days = retention_days
+        self._next_prune = 0.0
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -84,12 +94,30 @@ class TrackingRecorder:
             thread.join()
         self.flush()
 
+    def prune_expired(self) -> int:
+        """Delete raw events older than the retention, in short transactions."""
+        if self.retention_days is None:
+            return 0
+        cutoff = self.clock.now() - timedelta(days=self.retention_days)
+        total = 0
+        while True:
+            with self.database.session() as session:
+                removed = prune_events(session, cutoff)
+            total += removed
+            if removed == 0:
+                return total
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait(FLUSH_SECONDS)
             self._wake.clear()
             try:
                 self.flush()
+                if self.retention_days is not None and time.monotonic() >= self._next_prune:
+                    self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+                    pruned = self.prune_expired()
+                    if pruned:
+                        log.info("pruned %d events older than %d days", pruned, self.retention_days)
             except Exception:
                 log.exception("writing tracking events failed; retrying")
                 self._stopping.wait(1.0)

@@ -72,7 +72,10 @@ MACHINE_AGENTS = (
 def _recorder(app: FastAPI) -> TrackingRecorder:
     recorder: TrackingRecorder | None = getattr(app.state, "tracking", None)
     if recorder is None:
-        recorder = TrackingRecorder(app.state.database, app.state.clock)
+        settings: Settings = app.state.settings
+        recorder = TrackingRecorder(
+            app.state.database, app.state.clock, retention_days=settings.event_retention_days
+        )
         app.state.tracking = recorder
     return recorder
 
