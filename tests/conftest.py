@@ -61,11 +61,21 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-def _truncate_all(database: Database) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+def _empty_all(database: Database) -> None:
+    """Delete every row and restart the id sequences.
+
+    DELETE on tables holding a test's few rows is far faster than TRUNCATE, which builds new
+    files for every table.
+    """
     with database.engine.begin() as conn:
         conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        sequences = conn.execute(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+        ).scalars()
+        for sequence in list(sequences):
+            conn.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -82,7 +92,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
             yield database
         finally:
             database.dispose()
-            _truncate_all(database)
+            _empty_all(database)
             database.dispose()
 
 
