@@ -219,3 +219,19 @@ def test_retention_prunes_old_events(database: Database, clock: FakeClock) -> No
             len(session.scalars(select(Activity.id).where(Activity.type == "email_opened")).all())
             == 1
         )
+
+
+def test_pixel_hits_stay_out_of_the_access_log() -> None:
+    import logging
+
+    from tidings.events.tracking import _QuietPixels
+
+    def record(path: str) -> logging.LogRecord:
+        args = ("127.0.0.1:5000", "GET", path, "1.1", 200)
+        return logging.LogRecord(
+            "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', args, None
+        )
+
+    assert not _QuietPixels().filter(record("/t/o/abc.gif"))
+    assert _QuietPixels().filter(record("/t/c/abc"))
+    assert _QuietPixels().filter(record("/api/v1/contacts"))

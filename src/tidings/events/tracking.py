@@ -8,6 +8,7 @@ POST /t/v               page visit of an identified visitor (from site.js)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -24,13 +25,26 @@ from tidings.events.recorder import TrackingRecorder
 from tidings.events.tokens import InvalidToken, TrackingTokens, safe_url
 
 
+class _QuietPixels(logging.Filter):
+    """Keep open-pixel hits out of the access log: they would flood it (and writing each line
+    costs more than answering the pixel)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) > 2 and str(args[2]).startswith("/t/o/"))
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     recorder = _recorder(app)
     recorder.start()
+    quiet = _QuietPixels()
+    access_log = logging.getLogger("uvicorn.access")
+    access_log.addFilter(quiet)
     try:
         yield
     finally:
+        access_log.removeFilter(quiet)
         recorder.stop()
 
 
