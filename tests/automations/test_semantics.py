@@ -421,3 +421,41 @@ steps: [{id: t, action: add_tag, tag: Today}]
     with database.session() as session:
         runs = session.scalar(select(func.count()).select_from(Enrolment))
     assert runs == 3
+
+
+def test_exit_by_another_automation_in_the_same_batch_sticks(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    long = automation(
+        database,
+        clock,
+        """
+name: Long
+runs: multiple
+steps:
+  - {id: b, action: add_tag, tag: Step}
+  - {id: w2, wait: {days: 10}}
+""",
+    )
+    automation(
+        database,
+        clock,
+        """
+name: Switch
+trigger: {type: tag_added, tag: Switch}
+runs: multiple
+steps:
+  - {id: noted, action: adjust_score, by: 1}
+  - {id: leave, action: exit_automation, automation: Long}
+  - {id: again, action: start_automation, automation: Long}
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    with database.session() as session:
+        enrol_contacts(
+            session, get_automation(session, long.id), now=clock.now(), contact_ids=[cid]
+        )
+    _tag(database, clock, cid, "Switch")
+    # One batch: Long's run settles in its wait (hop 2) when Switch exits it (hop 2).
+    engine.run_until_idle()
+    assert _states(database, long.id) == Counter({"exited": 1, "active": 1})

@@ -332,6 +332,7 @@ class Engine:
             self._check_status(session, runs, logs, now)
             self._check_goals(ctx, runs, logs)
             stats.steps = self._run_steps(ctx, runs, logs)
+            self._settle_exited(ctx, runs)
             self._write_back(session, runs)
             insert_tuples(session, StepLog.__table__, LOG_COLUMNS, logs)  # type: ignore[arg-type]
         return stats
@@ -458,6 +459,13 @@ class Engine:
             if run.moving:
                 run.moving, run.wake_at = False, ctx.now
         return executed
+
+    def _settle_exited(self, ctx: Context, runs: list[Run]) -> None:
+        """Runs that another automation exited after they moved in this batch stay exited
+        (the SQL exit happened in this transaction; the write-back must not undo it)."""
+        for run in runs:
+            if run.id in ctx.exited and run.state == ACTIVE:
+                self._end(run, EXITED, ctx.now, "exited by another automation")
 
     def _step(
         self,

@@ -1,6 +1,7 @@
 """Imports every model so Base.metadata knows all tables (for Alembic and tests)."""
 
 from tidings.activities.models import Activity
+from tidings.auth.models import ApiKey
 from tidings.automations.models import (
     Automation,
     AutomationVersion,
@@ -9,7 +10,6 @@ from tidings.automations.models import (
     Enrolment,
     StepLog,
 )
-from tidings.auth.models import ApiKey
 from tidings.contacts.models import (
     Contact,
     ContactTag,

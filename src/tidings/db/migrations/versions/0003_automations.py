@@ -110,9 +110,7 @@ def upgrade() -> None:
         "automation_step_log",
         ["automation_id", "step", "outcome"],
     )
-    op.create_index(
-        "ix_automation_step_log_enrolment_id", "automation_step_log", ["enrolment_id"]
-    )
+    op.create_index("ix_automation_step_log_enrolment_id", "automation_step_log", ["enrolment_id"])
     op.create_table(
         "automation_engine_state",
         sa.Column("key", sa.String(length=64), nullable=False),
@@ -135,9 +133,7 @@ def upgrade() -> None:
         sa.Column("created_at", _ts(), nullable=False),
         sa.Column("updated_at", _ts(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_automation_effects")),
-        sa.UniqueConstraint(
-            "idempotency_key", name=op.f("uq_automation_effects_idempotency_key")
-        ),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_automation_effects_idempotency_key")),
     )
     op.create_index(
         "ix_automation_effects_status_next_attempt_at",
