@@ -109,3 +109,59 @@ def test_concurrent_batches_give_exact_summaries(database: Database, clock: Fake
             )
             == BATCHES * 4
         )
+
+
+def _ingest_in_process(url: str, batches: list[list[dict[str, Any]]], now_iso: str) -> int:
+    from datetime import datetime
+
+    from tidings.db.engine import create_database
+
+    database = create_database(url)
+    now = datetime.fromisoformat(now_iso)
+    stored = 0
+    try:
+        for batch in batches:
+            with database.session() as session:
+                stored += ingest_events(session, batch, now=now, cause="api").stored
+    finally:
+        database.dispose()
+    return stored
+
+
+def test_two_processes_ingesting_for_the_same_contact(
+    database: Database, database_url: str, clock: FakeClock
+) -> None:
+    import multiprocessing
+
+    now = clock.now()
+    with database.session() as session:
+        cid = service.upsert_contacts(
+            session, [service.ContactInput(email="p@example.com")], now=now, cause="api"
+        ).contact_ids[0]
+    per_process = [
+        [
+            [
+                {
+                    "type": "purchase",
+                    "contact_id": cid,
+                    "amount": 1.25,
+                    "occurred_at": (now - timedelta(minutes=p * 100 + b * 10 + i)).isoformat(),
+                }
+                for i in range(10)
+            ]
+            for b in range(5)
+        ]
+        for p in range(2)
+    ]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        stored = pool.starmap(
+            _ingest_in_process,
+            [(database_url, batches, now.isoformat()) for batches in per_process],
+        )
+    assert stored == [50, 50]
+    with database.session() as session:
+        contact = session.get(Contact, cid)
+        assert contact is not None
+        assert contact.purchase_count == 100 and contact.purchase_total_minor == 100 * 125
+        assert contact.last_purchase_at == now  # p=0, b=0, i=0
