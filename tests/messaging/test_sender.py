@@ -281,3 +281,36 @@ def test_composing_in_worker_processes(
     for received in sink.handler.messages:
         assert dkim.verify(received.data, dnsfunc=lambda name, timeout=5: record)
         assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in received.data
+
+
+def test_global_and_per_domain_rate_limits_with_injected_time(
+    database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    queue(database, clock, ["a1@a.example", "a2@a.example", "a3@a.example", "b1@b.example"])
+    now = [0.0]
+    sent_at: dict[str, float] = {}
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    sink.handler.on_message = lambda handler: sent_at.setdefault(
+        handler.messages[-1].rcpt_tos[0], now[0]
+    )
+
+    async def main() -> None:
+        options = sender_options(
+            sink.port, connections=1, rate_per_second=10.0, domain_rate_per_second=0.5
+        )
+        sender = Sender(database, clock, options, monotonic=lambda: now[0], sleep=sleep)
+        try:
+            await sender.run_once()
+        finally:
+            await sender.close()
+
+    asyncio.run(main())
+    assert len(sink.handler.messages) == 4
+    # a.example: at most one message per 2 s (one connection, so b1 comes after a3)
+    assert [sent_at[f"a{i}@a.example"] for i in (1, 2, 3)] == pytest.approx(
+        [0.0, 2.0, 4.0], abs=0.2
+    )
+    assert sent_at["b1@b.example"] <= 4.0

@@ -729,12 +729,18 @@ class Sender:
         *,
         tokens: TokenMaker | None = None,
         on_hard_failure: Callable[[Session, Sequence[Outcome], datetime], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.db, self.clock, self.options = db, clock, options
+        # Rate limits wait on these (injectable, so tests never sleep).
+        self._monotonic, self._sleep = monotonic, sleep
         self.composer = Composer(options, tokens)
         self.connections = [SmtpConnection(options.smtp) for _ in range(options.connections)]
         self.marker = _DeliveringMarker(db, clock, options.worker_id)
-        self.global_rate = TokenBucket(options.rate_per_second) if options.rate_per_second else None
+        self.global_rate = (
+            self._bucket(options.rate_per_second) if options.rate_per_second else None
+        )
         self.domain_rates: dict[str, TokenBucket] = {}
         self.on_hard_failure = on_hard_failure
         if on_hard_failure is None:
@@ -755,6 +761,9 @@ class Sender:
         await asyncio.gather(*(c.close() for c in self.connections))
         self.pool.shutdown(wait=False)
 
+    def _bucket(self, rate: float) -> TokenBucket:
+        return TokenBucket(rate, monotonic=self._monotonic, sleep=self._sleep)
+
     async def _throttle(self, email: str) -> None:
         if self.global_rate is not None:
             await self.global_rate.take()
@@ -763,7 +772,7 @@ class Sender:
             domain = email.rpartition("@")[2]
             bucket = self.domain_rates.get(domain)
             if bucket is None:
-                bucket = self.domain_rates[domain] = TokenBucket(rate)
+                bucket = self.domain_rates[domain] = self._bucket(rate)
             await bucket.take()
 
     async def run_once(self) -> RunStats:
