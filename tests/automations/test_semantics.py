@@ -459,3 +459,31 @@ steps:
     # One batch: Long's run settles in its wait (hop 2) when Switch exits it (hop 2).
     engine.run_until_idle()
     assert _states(database, long.id) == Counter({"exited": 1, "active": 1})
+
+
+def test_a_deleted_contact_leaves_its_automations(
+    database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    a = automation(
+        database,
+        clock,
+        """
+name: Gone
+steps:
+  - {id: w, wait: {days: 1}}
+  - {id: t, action: add_tag, tag: Never}
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), contact_ids=[cid])
+    engine.run_until_idle()
+    with database.session() as session:
+        contact = session.get(Contact, cid)
+        assert contact is not None
+        contacts.delete_contact(session, contact, now=clock.now(), cause="api")
+    clock.advance(days=2)
+    engine.run_until_idle()
+    with database.session() as session:
+        (run,) = session.scalars(select(Enrolment).where(Enrolment.automation_id == a.id))
+        assert (run.state, run.end_reason) == ("exited", "contact deleted")

@@ -233,8 +233,7 @@ def delete(automation_id: int, session: SessionDep) -> Response:
     )
     if active:
         raise Conflict(f"{active} contact(s) are still running through this automation; pause it")
-    session.delete(automation)
-    session.flush()
+    service.delete_automation(session, automation)
     return Response(status_code=204)
 
 

@@ -158,6 +158,16 @@ def set_status(session: Session, automation: Automation, status: str, *, now: da
     session.flush()
 
 
+def delete_automation(session: Session, automation: Automation) -> None:
+    """Delete an automation, its versions, enrolments and step history."""
+    from sqlalchemy import delete
+
+    session.execute(delete(StepLog).where(StepLog.automation_id == automation.id))
+    session.execute(delete(Enrolment).where(Enrolment.automation_id == automation.id))
+    session.delete(automation)
+    session.flush()
+
+
 def enrol_contacts(
     session: Session,
     automation: Automation,

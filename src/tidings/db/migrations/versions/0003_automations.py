@@ -71,18 +71,6 @@ def upgrade() -> None:
         sa.Column("entered_at", _ts(), nullable=False),
         sa.Column("ended_at", _ts(), nullable=True),
         sa.Column("end_reason", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["automation_id"],
-            ["automations.id"],
-            name=op.f("fk_enrolments_automation_id_automations"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["contact_id"],
-            ["contacts.id"],
-            name=op.f("fk_enrolments_contact_id_contacts"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_enrolments")),
         sa.UniqueConstraint("run_key", name=op.f("uq_enrolments_run_key")),
     )
