@@ -259,3 +259,21 @@ def test_prune_keeps_summary_and_daily_aggregates(
     ]
     only = client.get("/api/v1/events/daily", params=[("type", "purchase")]).json()
     assert [r["type"] for r in only] == ["purchase"]
+
+
+def test_batch_limits_and_shapes(client: TestClient) -> None:
+    too_many = b"\n".join(b'{"type":"email_sent","contact_id":1}' for _ in range(50_001))
+    response = client.post(
+        "/api/v1/events/batch", content=too_many, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert response.status_code == 422 and "at most 50000" in response.json()["detail"]
+    for body in (b'{"events": 5}', b"[1, 2", b'"text"'):
+        bad = client.post(
+            "/api/v1/events/batch", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    cid = _contact(client)
+    wrapped = client.post(
+        "/api/v1/events/batch", json={"events": [{"type": "email_sent", "contact_id": cid}]}
+    )
+    assert wrapped.json()["stored"] == 1
