@@ -102,8 +102,7 @@ def ingest_events(
     if session.get_bind().dialect.name == "sqlite":
         stored = _sqlite_store(session, checked, cause, report)
     else:
-        checked = _drop_duplicates(session, checked, report)
-        stored = _insert(session, [event for _, event in checked], cause, report)
+        stored = _postgres_store(session, checked, cause, report)
     _update_summaries(session, stored)
     _update_daily(session, stored)
     report.rejected.sort(key=lambda r: r.index)
@@ -293,37 +292,34 @@ def _sqlite_store(
     return stored
 
 
-def _insert(
-    session: Session, events: list[CheckedEvent], cause: str, report: IngestReport
+def _postgres_store(
+    session: Session, checked: list[tuple[int, CheckedEvent]], cause: str, report: IngestReport
 ) -> list[CheckedEvent]:
-    """Insert the events; returns those actually stored (a concurrent duplicate is dropped)."""
+    """Insert the events; returns those actually stored.
+
+    Keys already stored are dropped by one lookup first; a key another transaction stores at
+    the same moment is settled by the unique constraint (ON CONFLICT DO NOTHING RETURNING), so
+    only what this statement inserted is counted.
+    """
+    events = [event for _, event in _drop_duplicates(session, checked, report)]
     if not events:
         return []
     table = ACTIVITIES
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        _sqlite_insert(connection.connection.driver_connection, events, cause)
-        stored = events
-    else:
-        plain = [e for e in events if e.event_id is None]
-        # Sorted by key: two batches sharing keys wait on each other in one order (no deadlock).
-        keyed = sorted(
-            (e for e in events if e.event_id is not None), key=lambda e: e.event_id or ""
+    plain = [e for e in events if e.event_id is None]
+    # Sorted by key: two batches sharing keys wait on each other in one order (no deadlock).
+    keyed = sorted((e for e in events if e.event_id is not None), key=lambda e: e.event_id or "")
+    insert_tuples(session, table, EVENT_COLUMNS, [_row(e, cause) for e in plain])
+    stored = plain
+    if keyed:
+        statement = (
+            pg_insert(table)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(table.c.event_id)
         )
-        insert_tuples(session, table, EVENT_COLUMNS, [_row(e, cause) for e in plain])
-        stored = plain
-        if keyed:
-            # Another transaction may have stored the same key since our check: let the unique
-            # constraint decide, and count only what this statement inserted.
-            statement = (
-                pg_insert(table)
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(table.c.event_id)
-            )
-            rows = [dict(zip(EVENT_COLUMNS, _row(e, cause), strict=True)) for e in keyed]
-            inserted = set(connection.execute(statement, rows).scalars())
-            report.duplicates += len(keyed) - len(inserted)
-            stored = stored + [e for e in keyed if e.event_id in inserted]
+        rows = [dict(zip(EVENT_COLUMNS, _row(e, cause), strict=True)) for e in keyed]
+        inserted = set(session.connection().execute(statement, rows).scalars())
+        report.duplicates += len(keyed) - len(inserted)
+        stored = stored + [e for e in keyed if e.event_id in inserted]
     report.stored += len(stored)
     if stored:
         _mark_written(session)
