@@ -7,7 +7,9 @@
 (c) event -> action latency through a running `tidings serve` (SQLite, in-process worker):
     an open arrives by the API, part 2 restarts the contact, the tag is visible by the API;
 (d) with TIDINGS_BENCH_POSTGRES_URL: 1 vs 4 `tidings worker` processes on 100,000 due
-    enrolments (speed-up printed, double processing checked).
+    enrolments (speed-up printed, double processing checked);
+(e) durability at the issue's size: 10,000 contacts through a 6-step automation while
+    `tidings worker` processes are SIGKILLed at random moments; every effect checked once.
 `--quick` or BENCH_SCALE=0.05 runs small. SQLite always; PostgreSQL for (a), (b), (d) when
 TIDINGS_BENCH_POSTGRES_URL is set.
 """
@@ -46,6 +48,18 @@ RUN_EVENTS = max(10_000, int(1_000_000 * S))
 DAYS = 60
 LATENCY_EVENTS = max(50, int(1_000 * S))
 SCALE_OUT = max(2_000, int(100_000 * S))
+DURABLE = max(1_000, int(10_000 * S))
+SIX_STEPS = {
+    "name": "Durable",
+    "steps": [
+        {"id": "tag", "action": "add_tag", "tag": "Started"},
+        {"id": "score", "action": "adjust_score", "by": 7},
+        {"id": "mail", "action": "send_email", "template": "welcome"},
+        {"id": "field", "action": "set_field", "field": "first_name", "value": "Done"},
+        {"id": "tag2", "action": "add_tag", "tag": "Finished"},
+        {"id": "untag", "action": "remove_tag", "tag": "Started"},
+    ],
+}
 START = datetime(2026, 1, 5, tzinfo=UTC)
 PG_URL = os.environ.get("TIDINGS_BENCH_POSTGRES_URL")
 KINDS = (
@@ -314,6 +328,78 @@ def bench_scale_out() -> None:
     print(f"    speed-up with 4 workers: {results[1] / results[4]:.2f}x", flush=True)
 
 
+def bench_durability(backend: str) -> None:
+    import signal
+
+    from tidings.messaging.models import OutboxMessage
+    from tidings.messaging.service import create_template
+
+    database = database_for(f"engine_durable_{backend}.db", backend)
+    add_contacts(database, DURABLE)
+    with database.session() as session:
+        create_template(
+            session,
+            name="welcome",
+            now=START,
+            subject="Hello",
+            html="<p>Hi</p>",
+            text="Hi",
+            variables={},
+            track_opens=False,
+            track_clicks=False,
+        )
+        automation = create_automation(session, SIX_STEPS, now=START)
+        enrol_contacts(session, automation, now=START, everyone=True)
+    url = database.engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "TIDINGS_DATABASE_URL": url}
+    rng = random.Random(3)
+    kills = 0
+    began = time.perf_counter()
+    while True:
+        with database.engine.connect().execution_options(sqlite_deferred=True) as connection:
+            left = connection.scalar(
+                select(func.count()).select_from(Enrolment).where(Enrolment.state == "active")
+            )
+        if not left:
+            break
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from tidings.cli import main; main()", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(1.0, 4.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+    seconds = time.perf_counter() - began
+    with database.session() as session:
+        wrong = 0
+        for query in (
+            select(Activity.contact_id, func.count())
+            .where(Activity.type == "tag_added", Activity.cause == "automation")
+            .group_by(Activity.contact_id)
+            .having(func.count() != 2),
+            select(Activity.contact_id, func.count())
+            .where(Activity.type == "score_changed")
+            .group_by(Activity.contact_id)
+            .having(func.count() != 1),
+            select(OutboxMessage.contact_id, func.count())
+            .group_by(OutboxMessage.contact_id)
+            .having(func.count() != 1),
+        ):
+            wrong += len(session.execute(query).all())
+        mails = session.scalar(select(func.count()).select_from(OutboxMessage))
+        scores = session.scalar(select(func.count()).select_from(Contact).where(Contact.score != 7))
+    assert wrong == 0 and mails == DURABLE and scores == 0, (wrong, mails, scores)
+    report(
+        f"(e) {backend}: {DURABLE:,} contacts x 6 steps, {kills} SIGKILLs, all effects once",
+        seconds,
+        "s",
+    )
+    database.dispose()
+
+
 def main() -> None:
     backends = ["sqlite", *(["postgresql"] if PG_URL else [])]
     for backend in backends:
@@ -323,6 +409,8 @@ def main() -> None:
     bench_latency()
     if PG_URL:
         bench_scale_out()
+    for backend in backends:
+        bench_durability(backend)
 
 
 if __name__ == "__main__":
