@@ -47,6 +47,15 @@ from tidings.segments import condition_sql, parse_condition
         ({"field": "last_open_at", "op": "within_days", "value": -1}, "value: must be > 0"),
         ({"purchase_total": {"op": "gte", "value": -1}}, "purchase_total.value:"),
         ({"score": {"op": "gte", "value": 10**30}}, "score.value: must be within"),
+        ({"created": {"before": "0001-01-01T00:00:00+05:00"}}, "created: must be between"),
+        (
+            {"event": {"type": "email_opened", "since": "9999-12-31T23:59:59-05:00"}},
+            "event.since: must be between",
+        ),
+        (
+            {"field": "created_at", "op": "before", "value": "0001-01-01T00:00:00+05:00"},
+            "value: must be between",
+        ),
         ({"in_list": 10**30}, "in_list.list: must be a list id or name"),
         ({"event": {"type": "purchase", "at_least": 10**30}}, "event.at_least: must be at most"),
         (

@@ -65,6 +65,17 @@ ALL_OPS = TEXT_OPS | NUMBER_OPS | TIME_OPS | BOOL_OPS | LIST_OPS
 Compare = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
 
 
+def _moment(value: datetime | None) -> datetime | None:
+    """Timestamps in conditions: with a timezone, and within years 1..9998 once in UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("needs a timezone (e.g. 2026-01-01T00:00:00Z)")
+    if not 1 < value.year < 9999:
+        raise ValueError("must be between the years 2 and 9998")
+    return value
+
+
 class Node(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -134,9 +145,7 @@ class Window(Node):
     @field_validator("since", "until")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("needs a timezone (e.g. 2026-01-01T00:00:00Z)")
-        return value
+        return _moment(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> Window:
@@ -229,8 +238,7 @@ class CreatedCondition(Node):
         if self.before is None and self.after is None and self.within_days is None:
             raise ValueError("give before, after or within_days")
         for value in (self.before, self.after):
-            if value is not None and value.tzinfo is None:
-                raise ValueError("timestamps need a timezone (e.g. 2026-01-01T00:00:00Z)")
+            _moment(value)
         return self
 
 
@@ -457,9 +465,10 @@ def _check_value(kind: str, op: str, value: Any, path: str) -> Any:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _fail(path, "must be a timestamp like 2026-01-01T00:00:00Z") from None
-    if moment.tzinfo is None:
-        raise _fail(path, "needs a timezone (e.g. 2026-01-01T00:00:00Z)")
-    return moment
+    try:
+        return _moment(moment)
+    except ValueError as exc:
+        raise _fail(path, str(exc)) from None
 
 
 def walk(condition: Condition) -> list[Condition]:
