@@ -72,6 +72,9 @@ def test_preview_errors_name_the_path(client: TestClient) -> None:
         "/api/v1/segments/preview", json={"condition": {"field": "company", "op": "gt", "value": 3}}
     )
     assert wrong.status_code == 422 and "company" in wrong.json()["detail"]
+    nested = {"or": [{"has_tag": "A"}, {"not": {"field": "compnay", "op": "eq", "value": "x"}}]}
+    response = client.post("/api/v1/segments/preview", json={"condition": nested})
+    assert response.json()["detail"] == "or[1].not.field: unknown field 'compnay'"
     field = {
         "key": "interests",
         "label": "Interests",

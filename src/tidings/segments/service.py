@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from tidings.contacts import repository as contacts_repository
 from tidings.contacts.fields import FieldType
 from tidings.contacts.models import Contact
 from tidings.errors import Conflict, NotFound, ValidationFailed
-from tidings.segments.conditions import Condition, FieldCondition, parse_condition, walk
+from tidings.segments.conditions import And, Condition, FieldCondition, Not, Or, parse_condition
 from tidings.segments.models import Segment
 from tidings.segments.sql import condition_sql
 
@@ -28,20 +29,33 @@ _KINDS_FOR_TYPE = {
 }
 
 
+def _field_nodes(node: Condition, path: str) -> Iterator[tuple[str, FieldCondition]]:
+    """Field comparisons with their path, named as parse_condition names them."""
+    if isinstance(node, And | Or):
+        kind = "and" if isinstance(node, And) else "or"
+        for index, item in enumerate(node.items):
+            yield from _field_nodes(item, f"{path}.{kind}[{index}]" if path else f"{kind}[{index}]")
+    elif isinstance(node, Not):
+        yield from _field_nodes(node.item, f"{path}.not" if path else "not")
+    elif isinstance(node, FieldCondition):
+        yield path, node
+
+
 def check_fields(session: Session, condition: Condition) -> None:
     """Custom fields named in the condition exist and are compared as their type allows."""
     definitions = contacts_repository.field_definitions(session)
-    for node in walk(condition):
-        if not isinstance(node, FieldCondition) or not node.custom:
+    for path, node in _field_nodes(condition, ""):
+        if not node.custom:
             continue
+        where = f"{path}." if path else ""
         definition = definitions.get(node.field)
         if definition is None:
-            raise ValidationFailed(f"field: unknown field {node.field!r}")
+            raise ValidationFailed(f"{where}field: unknown field {node.field!r}")
         if node.op in ("is_set", "not_set"):
             continue
         if node.value_kind not in _KINDS_FOR_TYPE[definition.type]:
             raise ValidationFailed(
-                f"{node.field}: a {definition.type.value} field cannot be compared "
+                f"{where}op: a {definition.type.value} field ({node.field}) cannot be compared "
                 f"with op {node.op!r} and value {node.value!r}"
             )
 
