@@ -141,3 +141,40 @@ steps: [{id: t, action: add_tag, tag: Went}]
         assert time.monotonic() < deadline
     finally:
         worker.stop()
+
+
+def test_postgresql_notify_wakes_workers_of_other_processes(
+    database: Database, clock: FakeClock, settings: Settings
+) -> None:
+    if database.is_sqlite:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    from tidings.automations import worker as worker_module
+
+    automation(
+        database,
+        clock,
+        """
+name: Remote
+trigger: {type: tag_added, tag: Go}
+steps: [{id: t, action: add_tag, tag: Went}]
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    worker = Worker(database, clock, settings=settings, poll_seconds=60)
+    worker.start()
+    try:
+        # Deaf to this process's own wake-ups: only a NOTIFY can wake it now.
+        worker._unsubscribe()
+        worker._unsubscribe = None
+        worker_module._workers.discard(worker)
+        time.sleep(0.5)
+        with database.session() as session:
+            contact = session.get(Contact, cid)
+            assert contact is not None
+            contacts.add_tag(session, contact, "Go", now=clock.now(), cause="api")
+        deadline = time.monotonic() + 10
+        while "Went" not in tags_of(database, cid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "Went" in tags_of(database, cid)
+    finally:
+        worker.stop()

@@ -1,5 +1,6 @@
 """The worker: runs engine passes and effect delivery in threads, woken at once by work made in
-this process (activity commits, enrolments) and polling every second for work from others."""
+this process (activity commits, enrolments), on PostgreSQL by LISTEN/NOTIFY from other
+processes, and otherwise by polling every second."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import weakref
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from tidings.db.engine import Database
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+CHANNEL = "tidings_automations"
 _workers: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
@@ -40,6 +42,18 @@ def mark_work(session: Session) -> None:
 def _after_commit(session: Session) -> None:
     if session.info.pop("automation_work", False):
         wake_local_workers()
+
+
+@event.listens_for(Session, "before_commit")
+def _notify_other_processes(session: Session) -> None:
+    """On PostgreSQL, a commit that wrote activities or enrolments wakes the workers of every
+    process (NOTIFY is delivered at commit, and only if the transaction commits)."""
+    info = session.info
+    if not (info.get("activities_written") or info.get("automation_work")):
+        return
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 class Worker:
@@ -73,6 +87,10 @@ class Worker:
         self._stop.clear()
         _workers.add(self)
         self._unsubscribe = on_activities_committed(self.wake)
+        if not self.database.is_sqlite:
+            listener = threading.Thread(target=self._listen, name="tidings-listen", daemon=True)
+            self._threads.append(listener)
+            listener.start()
         for index in range(self.concurrency):
             wake = threading.Event()
             wake.set()
@@ -104,6 +122,23 @@ class Worker:
             pass
         finally:
             self.stop()
+
+    def _listen(self) -> None:
+        """Wake on NOTIFY from other processes (PostgreSQL); polling remains the fallback."""
+        import psycopg
+
+        url = self.database.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in connection.notifies(timeout=0.5, stop_after=1):
+                            self.wake()
+            except psycopg.Error as exc:
+                log.warning("LISTEN failed, polling only for a while: %s", exc)
+                self._stop.wait(5.0)
 
     def _loop(self, wake: threading.Event) -> None:
         engine = Engine(self.database, self.clock, batch_size=self.batch_size)
