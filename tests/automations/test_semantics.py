@@ -487,3 +487,36 @@ steps:
     with database.session() as session:
         (run,) = session.scalars(select(Enrolment).where(Enrolment.automation_id == a.id))
         assert (run.state, run.end_reason) == ("exited", "contact deleted")
+
+
+def test_wait_until_a_date_and_notify(database: Database, clock: FakeClock, engine: Engine) -> None:
+    from tidings.automations.models import Effect
+
+    a = automation(
+        database,
+        clock,
+        """
+name: Dated
+steps:
+  - {id: w, wait: {until: "2026-03-10T12:00:00Z"}}
+  - {id: n, action: notify, to: sales@example.com, subject: Ready}
+  - {id: t, action: add_tag, tag: Ready}
+""",
+    )
+    (cid,) = make_contacts(database, clock, 1)
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), contact_ids=[cid])
+    engine.run_until_idle()
+    clock.set(clock.now().replace(day=10, hour=11, minute=59))
+    engine.run_until_idle()
+    assert tags_of(database, cid) == set()
+    clock.advance(minutes=1)
+    engine.run_until_idle()
+    assert tags_of(database, cid) == {"Ready"}
+    with database.session() as session:
+        effect = session.scalars(select(Effect)).one()
+        assert (effect.kind, effect.target, effect.payload["subject"]) == (
+            "notify",
+            "sales@example.com",
+            "Ready",
+        )
