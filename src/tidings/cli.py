@@ -87,9 +87,10 @@ def serve(
 
 
 def _register_domain_commands() -> None:
-    from tidings.contacts.cli import contacts_app
+    from tidings.contacts.cli import contacts_app, lists_app
 
     app.add_typer(contacts_app, name="contacts")
+    app.add_typer(lists_app, name="lists")
     from tidings.automations.cli import automations_app, templates_app, worker_command
 
     app.add_typer(automations_app, name="automations")

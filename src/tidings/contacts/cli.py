@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import select
 
 from tidings.clock import SystemClock
 from tidings.contacts.importer import export_contacts, import_contacts, rejected_path_for
@@ -15,6 +16,7 @@ from tidings.contacts.policy import ContactStatus
 from tidings.errors import TidingsError
 
 contacts_app = typer.Typer(help="Import and export contacts.", no_args_is_help=True)
+lists_app = typer.Typer(help="Manage list memberships by segment.", no_args_is_help=True)
 console = Console(stderr=True)
 
 
@@ -121,3 +123,43 @@ def export_command(
         with file.open("w", newline="", encoding="utf-8") as out:
             count = export_contacts(database, out, where=where)
     console.print(f"exported {count} contacts")
+
+
+def _apply_segment(list_name: str, segment: str, action: str) -> None:
+    from tidings.activities.service import Cause
+    from tidings.cli import open_database
+    from tidings.contacts.models import MailingList
+    from tidings.segments import lists, service
+
+    database = open_database()
+    try:
+        with database.session() as session:
+            list_id = session.scalar(select(MailingList.id).where(MailingList.name == list_name))
+            if list_id is None:
+                raise _fail(f"list {list_name!r} does not exist")
+            now = SystemClock().now()
+            where = service.compile_checked(session, service.resolve(session, segment), now)
+            apply = lists.add_segment_to_list if action == "add" else lists.remove_segment_from_list
+            change = apply(session, list_id, where, now=now, cause=Cause.ADMIN)
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    verb = "subscribed to" if action == "add" else "unsubscribed from"
+    console.print(f"{change.changed} contact(s) {verb} {list_name}")
+
+
+@lists_app.command("add-segment")
+def add_segment(
+    list_name: str = typer.Argument(..., metavar="LIST"),
+    segment: str = typer.Argument(..., help="JSON condition or saved segment name"),
+) -> None:
+    """Subscribe a segment's contacts to a list (contacts who left it are not put back)."""
+    _apply_segment(list_name, segment, "add")
+
+
+@lists_app.command("remove-segment")
+def remove_segment(
+    list_name: str = typer.Argument(..., metavar="LIST"),
+    segment: str = typer.Argument(..., help="JSON condition or saved segment name"),
+) -> None:
+    """Unsubscribe a segment's contacts from a list."""
+    _apply_segment(list_name, segment, "remove")

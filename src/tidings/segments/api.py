@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep, SessionDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.contacts.models import Contact
 from tidings.contacts.schemas import ContactPage, ContactSummary
-from tidings.segments import service
+from tidings.segments import lists, service
 from tidings.segments.models import Segment
 
 router = APIRouter()
@@ -116,3 +117,30 @@ def segment_contacts(
     where = service.compile_checked(session, segment.condition, clock.now())
     items, next_cursor = _page(session, where, decode_cursor(cursor), limit)
     return ContactPage(items=items, next_cursor=next_cursor)
+
+
+class ListSegmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    segment: Any = Field(description="a condition, or the name of a saved segment")
+    action: Literal["add", "remove"] = "add"
+
+
+class ListSegmentOut(BaseModel):
+    list_id: int
+    action: str
+    changed: int
+
+
+@router.post("/lists/{list_id}/segment", tags=["lists"])
+def apply_segment_to_list(
+    list_id: int, body: ListSegmentIn, session: SessionDep, clock: ClockDep
+) -> ListSegmentOut:
+    """Subscribe a segment's contacts to a list (not ones who left it), or unsubscribe them."""
+    condition = (
+        service.resolve(session, body.segment) if isinstance(body.segment, str) else body.segment
+    )
+    where = service.compile_checked(session, condition, clock.now())
+    apply = lists.add_segment_to_list if body.action == "add" else lists.remove_segment_from_list
+    change = apply(session, list_id, where, now=clock.now(), cause=Cause.API)
+    return ListSegmentOut(list_id=list_id, action=body.action, changed=change.changed)

@@ -1,0 +1,114 @@
+"""List management by segment (SPEC S2): add a segment's contacts to a list, or remove them.
+
+Both are set-based: one INSERT ... SELECT of the activity rows and one of the memberships (or
+one UPDATE), however many contacts match. Contacts who left the list before are not put back
+(C3): only an explicit resubscribe does that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from tidings.activities.models import Activity
+from tidings.activities.service import ActivityType, _mark_written
+from tidings.contacts.models import Contact, ListMembership, MailingList
+from tidings.contacts.service import MEMBERSHIP_ACTIVE, MEMBERSHIP_UNSUBSCRIBED
+from tidings.db.types import JSONType
+from tidings.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class ListChange:
+    list_id: int
+    changed: int
+
+
+def _get_list(session: Session, list_id: int) -> MailingList:
+    mailing_list = session.get(MailingList, list_id)
+    if mailing_list is None:
+        raise NotFound(f"list {list_id} does not exist")
+    return mailing_list
+
+
+def _record_for(
+    session: Session,
+    contacts: Any,
+    type_: ActivityType,
+    cause: str,
+    now: datetime,
+    data: dict[str, Any],
+) -> None:
+    """One activity row for each contact id selected by `contacts`, in one statement."""
+    rows = select(
+        contacts.c.id,
+        literal(type_.value),
+        literal(cause),
+        literal(data, JSONType),
+        literal(now, Activity.occurred_at.type),
+    )
+    session.execute(
+        insert(Activity).from_select(["contact_id", "type", "cause", "data", "occurred_at"], rows)
+    )
+    _mark_written(session)
+
+
+def add_segment_to_list(
+    session: Session, list_id: int, where: ColumnElement[bool], *, now: datetime, cause: str
+) -> ListChange:
+    """Subscribe every matching contact that has never been on the list."""
+    mailing_list = _get_list(session, list_id)
+    never_member = ~exists().where(
+        ListMembership.contact_id == Contact.id, ListMembership.list_id == list_id
+    )
+    joining = select(Contact.id).where(where, never_member).subquery()
+    count = session.scalar(select(func.count()).select_from(joining)) or 0
+    if not count:
+        return ListChange(list_id, 0)
+    data = {"list": mailing_list.name, "list_id": list_id}
+    _record_for(session, joining, ActivityType.LIST_SUBSCRIBED, cause, now, data)
+    session.execute(
+        insert(ListMembership).from_select(
+            ["contact_id", "list_id", "status", "created_at", "updated_at"],
+            select(
+                joining.c.id,
+                literal(list_id),
+                literal(MEMBERSHIP_ACTIVE),
+                literal(now, ListMembership.created_at.type),
+                literal(now, ListMembership.updated_at.type),
+            ),
+        )
+    )
+    return ListChange(list_id, count)
+
+
+def remove_segment_from_list(
+    session: Session, list_id: int, where: ColumnElement[bool], *, now: datetime, cause: str
+) -> ListChange:
+    """Unsubscribe every matching contact whose membership is active."""
+    mailing_list = _get_list(session, list_id)
+    active_member = exists().where(
+        and_(
+            ListMembership.contact_id == Contact.id,
+            ListMembership.list_id == list_id,
+            ListMembership.status == MEMBERSHIP_ACTIVE,
+        )
+    )
+    leaving = select(Contact.id).where(where, active_member).subquery()
+    count = session.scalar(select(func.count()).select_from(leaving)) or 0
+    if not count:
+        return ListChange(list_id, 0)
+    data = {"list": mailing_list.name, "list_id": list_id}
+    _record_for(session, leaving, ActivityType.LIST_UNSUBSCRIBED, cause, now, data)
+    session.execute(
+        update(ListMembership)
+        .where(
+            ListMembership.list_id == list_id, ListMembership.contact_id.in_(select(leaving.c.id))
+        )
+        .values(status=MEMBERSHIP_UNSUBSCRIBED, updated_at=now)
+    )
+    return ListChange(list_id, count)
