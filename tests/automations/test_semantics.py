@@ -520,3 +520,32 @@ steps:
             "sales@example.com",
             "Ready",
         )
+
+
+def test_a_run_that_raises_fails_alone(database: Database, clock: FakeClock) -> None:
+    from tidings.automations.actions import EmailOutcome
+
+    a = automation(
+        database,
+        clock,
+        """
+name: Fragile
+steps:
+  - {id: mail, action: send_email, template: welcome}
+  - {id: t, action: add_tag, tag: Done}
+""",
+    )
+    good, bad, other = make_contacts(database, clock, 3)
+
+    def sender(session: object, *, contact_id: int, **_: object) -> EmailOutcome:
+        if contact_id == bad:
+            raise RuntimeError("template engine exploded")
+        return EmailOutcome(True, "queued")
+
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), everyone=True)
+    Engine(database, clock, send_email=sender).run_until_idle()
+    assert tags_of(database, good) == {"Done"} and tags_of(database, other) == {"Done"}
+    with database.session() as session:
+        run = session.scalars(select(Enrolment).where(Enrolment.contact_id == bad)).one()
+        assert run.state == "failed" and "exploded" in (run.end_reason or "")

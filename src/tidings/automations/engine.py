@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
@@ -50,6 +51,7 @@ from tidings.clock import Clock
 from tidings.contacts.models import Contact
 from tidings.db.bulk import in_values, insert_tuples
 from tidings.db.engine import Database
+from tidings.errors import TidingsError
 from tidings.segments import condition_sql
 
 log = logging.getLogger(__name__)
@@ -315,7 +317,48 @@ class Engine:
                 # by the next round of run_until_idle.
                 return total
 
-    def process_batch(self) -> PassStats:
+    def process_batch(self, only: int | None = None) -> PassStats:
+        try:
+            return self._process_batch(only)
+        except (DBAPIError, TidingsError):
+            raise  # the database's trouble (deadlock, lost connection): retry the whole batch
+        except Exception:
+            if only is not None:
+                raise
+            # A bug or bad data in one run must not stall every other: run the due ones one
+            # by one, and fail those that still raise.
+            log.exception("a batch failed; running its enrolments one by one")
+            return self._isolate()
+
+    def _isolate(self) -> PassStats:
+        total = PassStats()
+        now = self.clock.now()
+        with self.database.session() as session:
+            snapshot = self.registry.refresh(session)
+            active = [aid for aid, status in snapshot.status.items() if status == "active"]
+            ids = [run.id for run in self._claim(session, active, now)]
+        for enrolment_id in ids:
+            try:
+                total.add(self.process_batch(only=enrolment_id))
+            except (DBAPIError, TidingsError):
+                raise
+            except Exception as exc:
+                with self.database.session() as session:
+                    session.execute(
+                        update(Enrolment)
+                        .where(Enrolment.id == enrolment_id)
+                        .values(
+                            state=FAILED,
+                            wake_at=None,
+                            ended_at=now,
+                            end_reason=f"{type(exc).__name__}: {exc}"[:2000],
+                            run_key=released_key(),
+                        )
+                    )
+                total.claimed += 1
+        return total
+
+    def _process_batch(self, only: int | None) -> PassStats:
         stats = PassStats()
         with self.database.session() as session:
             snapshot = self.registry.refresh(session)
@@ -323,7 +366,7 @@ class Engine:
             if not active_ids:
                 return stats
             now = self.clock.now()
-            runs = self._claim(session, active_ids, now)
+            runs = self._claim(session, active_ids, now, only)
             if not runs:
                 return stats
             stats.batches, stats.claimed = 1, len(runs)
@@ -337,7 +380,9 @@ class Engine:
             insert_tuples(session, StepLog.__table__, LOG_COLUMNS, logs)  # type: ignore[arg-type]
         return stats
 
-    def _claim(self, session: Session, automation_ids: list[int], now: datetime) -> list[Run]:
+    def _claim(
+        self, session: Session, automation_ids: list[int], now: datetime, only: int | None = None
+    ) -> list[Run]:
         statement = (
             select(
                 Enrolment.id,
@@ -361,6 +406,8 @@ class Engine:
             .order_by(Enrolment.wake_at, Enrolment.id)
             .limit(self.batch_size)
         )
+        if only is not None:
+            statement = statement.where(Enrolment.id == only)
         if not self.database.is_sqlite:
             statement = statement.with_for_update(of=Enrolment, skip_locked=True)
         return [
