@@ -14,8 +14,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityRow, ActivityType, Cause, record_many
@@ -25,7 +23,7 @@ from tidings.automations.models import Effect
 from tidings.automations.registry import Loaded, Registry
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact, ContactTag, MailingList, Tag
-from tidings.db.bulk import in_values, insert_tuples
+from tidings.db.bulk import dialect_insert, in_values, insert_tuples
 from tidings.errors import TidingsError
 
 CAUSE = Cause.AUTOMATION.value
@@ -113,31 +111,11 @@ def _record(ctx: Context, rows: list[ActivityRow]) -> None:
         ctx.activities += len(rows)
 
 
-def _insert_ignore(session: Session) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
-def _ensure_named(
-    session: Session,
-    model: type[Tag] | type[MailingList],
-    names: Sequence[str],
-    now: datetime,
-    **defaults: Any,
-) -> dict[str, int]:
-    """Ids of named tags/lists, creating missing ones; safe when workers race to create one."""
-    statement = _insert_ignore(session)(model).on_conflict_do_nothing(index_elements=["name"])
-    session.execute(
-        statement, [{"name": name, "created_at": now, **defaults} for name in sorted(set(names))]
-    )
-    rows = session.execute(select(model.name, model.id).where(model.name.in_(sorted(set(names)))))
-    return {name: id_ for name, id_ in rows}
-
-
 def _tags(ctx: Context, loaded: Loaded, step: d.TagAction, runs: Sequence[RunLike]) -> Outcomes:
     session, now = ctx.session, ctx.now
     ids = sorted({r.contact_id for r in runs})
     if step.action == "add_tag":
-        tag_ids = _ensure_named(session, Tag, step.tags, now)
+        tag_ids = contacts.ensure_tags(session, step.tags, now)
         for name in step.tags:
             tag_id = tag_ids[name]
             have = set(
@@ -157,7 +135,7 @@ def _tags(ctx: Context, loaded: Loaded, step: d.TagAction, runs: Sequence[RunLik
                 insert_tuples(session, table, ("contact_id", "tag_id", "created_at"), rows)
             else:
                 # A request may add the same tag concurrently: count only rows really added.
-                statement = _insert_ignore(session)(ContactTag).on_conflict_do_nothing()
+                statement = dialect_insert(session, ContactTag).on_conflict_do_nothing()
                 new = list(
                     session.scalars(
                         statement.returning(ContactTag.contact_id),
@@ -255,9 +233,7 @@ def _per_contact(
 def _list(ctx: Context, loaded: Loaded, step: d.ListAction, runs: Sequence[RunLike]) -> Outcomes:
     session, now = ctx.session, ctx.now
     if step.action == "subscribe_list":
-        list_id = _ensure_named(session, MailingList, [step.list], now, double_opt_in=False)[
-            step.list
-        ]
+        list_id = contacts.ensure_lists(session, [step.list], now)[step.list]
     else:
         found = session.scalar(select(MailingList.id).where(MailingList.name == step.list))
         if found is None:
@@ -373,7 +349,7 @@ def _effects(
                 "updated_at": now,
             }
         )
-    statement = _insert_ignore(session)(Effect).on_conflict_do_nothing(
+    statement = dialect_insert(session, Effect).on_conflict_do_nothing(
         index_elements=["idempotency_key"]
     )
     session.execute(statement, rows)
