@@ -183,22 +183,35 @@ def worker_command(
     concurrency: int = typer.Option(1, min=1, max=64, help="Worker threads in this process."),
     once: bool = typer.Option(False, help="Run until nothing is due, then exit."),
     batch_size: int = typer.Option(500, min=1, max=10_000, help="Enrolments per transaction."),
+    no_sender: bool = typer.Option(
+        False, "--no-sender", help="Do not run the email sender here (run `tidings mail send`)."
+    ),
 ) -> None:
-    """Run automation workers (for scale-out; `tidings serve` runs one in-process)."""
+    """Run automation workers (for scale-out; `tidings serve` runs one in-process), and the
+    outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender)."""
     from tidings.automations.engine import Engine
     from tidings.automations.worker import Worker
     from tidings.cli import open_database
     from tidings.config import get_settings
+    from tidings.messaging.devmail import send_until_idle, start_sender
 
     database = open_database()
     clock = SystemClock()
     if once:
         stats = Engine(database, clock, batch_size=batch_size).run_until_idle()
         typer.echo(f"{stats.steps} steps, {stats.enrolled} enrolled")
+        sent = None if no_sender else send_until_idle(database, clock, get_settings())
+        if sent is not None:
+            typer.echo(f"{sent} emails sent")
         return
     worker = Worker(
         database, clock, concurrency=concurrency, settings=get_settings(), batch_size=batch_size
     )
     signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
+    sender = None if no_sender else start_sender(database, clock, get_settings())
     console.print(f"worker running with {concurrency} thread(s); Ctrl-C stops it")
-    worker.run_forever()
+    try:
+        worker.run_forever()
+    finally:
+        if sender is not None:
+            sender.stop()

@@ -113,6 +113,29 @@ class SenderThread:
         self.thread.join(timeout=10)
 
 
+def start_sender(database: Database, clock: Clock, settings: Settings) -> SenderThread | None:
+    """For `tidings worker`: the outbox sender in a background thread when an SMTP URL is
+    configured, else None."""
+    if not settings.smtp_url:
+        return None
+    sender = SenderThread(database, clock, settings)
+    sender.start()
+    return sender
+
+
+def send_until_idle(database: Database, clock: Clock, settings: Settings) -> int | None:
+    """For `tidings worker --once`: send what is due, then return the number sent (None when
+    no SMTP URL is configured)."""
+    if not settings.smtp_url:
+        return None
+    from tidings.events.tokens import TrackingTokens
+    from tidings.messaging.sender import SenderOptions, run_sender
+
+    tokens = TrackingTokens(settings.resolved_secret_key(), clock=clock)
+    stats = run_sender(database, clock, SenderOptions.from_settings(settings), tokens=tokens)
+    return stats.sent
+
+
 @dataclass
 class EmailServices:
     sender: SenderThread | None
