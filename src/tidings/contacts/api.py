@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.contacts import repository, service
 from tidings.contacts.emails import InvalidEmail, normalize_email
@@ -256,17 +256,38 @@ def subscribe(
     list_id: int,
     session: SessionDep,
     clock: ClockDep,
+    settings: SettingsDep,
     body: SubscribeIn | None = None,
 ) -> ContactOut:
+    """Join a list; a double-opt-in list makes the membership (and a contact not yet
+    subscribed) `pending` and queues the confirmation mail, as `POST /opt-ins` does."""
     contact = service.get_contact(session, contact_id)
-    service.subscribe_list(
-        session,
-        contact,
-        _get_list(session, list_id),
-        now=clock.now(),
-        cause=Cause.API,
-        force_resubscribe=body.force_resubscribe if body else False,
-    )
+    mailing_list = _get_list(session, list_id)
+    force = body.force_resubscribe if body else False
+    if mailing_list.double_opt_in:
+        # Imported here: messaging builds on contacts, never the reverse at import time.
+        from tidings.messaging.links import LinkSigner
+        from tidings.messaging.subscriptions import start_double_opt_in
+
+        links = LinkSigner(settings.resolved_secret_key(), settings.base_url)
+        start_double_opt_in(
+            session,
+            contact,
+            mailing_list,
+            now=clock.now(),
+            links=links,
+            cause=Cause.API,
+            force_resubscribe=force,
+        )
+    else:
+        service.subscribe_list(
+            session,
+            contact,
+            mailing_list,
+            now=clock.now(),
+            cause=Cause.API,
+            force_resubscribe=force,
+        )
     return contact_out(session, contact)
 
 

@@ -220,9 +220,43 @@ def request_subscription(
             session, contact, mailing_list, now=now, cause=cause, force_resubscribe=True
         )
         return OptInResult(contact, None)
+    return OptInResult(
+        contact,
+        start_double_opt_in(
+            session,
+            contact,
+            mailing_list,
+            now=now,
+            links=links,
+            cause=cause,
+            force_resubscribe=True,  # the person asks to join: a new, explicit consent
+        ),
+    )
+
+
+def start_double_opt_in(
+    session: Session,
+    contact: Contact,
+    mailing_list: MailingList,
+    *,
+    now: datetime,
+    links: LinkSigner,
+    cause: str,
+    force_resubscribe: bool = False,
+) -> QueueResult | None:
+    """Subscribe `contact` to a double-opt-in list: a pending membership (and status, unless
+    subscribed already) and the confirmation mail. None when the membership is active already.
+    Also the path of `PUT /contacts/{id}/lists/{list_id}` for such lists."""
+    if contact.status in (ContactStatus.BOUNCED, ContactStatus.COMPLAINED):
+        raise Conflict(f"email: this address is {contact.status} and cannot be subscribed")
     membership = session.get(ListMembership, (contact.id, mailing_list.id))
     if membership is not None and membership.status == "active":
-        return OptInResult(contact, None)
+        return None
+    if membership is not None and membership.status == "unsubscribed" and not force_resubscribe:
+        raise Conflict(
+            f"contact unsubscribed from list {mailing_list.name!r}; "
+            "rejoining needs force_resubscribe=true"
+        )
     if contact.status != ContactStatus.SUBSCRIBED and contact.status != ContactStatus.PENDING:
         contacts.change_status(
             session,
@@ -231,7 +265,7 @@ def request_subscription(
             now=now,
             cause=cause,
             reason=f"asked to join list {mailing_list.name!r}; awaiting confirmation",
-            force_resubscribe=True,
+            force_resubscribe=force_resubscribe,  # unsubscribed -> pending needs it
         )
     if membership is None:
         session.add(
@@ -262,7 +296,7 @@ def request_subscription(
         context={"confirm_url": confirm_url},
         cause=cause,
     )
-    return OptInResult(contact, result)
+    return result
 
 
 def confirm_subscription(
