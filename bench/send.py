@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import socket
 import sys
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ from tidings.messaging.transport import SmtpConfig
 
 RECIPIENTS = max(500, int(20_000 * scale()))
 CONNECTIONS = 4
+# BENCH_SEND_PROCESSES=0 runs only the thread variant (compose_processes values, comma-separated)
+PROCESSES = [int(p) for p in os.environ.get("BENCH_SEND_PROCESSES", "0,2").split(",")]
 
 
 def _sink(port: int, counter: Any, ready: Any) -> None:
@@ -213,7 +216,7 @@ def main() -> None:
             baseline,
             "msg/s",
         )
-        for processes in (0, 2):
+        for processes in PROCESSES:
             _run_broadcast(port, counter, signer, baseline, processes)
     finally:
         sink.terminate()

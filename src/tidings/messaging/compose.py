@@ -7,6 +7,7 @@ bytes that go out.
 
 from __future__ import annotations
 
+import functools
 import html as htmllib
 import quopri
 import re
@@ -32,6 +33,7 @@ def _header_text(value: str) -> str:
     return Header(value, "utf-8").encode(linesep="\r\n")
 
 
+@functools.lru_cache(maxsize=256)  # the From is the same on every message
 def _address(value: str) -> str:
     name, addr = parseaddr(value)
     if name and not name.isascii():

@@ -32,6 +32,7 @@ SIGNED_HEADERS = (
     "reply-to",
 )
 
+_SIGNED_NAMES = tuple(name.encode() for name in SIGNED_HEADERS)
 _WSP = re.compile(rb"[ \t]+")
 _TRAILING_WSP = re.compile(rb"[ \t]+\r\n")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
@@ -47,8 +48,11 @@ def canonical_body(body: bytes) -> bytes:
 
 def canonical_header(name: bytes, value: bytes) -> bytes:
     """Relaxed header canonicalization (without the final CRLF)."""
-    value = _FOLD.sub(b"", value)
-    value = _WSP.sub(b" ", value).strip(b" \t\r\n")
+    if b"\r\n" in value:
+        value = _FOLD.sub(b"", value)
+    if b"\t" in value or b"  " in value:
+        value = _WSP.sub(b" ", value)
+    value = value.strip(b" \t\r\n")
     return name.strip().lower() + b":" + value
 
 
@@ -76,6 +80,12 @@ class DkimSigner:
 
     def sign(self, message: bytes, *, timestamp: int) -> bytes:
         """Return the message with a DKIM-Signature header in front."""
+        tags, to_sign = self.prepare(message, timestamp=timestamp)
+        return self.finish(message, tags, self.rsa_sign(to_sign))
+
+    def prepare(self, message: bytes, *, timestamp: int) -> tuple[bytes, bytes]:
+        """The signature's tags and the bytes the RSA step signs (split from sign() so the
+        sender can run only the RSA step, which releases the GIL, in a thread)."""
         headers, body = split_message(message)
         body_hash = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
         # Sign each listed header (last instance first, RFC 6376 5.4.2), or its absence.
@@ -83,20 +93,22 @@ class DkimSigner:
         for name, value in headers:
             by_name.setdefault(name.strip().lower(), []).append(value)
         signed: list[bytes] = []
-        names: list[bytes] = []
-        for wanted in SIGNED_HEADERS:
-            key = wanted.encode()
-            names.append(key)
+        for key in _SIGNED_NAMES:
             values = by_name.get(key)
             if values:
                 signed.append(canonical_header(key, values[-1]) + b"\r\n")
         tags = (
             f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.domain}; s={self.selector};\r\n"
-            f"\tt={timestamp}; h={':'.join(n.decode() for n in names)};\r\n"
+            f"\tt={timestamp}; h={':'.join(SIGNED_HEADERS)};\r\n"
             f"\tbh={body_hash.decode()};\r\n\tb="
         ).encode()
-        to_sign = b"".join(signed) + canonical_header(b"dkim-signature", b" " + tags)
-        signature = self.key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
+        return tags, b"".join(signed) + canonical_header(b"dkim-signature", b" " + tags)
+
+    def rsa_sign(self, to_sign: bytes) -> bytes:
+        return self.key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
+
+    @staticmethod
+    def finish(message: bytes, tags: bytes, signature: bytes) -> bytes:
         value = tags + _fold_base64(base64.b64encode(signature))
         return b"DKIM-Signature: " + value + b"\r\n" + message
 
