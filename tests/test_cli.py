@@ -78,3 +78,19 @@ def test_lists_add_and_remove_segment(cli: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "1 contact(s) unsubscribed from Main" in result.output
     result = cli.invoke(app, ["lists", "add-segment", "Nope", '{"has_tag": "VIP"}'])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_apikey_list_and_revoke(cli: CliRunner, database: Database) -> None:
+    key = cli.invoke(app, ["apikey", "create", "ci"]).stdout.strip().splitlines()[0]
+    listed = cli.invoke(app, ["apikey", "list"])
+    assert listed.exit_code == 0, listed.output
+    key_id, name, prefix, _, state = listed.stdout.strip().splitlines()[-1].split("\t")
+    assert (name, state) == ("ci", "active") and key.startswith(prefix.rstrip("."))
+    assert key not in listed.stdout
+    revoked = cli.invoke(app, ["apikey", "revoke", key_id])
+    assert revoked.exit_code == 0, revoked.output
+    with database.session() as session:
+        assert find_api_key(session, key) is None
+    assert "revoked" in cli.invoke(app, ["apikey", "list"]).stdout
+    missing = cli.invoke(app, ["apikey", "revoke", "999999"])
+    assert missing.exit_code == 1 and "no API key 999999" in missing.output

@@ -43,6 +43,37 @@ def apikey_create(name: str) -> None:
     console.print("[yellow]Store this key now: it cannot be shown again.[/yellow]")
 
 
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys: id, name, the key's first characters, created, revoked."""
+    from tidings.auth.service import list_api_keys
+
+    with open_database().session() as session:
+        for row in list_api_keys(session):
+            revoked = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
+            typer.echo(
+                f"{row.id}\t{row.name}\t{row.prefix}...\t{row.created_at.isoformat()}\t{revoked}"
+            )
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key_id: int = typer.Argument(..., help="The key's id (see `apikey list`)."),
+) -> None:
+    """Revoke an API key; requests with it are refused (401) from now on."""
+    from tidings.auth.service import revoke_api_key
+    from tidings.errors import NotFound
+
+    try:
+        with open_database().session() as session:
+            row = revoke_api_key(session, key_id, now=SystemClock().now())
+            name = row.name
+    except NotFound as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"revoked key {key_id} ({name})")
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="Interface to bind (default from TIDINGS_HOST)."),

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.auth.models import ApiKey
+from tidings.errors import NotFound
 
 KEY_PREFIX = "tid_"
 
@@ -31,4 +32,19 @@ def find_api_key(session: Session, key: str) -> ApiKey | None:
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
     if row is None or row.revoked_at is not None:
         return None
+    return row
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    """Every key, revoked ones included (they show when they were revoked)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_api_key(session: Session, key_id: int, *, now: datetime) -> ApiKey:
+    """Revoke a key by id; it stops working at once. Revoking twice keeps the first time."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"id: no API key {key_id}")
+    if row.revoked_at is None:
+        row.revoked_at = now
     return row
