@@ -1,7 +1,8 @@
 """A7: kill real worker processes with SIGKILL at random points; every effect exactly once.
 
-The issue asks for 10,000 contacts; the test runs 400 (seconds, not minutes) through a
-6-step automation with several kills; bench/engine.py runs the full size.
+The issue asks for 10,000 contacts; the suite runs 400 (seconds, not minutes) through a
+6-step automation with four kills. TIDINGS_TEST_DURABLE_CONTACTS=10000 TIDINGS_TEST_DURABLE_KILLS=12
+runs the full size (bench/engine.py (e) too, with kills every 1-4 s).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tidings.contacts.models import Contact, ContactTag
 from tidings.db.engine import Database
 from tidings.messaging.models import OutboxMessage
 
-CONTACTS = 400
+CONTACTS = int(os.environ.get("TIDINGS_TEST_DURABLE_CONTACTS", "400"))
+KILLS = int(os.environ.get("TIDINGS_TEST_DURABLE_KILLS", "4"))
 SIX_STEPS = """
 name: Durable
 steps:
@@ -89,13 +91,13 @@ def test_sigkill_never_loses_or_doubles_an_effect(
     rng = random.Random(7)
     kills = 0
     done = 0
-    while done < CONTACTS and kills < 4:
+    while done < CONTACTS and kills < KILLS:
         process = _worker(database_url, tmp_path)
         # Kill it at a random moment after it committed at least one batch: mid-work.
         give_up = time.monotonic() + 20
         while _done(database, a.id) == done and time.monotonic() < give_up:
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.3 if CONTACTS <= 1000 else 2.0))
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
