@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import select
 
 from tidings.clock import SystemClock
 from tidings.contacts.importer import export_contacts, import_contacts, rejected_path_for
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import TidingsError
+from tidings.progress import file_progress
 
 contacts_app = typer.Typer(help="Import and export contacts.", no_args_is_help=True)
 lists_app = typer.Typer(help="Manage list memberships by segment.", no_args_is_help=True)
@@ -53,13 +53,7 @@ def import_command(
     rejected.unlink(missing_ok=True)
     with (
         file.open("rb") as stream,
-        Progress(
-            TextColumn("importing"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress,
+        file_progress("importing", console) as progress,
     ):
         task = progress.add_task("import", total=file.stat().st_size)
         try:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tidings.clock import SystemClock
 from tidings.errors import TidingsError
+from tidings.progress import file_progress
 
 events_app = typer.Typer(help="Import and prune engagement events.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -39,13 +39,7 @@ def import_command(
     rejected = rejected_path_for(file)
     with (
         file.open("rb") as stream,
-        Progress(
-            TextColumn("importing events"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress,
+        file_progress("importing events", console) as progress,
     ):
         task = progress.add_task("import", total=file.stat().st_size)
         try:
