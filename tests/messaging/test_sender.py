@@ -314,3 +314,66 @@ def test_global_and_per_domain_rate_limits_with_injected_time(
         [0.0, 2.0, 4.0], abs=0.2
     )
     assert sent_at["b1@b.example"] <= 4.0
+
+
+def test_last_check_before_the_dot_refuses_what_changed_after_the_claim(
+    database: Database, clock: FakeClock
+) -> None:
+    from tidings.contacts.models import Suppression
+    from tidings.messaging.sender import claim, mark_delivering
+
+    emails = ["ok@a.example", "gone@a.example", "banned@b.example", "dropped@a.example"]
+    emails += ["stolen@a.example", "receipt@a.example", "bounced@a.example"]
+    queue(database, clock, emails[:5])
+    queue(database, clock, emails[5:6], message_class="transactional", name="receipt")
+    queue(database, clock, emails[6:], message_class="transactional", name="note")
+    jobs, _, _ = claim(
+        database, now=clock.now(), worker_id="me", limit=10, lease=timedelta(minutes=5)
+    )
+    by_email = {j.email: j.id for j in jobs}
+    with database.session() as session:
+        contacts = {c.email: c for c in session.scalars(select(Contact))}
+        for email_, status in [
+            ("gone@a.example", "unsubscribed"),
+            ("receipt@a.example", "unsubscribed"),  # transactional mail still allowed
+            ("bounced@a.example", "bounced"),
+        ]:
+            change_status(
+                session, contacts[email_], status, now=clock.now(), cause="test", reason="t"
+            )
+        session.add(Suppression(value="@b.example", reason="t", created_at=clock.now()))
+        session.delete(contacts["dropped@a.example"])
+        session.execute(
+            OutboxMessage.__table__.update()  # type: ignore[attr-defined]
+            .where(OutboxMessage.id == by_email["stolen@a.example"])
+            .values(lease_owner="someone else")
+        )
+    verdict = mark_delivering(database, list(by_email.values()), now=clock.now(), worker_id="me")
+    assert {e: verdict[i] for e, i in by_email.items()} == {
+        "ok@a.example": "ok",
+        "gone@a.example": "refused",
+        "banned@b.example": "refused",
+        "dropped@a.example": "refused",
+        "stolen@a.example": "lease",
+        "receipt@a.example": "ok",
+        "bounced@a.example": "refused",
+    }
+    with database.session() as session:
+        rows = {
+            r.id: (r.status, r.reason)
+            for r in session.execute(
+                select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.reason)
+            )
+        }
+    assert rows[by_email["ok@a.example"]] == ("delivering", None)
+    assert rows[by_email["receipt@a.example"]] == ("delivering", None)
+    assert rows[by_email["stolen@a.example"]][0] == "sending"
+    assert rows[by_email["gone@a.example"]] == (
+        "refused",
+        "at send time: status unsubscribed does not allow campaign mail",
+    )
+    assert rows[by_email["banned@b.example"]][1] == (
+        "at send time: suppressed: address or domain is on the suppression list"
+    )
+    assert rows[by_email["dropped@a.example"]][1] == "at send time: the contact no longer exists"
+    assert rows[by_email["bounced@a.example"]][0] == "refused"

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import (
     BigInteger,
     String,
+    and_,
     any_,
     bindparam,
     func,
@@ -71,6 +72,8 @@ from tidings.messaging.transport import (
 )
 
 ST = OutboxStatus
+# Chunks (of one message per connection) composed ahead of the connections.
+_CHUNKS_AHEAD = 3
 log = logging.getLogger(__name__)
 MARKETING = frozenset({MessageClass.CAMPAIGN, MessageClass.AUTOMATION})
 DUE_STATUSES = (ST.QUEUED, ST.DEFERRED, ST.SENDING)
@@ -391,11 +394,37 @@ def _ids_param(is_sqlite: bool) -> Any:
     return OutboxMessage.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
 
 
+def _policy_allows() -> Any:
+    """SQL for `may_send(Contact.status, OutboxMessage.message_class)` (unsuppressed), built
+    from may_send itself so that the policy stays in one place."""
+    from tidings.contacts.policy import ContactStatus
+
+    return or_(
+        *(
+            and_(Contact.status == status.value, OutboxMessage.message_class == klass.value)
+            for status in ContactStatus
+            for klass in MessageClass
+            if may_send(status, klass)
+        )
+    )
+
+
 def _mark_statements(is_sqlite: bool) -> tuple[Any, Any]:
     """Built once: this check runs before every message's final dot, and building SQLAlchemy
-    statements costs more than running them."""
+    statements costs more than running them.
+
+    `mark` is the whole check in one statement: the row is still ours and `sending`, and the
+    contact exists, its status allows this class of mail and its address is not suppressed ->
+    `delivering`. It returns the ids it moved; only the others (rare) are looked at again with
+    `query`, to tell a lost lease from a refusal and to record the refusal's reason.
+    """
     found = _MARK_STATEMENTS.get(is_sqlite)
     if found is None:
+        ours = and_(
+            _ids_param(is_sqlite),
+            OutboxMessage.lease_owner == bindparam("owner"),
+            OutboxMessage.status == ST.SENDING.value,
+        )
         query = (
             select(
                 OutboxMessage.id,
@@ -405,56 +434,137 @@ def _mark_statements(is_sqlite: bool) -> tuple[Any, Any]:
                 suppressed_condition(Contact.email).label("suppressed"),
             )
             .outerjoin(Contact, Contact.id == OutboxMessage.contact_id)
-            .where(
-                _ids_param(is_sqlite),
-                OutboxMessage.lease_owner == bindparam("owner"),
-                OutboxMessage.status == ST.SENDING.value,
-            )
+            .where(ours)
         )
         if not is_sqlite:
             query = query.with_for_update(of=OutboxMessage)
+        allowed = (
+            select(Contact.id)
+            .where(
+                Contact.id == OutboxMessage.contact_id,
+                _policy_allows(),
+                ~suppressed_condition(Contact.email),
+            )
+            .exists()
+        )
         mark = (
             update(OutboxMessage)
-            .where(_ids_param(is_sqlite))
+            .where(ours, allowed)
             .values(status=ST.DELIVERING.value, updated_at=bindparam("now"))
+            .returning(OutboxMessage.id)
         )
         found = _MARK_STATEMENTS[is_sqlite] = (query, mark)
     return found
 
 
+class PreDotUpdate:
+    """The `mark` statement compiled once for the engine's dialect and run straight on one
+    DBAPI connection kept for the purpose: through SQLAlchemy's execution layer (a pool
+    checkout, begin events, parameter processing, result wrapping) this step cost several
+    times the statement itself, and it runs once or twice for every message sent."""
+
+    def __init__(self, db: Database) -> None:
+        dialect = db.engine.dialect
+        compiled = _mark_statements(db.is_sqlite)[1].compile(dialect=dialect)
+        self.db = db
+        self.sql = compiled.string
+        self.positions = compiled.positiontup  # None: named parameters
+        self.constants = compiled.construct_params({"ids": None, "owner": None, "now": None})
+        # The type conversions SQLAlchemy would apply (the timestamp, PostgreSQL's array).
+        self.processors = dict(compiled._bind_processors)
+        self.connection: Any = None
+
+    def run(self, ids: Sequence[int], *, now: datetime, worker_id: str) -> list[int]:
+        """One transaction: the ids moved to `delivering`."""
+        values = dict(self.constants)
+        values["ids"] = orjson.dumps(list(ids)).decode() if self.db.is_sqlite else list(ids)
+        values["owner"] = worker_id
+        values["now"] = now
+        for name, process in self.processors.items():
+            values[name] = process(values[name])
+        args = values if self.positions is None else tuple(values[n] for n in self.positions)
+        if self.connection is None:
+            self.connection = self.db.engine.raw_connection()
+        connection = self.connection
+        try:
+            cursor = connection.cursor()
+            if self.db.is_sqlite:
+                cursor.execute("BEGIN IMMEDIATE")  # what the engine's begin event does
+            cursor.execute(self.sql, args)
+            moved = [row[0] for row in cursor.fetchall()]
+            if self.db.is_sqlite:
+                cursor.execute("COMMIT")
+            else:
+                connection.commit()
+            cursor.close()
+        except BaseException:
+            self.close(broken=True)
+            raise
+        return moved
+
+    def close(self, *, broken: bool = False) -> None:
+        connection, self.connection = self.connection, None
+        if connection is None:
+            return
+        with contextlib.suppress(Exception):
+            connection.rollback()
+        if broken:
+            connection.invalidate()
+        else:
+            connection.close()  # back to the pool
+
+
 def mark_delivering(
-    db: Database, ids: Sequence[int], *, now: datetime, worker_id: str
+    db: Database,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    worker_id: str,
+    update: PreDotUpdate | None = None,
 ) -> dict[int, str]:
-    """The last check before the final dot. Returns per id: 'ok', 'lease' (lost) or 'refused'."""
+    """The last check before the final dot. Returns per id: 'ok', 'lease' (lost) or 'refused'.
+
+    One statement does the whole check (see `_mark_statements`); only when it leaves some ids
+    out, a second transaction tells a lost lease from a refusal and records the refusal. What
+    changes between the two is harmless: a row left out stays `sending` under our lease and
+    is not sent now; if it is no longer refused it counts as 'lease' and goes out after the
+    lease expires.
+    """
     verdict: dict[int, str] = dict.fromkeys(ids, "lease")
-    query, mark = _mark_statements(db.is_sqlite)
+    if update is None:
+        update = PreDotUpdate(db)
+        try:
+            ok = update.run(ids, now=now, worker_id=worker_id)
+        finally:
+            update.close()
+    else:
+        ok = update.run(ids, now=now, worker_id=worker_id)
+    verdict.update(dict.fromkeys(ok, "ok"))
+    if len(ok) < len(ids):
+        others = [i for i in ids if verdict[i] != "ok"]
+        for oid, _, _ in _refuse_left_out(db, others, now=now, worker_id=worker_id):
+            verdict[oid] = "refused"
+    return verdict
 
-    def ids_value(values: Sequence[int]) -> Any:
-        return orjson.dumps(list(values)).decode() if db.is_sqlite else list(values)
 
-    # Core on a plain connection: no ORM session on this hot path.
-    with db.engine.begin() as connection:
-        ok: list[int] = []
-        refused: list[tuple[int, int, str]] = []
-        rows = connection.execute(query, {"ids": ids_value(ids), "owner": worker_id})
-        for row in rows:
+def _refuse_left_out(
+    db: Database, ids: Sequence[int], *, now: datetime, worker_id: str
+) -> list[tuple[int, int, str]]:
+    """Of the ids the pre-dot update left out, those still ours that the policy refuses: they
+    are recorded as refused (the rest lost their lease)."""
+    query = _mark_statements(db.is_sqlite)[0]
+    ids_value = orjson.dumps(list(ids)).decode() if db.is_sqlite else list(ids)
+    refused: list[tuple[int, int, str]] = []
+    with db.session() as session:
+        for row in session.execute(query, {"ids": ids_value, "owner": worker_id}):
             if row.status is None:
                 refused.append((row.id, row.contact_id, "the contact no longer exists"))
                 continue
             decision = may_send(row.status, row.message_class, suppressed=bool(row.suppressed))
-            if decision:
-                ok.append(row.id)
-            else:
+            if not decision:
                 refused.append((row.id, row.contact_id, decision.reason))
-        if ok:
-            connection.execute(mark, {"ids": ids_value(ok), "now": now})
-        if refused:
-            with Session(bind=connection) as session:
-                _refuse(session, refused, now)
-                session.flush()
-    verdict.update(dict.fromkeys(ok, "ok"))
-    verdict.update({oid: "refused" for oid, _, _ in refused})
-    return verdict
+        _refuse(session, refused, now)
+    return refused
 
 
 def record_outcomes(
@@ -576,9 +686,24 @@ def _init_process_composer(options: SenderOptions, dkim_pem: bytes | None, track
     _PROCESS_COMPOSER = Composer(options, tokens)
 
 
-def _compose_in_process(job: Job, template: TemplateSpec, now: datetime) -> bytes:
+def _compose_in_process(
+    jobs: Sequence[Job], templates: dict[int, TemplateSpec], now: datetime
+) -> list[bytes | str]:
+    """A chunk of messages, each signed, or the reason it cannot be rendered."""
     assert _PROCESS_COMPOSER is not None
-    return _PROCESS_COMPOSER.compose(job, template, now)
+    composed: list[bytes | str] = []
+    for job in jobs:
+        try:
+            composed.append(_PROCESS_COMPOSER.compose(job, templates[job.template_id], now))
+        except (ValidationFailed, KeyError) as exc:
+            composed.append(str(exc))
+    return composed
+
+
+def _rsa_sign_all(dkim: DkimSigner, to_sign: Sequence[bytes]) -> list[bytes]:
+    """One pool call signs a whole chunk: the RSA steps release the GIL; a call per message
+    cost more in thread hand-offs than the signing itself."""
+    return [dkim.rsa_sign(blob) for blob in to_sign]
 
 
 def _process_pool(options: SenderOptions, tracking: bool) -> ProcessPoolExecutor:
@@ -682,6 +807,7 @@ class _DeliveringMarker:
 
     def __init__(self, db: Database, clock: Clock, worker_id: str) -> None:
         self.db, self.clock, self.worker_id = db, clock, worker_id
+        self.update = PreDotUpdate(db)
         self.pending: list[tuple[int, WriteDot, asyncio.Future[str]]] = []
         self.flushing: asyncio.Task[None] | None = None
 
@@ -706,6 +832,7 @@ class _DeliveringMarker:
                         [i for i, _, _ in group],
                         now=self.clock.now(),
                         worker_id=self.worker_id,
+                        update=self.update,
                     )
                 except Exception as exc:  # the database is away: nothing goes out
                     for _, _, future in group:
@@ -723,6 +850,38 @@ class _DeliveringMarker:
                         future.set_result(result)
         finally:
             self.flushing = None
+
+
+def _then(
+    future: asyncio.Future[list[bytes]], then: Callable[[list[bytes]], list[bytes | str]]
+) -> asyncio.Future[list[bytes | str]]:
+    """A future of `then(result)`, without a task."""
+    after: asyncio.Future[list[bytes | str]] = asyncio.get_running_loop().create_future()
+
+    def done(source: asyncio.Future[list[bytes]]) -> None:
+        if after.cancelled():
+            return
+        if source.cancelled():
+            after.cancel()
+        elif (error := source.exception()) is not None:
+            after.set_exception(error)
+        else:
+            try:
+                after.set_result(then(source.result()))
+            except Exception as exc:
+                after.set_exception(exc)
+
+    future.add_done_callback(done)
+    return after
+
+
+async def _hand_over(
+    jobs: Sequence[Job],
+    composing: asyncio.Future[list[bytes | str]],
+    ready: asyncio.Queue[tuple[Job, bytes | str] | None],
+) -> None:
+    for job, data in zip(jobs, await composing, strict=True):
+        ready.put_nowait((job, data))
 
 
 class Sender:
@@ -765,6 +924,7 @@ class Sender:
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.connections))
         self.pool.shutdown(wait=False)
+        self.marker.update.close()
 
     def _bucket(self, rate: float) -> TokenBucket:
         return TokenBucket(rate, monotonic=self._monotonic, sleep=self._sleep)
@@ -826,13 +986,17 @@ class Sender:
         claimed = len(jobs) + stats.refused
         if not jobs:
             return stats, claimed
-        queue: asyncio.Queue[Job] = asyncio.Queue()
-        for job in jobs:
-            queue.put_nowait(job)
+        ready: asyncio.Queue[tuple[Job, bytes | str] | None] = asyncio.Queue()
+        room = asyncio.Semaphore(_CHUNKS_AHEAD * len(self.connections))
         outcomes: list[Outcome] = []
-        await asyncio.gather(
-            *(self._worker(conn, queue, templates, outcomes, stats) for conn in self.connections)
-        )
+        producer = asyncio.create_task(self._produce(jobs, templates, ready, room))
+        try:
+            await asyncio.gather(
+                *(self._worker(conn, ready, room, outcomes, stats) for conn in self.connections)
+            )
+            await producer  # its failure, if any
+        finally:
+            producer.cancel()
         recorded = await asyncio.to_thread(
             record_outcomes,
             self.db,
@@ -845,47 +1009,96 @@ class Sender:
         stats.add(recorded)
         return stats, claimed
 
-    async def _compose_here(self, job: Job, template: EmailTemplate) -> bytes:
-        """Render in the loop's thread (well under a millisecond; a hop to a thread would wait
-        for the GIL), and only the RSA step, which releases the GIL, in the thread pool."""
+    def _compose_chunk(
+        self, jobs: Sequence[Job], templates: dict[int, EmailTemplate]
+    ) -> asyncio.Future[list[bytes | str]]:
+        """Start composing a chunk; the result is each message, or why it cannot be rendered.
+
+        Threads: rendering runs here in the loop's thread (a hop to a thread would wait for
+        the GIL), and only the RSA steps, which release the GIL, go to the pool, one call per
+        chunk. Processes: the whole chunk is composed in a worker process.
+        """
+        loop = asyncio.get_running_loop()
         now = self.clock.now()
-        data = self.composer.compose_unsigned(job, template, now)
+        if isinstance(self.pool, ProcessPoolExecutor):
+            specs = {i: TemplateSpec.of(t) for i, t in templates.items()}
+            return loop.run_in_executor(self.pool, _compose_in_process, jobs, specs, now)
+        composed: list[bytes | str] = []
+        for job in jobs:
+            try:
+                template = templates[job.template_id]
+                composed.append(self.composer.compose_unsigned(job, template, now))
+            except (ValidationFailed, KeyError) as exc:
+                composed.append(str(exc))
         dkim = self.options.dkim
         if dkim is None:
-            return data
-        tags, to_sign = dkim.prepare(data, timestamp=int(now.timestamp()))
-        signature = await asyncio.get_running_loop().run_in_executor(
-            self.pool, dkim.rsa_sign, to_sign
+            done: asyncio.Future[list[bytes | str]] = loop.create_future()
+            done.set_result(composed)
+            return done
+        timestamp = int(now.timestamp())
+        prepared = [
+            dkim.prepare(data, timestamp=timestamp) if isinstance(data, bytes) else None
+            for data in composed
+        ]
+        signing = loop.run_in_executor(
+            self.pool, _rsa_sign_all, dkim, [p[1] for p in prepared if p is not None]
         )
-        return dkim.finish(data, tags, signature)
+
+        def finish(signatures: list[bytes]) -> list[bytes | str]:
+            signed = iter(signatures)
+            return [
+                dkim.finish(data, p[0], next(signed))
+                if isinstance(data, bytes) and p is not None
+                else data
+                for data, p in zip(composed, prepared, strict=True)
+            ]
+
+        return _then(signing, finish)
+
+    async def _produce(
+        self,
+        jobs: Sequence[Job],
+        templates: dict[int, EmailTemplate],
+        ready: asyncio.Queue[tuple[Job, bytes | str] | None],
+        room: asyncio.Semaphore,
+    ) -> None:
+        """Composes the batch a chunk at a time, a few chunks ahead of the connections, so a
+        connection never waits for its next message (and the DKIM time stays current)."""
+        size = max(1, len(self.connections))
+        in_flight: list[tuple[Sequence[Job], asyncio.Future[list[bytes | str]]]] = []
+        try:
+            for start in range(0, len(jobs), size):
+                chunk = jobs[start : start + size]
+                for _ in chunk:
+                    await room.acquire()
+                in_flight.append((chunk, self._compose_chunk(chunk, templates)))
+                if len(in_flight) >= _CHUNKS_AHEAD:
+                    await _hand_over(*in_flight.pop(0), ready)
+            while in_flight:
+                await _hand_over(*in_flight.pop(0), ready)
+        finally:
+            for _, composing in in_flight:
+                composing.cancel()
+            for _ in self.connections:  # one stop sign per connection
+                ready.put_nowait(None)
 
     async def _worker(
         self,
         connection: SmtpConnection,
-        queue: asyncio.Queue[Job],
-        templates: dict[int, EmailTemplate],
+        ready: asyncio.Queue[tuple[Job, bytes | str] | None],
+        room: asyncio.Semaphore,
         outcomes: list[Outcome],
         stats: RunStats,
     ) -> None:
-        while not queue.empty():
-            job = queue.get_nowait()
-            try:
-                # The RSA step runs in a pool (it releases the GIL) while the event loop keeps
-                # the other connections busy.
-                template = templates[job.template_id]
-                if isinstance(self.pool, ProcessPoolExecutor):
-                    data = await asyncio.get_running_loop().run_in_executor(
-                        self.pool,
-                        _compose_in_process,
-                        job,
-                        TemplateSpec.of(template),
-                        self.clock.now(),
-                    )
-                else:
-                    data = await self._compose_here(job, template)
-            except (ValidationFailed, KeyError) as exc:
+        while True:
+            item = await ready.get()
+            if item is None:
+                return
+            room.release()
+            job, data = item
+            if isinstance(data, str):
                 outcomes.append(
-                    Outcome(job, SmtpResult(False, 554, f"cannot render: {exc}", "render"))
+                    Outcome(job, SmtpResult(False, 554, f"cannot render: {data}", "render"))
                 )
                 continue
             await self._throttle(job.email)
