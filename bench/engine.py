@@ -11,7 +11,7 @@
 (e) durability at the issue's size: 10,000 contacts through a 6-step automation while
     `tidings worker` processes are SIGKILLed at random moments; every effect checked once.
 `--quick` or BENCH_SCALE=0.05 runs small. SQLite always; PostgreSQL for (a), (b), (d) when
-TIDINGS_BENCH_POSTGRES_URL is set.
+TIDINGS_BENCH_POSTGRES_URL is set. BENCH_ENGINE_PARTS=b (or "ab", ...) runs only those parts.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ SIX_STEPS = {
 }
 START = datetime(2026, 1, 5, tzinfo=UTC)
 PG_URL = os.environ.get("TIDINGS_BENCH_POSTGRES_URL")
+PARTS = os.environ.get("BENCH_ENGINE_PARTS", "abcde")
 KINDS = (
     {"type": "email_opened"},
     {"type": "link_clicked", "url": "https://example.com/a"},
@@ -402,15 +403,19 @@ def bench_durability(backend: str) -> None:
 
 def main() -> None:
     backends = ["sqlite", *(["postgresql"] if PG_URL else [])]
-    for backend in backends:
-        bench_enrol(backend)
-    for backend in backends:
-        bench_run(backend)
-    bench_latency()
-    if PG_URL:
+    if "a" in PARTS:
+        for backend in backends:
+            bench_enrol(backend)
+    if "b" in PARTS:
+        for backend in backends:
+            bench_run(backend)
+    if "c" in PARTS:
+        bench_latency()
+    if "d" in PARTS and PG_URL:
         bench_scale_out()
-    for backend in backends:
-        bench_durability(backend)
+    if "e" in PARTS:
+        for backend in backends:
+            bench_durability(backend)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+import orjson
+from sqlalchemy import Text, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -144,7 +145,9 @@ class Engine:
             ).where(Activity.contact_id.is_not(None))
             wanted = set(snapshot.index) | {STATUS_CHANGED}
             if not snapshot.recheck_ids:
-                query = query.where(Activity.type.in_(sorted(wanted)))
+                # Through coalesce: the id range is the way in (by the primary key, in order);
+                # SQLite would otherwise read every activity of these types ever, then sort.
+                query = query.where(func.coalesce(Activity.type, "").in_(sorted(wanted)))
             rows = list(
                 session.execute(
                     query.where(Activity.id > cursor, Activity.id <= upper)
@@ -392,7 +395,8 @@ class Engine:
                 Enrolment.step,
                 Enrolment.wait_until,
                 Enrolment.hops,
-                Enrolment.goals_hit,
+                # As text: nearly always "[]", which needs no JSON decoding.
+                cast(Enrolment.goals_hit, Text),
                 Enrolment.entered_at,
                 Enrolment.run_key,
                 Contact.status,
@@ -410,6 +414,7 @@ class Engine:
             statement = statement.where(Enrolment.id == only)
         if not self.database.is_sqlite:
             statement = statement.with_for_update(of=Enrolment, skip_locked=True)
+        # A Core execution: the ORM's per-row result processing costs more than the rest.
         return [
             Run(
                 r[0],
@@ -419,12 +424,12 @@ class Engine:
                 r[4] or d.END,
                 r[5],
                 r[6],
-                list(r[7] or []),
+                _goals(r[7]),
                 r[8],
                 r[9],
                 contact_status=r[10],
             )
-            for r in session.execute(statement)
+            for r in session.connection().execute(statement)
         ]
 
     def _loaded(self, session: Session, run: Run) -> Loaded:
@@ -646,6 +651,12 @@ class Engine:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+
+
+def _goals(stored: str | None) -> list[str]:
+    if not stored or stored == "[]":
+        return []
+    return list(orjson.loads(stored))
 
 
 def _deadline(wait: d.Wait, run: Run, now: datetime) -> datetime:

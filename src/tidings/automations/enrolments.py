@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, case, cast, literal, select, true, update
+from sqlalchemy import ColumnElement, String, case, cast, func, literal, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,11 +22,14 @@ COMPLETED = "completed"
 EXITED = "exited"
 
 
+RUN_KEY_SUFFIXES = ("", ":active")  # runs once, runs multiple
+
+
 def run_key_expr(loaded: Loaded, contact_id: Any) -> Any:
     """The unique key: forever for runs once, only while active for runs multiple."""
     key = literal(f"{loaded.automation_id}:") + cast(contact_id, String)
     if loaded.definition.runs == "multiple":
-        key = key + literal(":active")
+        key = key + literal(RUN_KEY_SUFFIXES[1])
     return key
 
 
@@ -103,12 +106,19 @@ def exit_active(
     """End the active enrolments of these contacts in an automation; (id, contact, step) each."""
     if not contact_ids:
         return []
+    # An active run holds its contact's run key (runs once: "a:c", multiple: "a:c:active"):
+    # the unique index finds exactly these rows. `state` is compared through coalesce so that
+    # no planner (SQLite has no statistics) scans the automation's active runs by index instead.
+    keys = [
+        f"{automation_id}:{cid}{suffix}"
+        for cid in sorted(set(contact_ids))
+        for suffix in RUN_KEY_SUFFIXES
+    ]
     statement = (
         update(Enrolment)
         .where(
-            Enrolment.automation_id == automation_id,
-            Enrolment.state == ACTIVE,
-            in_values(session, Enrolment.contact_id, sorted(set(contact_ids))),
+            in_values(session, Enrolment.run_key, keys),
+            func.coalesce(Enrolment.state, "") == ACTIVE,
         )
         .values(
             state=EXITED,

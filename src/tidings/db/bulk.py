@@ -1,7 +1,8 @@
 """Bulk inserts that bypass per-row ORM work on the hot paths (imports, ingest, engine batches).
 
 On SQLite the rows go straight to the driver's executemany with values already in their
-stored form; on PostgreSQL through a Core executemany (psycopg 3 pipelines it).
+stored form; on PostgreSQL `insert_tuples` uses COPY (one round trip, no per-row statement)
+and the dict-based helpers a Core executemany (psycopg 3 pipelines it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
+    Boolean,
     ColumnElement,
     String,
     Table,
@@ -47,6 +49,8 @@ def _converter(column_type: Any) -> Callable[[Any], Any] | None:
             if value is None:
                 return None
             if value is not last[0]:
+                if value.tzinfo is None:
+                    raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
                 last[0], last[1] = value, sqlite_timestamp(value)
             return last[1]  # type: ignore[no-any-return]
 
@@ -64,7 +68,10 @@ def insert_tuples(
         return
     connection = session.connection()
     if connection.dialect.name != "sqlite":
-        connection.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+        if not _copy(connection, table, columns, rows):
+            connection.execute(
+                table.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
+            )
         return
     converting = [
         (index, convert)
@@ -74,6 +81,47 @@ def insert_tuples(
     if converting:
         rows = [_converted(row, converting) for row in rows]
     _executemany(connection, table, columns, rows)
+
+
+def _copy_converter(column_type: Any, dialect: Any) -> tuple[bool, Callable[[Any], Any] | None]:
+    """(usable by COPY, converter): COPY sends values as psycopg dumps them, so only types
+    whose SQLAlchemy bind processing is nothing, or known here, may take that path."""
+    if isinstance(column_type, UTCDateTime):
+
+        def aware(value: datetime | None) -> datetime | None:
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+            return value
+
+        return True, aware
+    if isinstance(column_type, JSON):
+        return True, lambda value: None if value is None else orjson.dumps(value).decode()
+    if isinstance(column_type, Boolean):
+        return True, lambda value: None if value is None else bool(value)
+    return column_type.dialect_impl(dialect).bind_processor(dialect) is None, None
+
+
+def _copy(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Any]) -> bool:
+    """COPY the rows in (PostgreSQL): returns False, having done nothing, for a column type
+    COPY cannot take as it is."""
+    dialect = connection.dialect
+    converting: list[tuple[int, Callable[[Any], Any]]] = []
+    for index, column in enumerate(columns):
+        usable, convert = _copy_converter(table.c[column].type, dialect)
+        if not usable:
+            return False
+        if convert is not None:
+            converting.append((index, convert))
+    if converting:
+        rows = [_converted(row, converting) for row in rows]
+    preparer = dialect.identifier_preparer
+    names = ", ".join(preparer.quote(column) for column in columns)
+    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+    return True
 
 
 def _converted(row: Sequence[Any], converting: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:
