@@ -17,7 +17,12 @@ from tidings.messaging.tracking import Tracker
 def test_plain_serializer_tokens_are_identical() -> None:
     serializer = URLSafeSerializer("secret", salt="tidings.unsubscribe")
     dumps = fast_dumps(serializer)
-    for payload in ([1, "tok", None], 42, [7, "x" * 300, 3], ["é", None, None]):
+    payloads: list[object] = [[1, "tok", None], 42, [7, "x" * 300, 3], ["é", None, None]]
+    # Escapes, non-ASCII, negative and big ints, and what the direct JSON path leaves to
+    # itsdangerous (bools, floats, nested lists, dicts, a bare string or None).
+    payloads += [['q"\\/\n\t\x00\x1f\x7f\u2028 \U0001f600'], [-3, 10**30, ""], []]
+    payloads += [[True, False], [1.5], [[1, 2]], {"a": 1}, "text", None, [None]]
+    for payload in payloads:
         assert dumps(payload) == serializer.dumps(payload)
         assert serializer.loads(dumps(payload)) == payload
 

@@ -86,3 +86,36 @@ def test_rewrite_links_keeps_mailto_anchors_and_kept_urls() -> None:
     assert add_pixel("<html><body>x</body></html>", "https://p").endswith(
         'style="display:none"></body></html>'
     )
+
+
+def test_smtp_paths_and_data_are_what_aiosmtplib_sends() -> None:
+    import random
+
+    from aiosmtplib.email import quote_address
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from tidings.messaging.transport import _dot_stuffed, smtp_path
+
+    rng = random.Random(5)
+    specials = "!#$%&'*+/=?^_`{|}~-.@ \"<>()[],;:\\"
+    alphabet = "abcXYZ019" + specials
+    for _ in range(5000):
+        address = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14)))
+        try:
+            expected: object = quote_address(address).encode("ascii")
+        except ValueError as exc:
+            expected = type(exc)
+        try:
+            got: object = smtp_path(address)
+        except ValueError as exc:
+            got = type(exc)
+        assert got == expected, address
+    assert smtp_path("bounce+t0k@bounces.example.com") == b"<bounce+t0k@bounces.example.com>"
+    pieces = [b"a", b".", b"..", b"\r\n", b"\n", b"\r", b" ", b"x.y"]
+    for _ in range(5000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        expected_data = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data))
+        got_data = _dot_stuffed(data)
+        if not got_data.endswith(b"\r\n"):
+            got_data += b"\r\n"
+        assert got_data == expected_data, data

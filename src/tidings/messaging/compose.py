@@ -41,6 +41,11 @@ def _address(value: str) -> str:
     return formataddr((name, addr))
 
 
+@functools.lru_cache(maxsize=16)  # a chunk of messages shares its timestamp
+def _date(value: datetime) -> str:
+    return format_datetime(value)
+
+
 def _qp(text: str) -> bytes:
     encoded = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8"))
     return encoded.replace(b"\n", b"\r\n")
@@ -69,7 +74,7 @@ def build_message(headers: Headers, html: str, text: str | None) -> bytes:
         f"From: {_address(headers.from_)}",
         f"To: {headers.to}",
         f"Subject: {_header_text(headers.subject)}",
-        f"Date: {format_datetime(headers.date)}",
+        f"Date: {_date(headers.date)}",
         f"Message-ID: <{headers.message_id}>",
         "MIME-Version: 1.0",
     ]

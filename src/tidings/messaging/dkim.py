@@ -40,8 +40,12 @@ _FOLD = re.compile(rb"\r\n(?=[ \t])")
 
 def canonical_body(body: bytes) -> bytes:
     """Relaxed body canonicalization."""
-    body = _WSP.sub(b" ", body)
-    body = _TRAILING_WSP.sub(b"\r\n", body)
+    # The substitutions change nothing without a tab, two spaces or a space before a line
+    # end (the usual case for quoted-printable bodies); the checks are much cheaper.
+    if b"\t" in body or b"  " in body:
+        body = _WSP.sub(b" ", body)
+    if b" \r\n" in body:
+        body = _TRAILING_WSP.sub(b"\r\n", body)
     body = body.rstrip(b"\r\n")
     return body + b"\r\n" if body else b""
 

@@ -2,20 +2,70 @@
 
 `Serializer.dumps` builds a new Signer and derives its HMAC key from the secret on every call;
 a broadcast makes four tokens per message. Here the signer and the keyed HMAC are made once and
-copied per token. The output is exactly what `serializer.dumps` returns (tested), so
-`serializer.loads` reads it.
+copied per token, and the payloads the sender signs (an int, or a list of ints, strings and
+None) are written as JSON directly instead of through a new `json.JSONEncoder` per call. The
+output is exactly what `serializer.dumps` returns (tested), so `serializer.loads` reads it.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import zlib
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from itsdangerous import Serializer, TimestampSigner
-from itsdangerous.encoding import int_to_bytes
+from itsdangerous._json import _CompactJSON
+from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import HMACAlgorithm
+from itsdangerous.url_safe import URLSafeSerializerMixin
+
+
+def _json_item(value: Any) -> str | None:
+    """`value` as itsdangerous' compact JSON (ensure_ascii=False) writes it, or None."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return None
+
+
+def _simple_json(value: Any) -> str | None:
+    """An int, or a flat list of ints, strings and None, as compact JSON; None otherwise."""
+    if type(value) is not list:
+        return _json_item(value)
+    items = [_json_item(item) for item in value]
+    if None in items:
+        return None
+    return "[" + ",".join(items) + "]"  # type: ignore[arg-type]
+
+
+def _payload_dumper(serializer: Serializer[str]) -> Callable[[Any], bytes]:
+    """`serializer.dump_payload`, with the JSON step done by `_simple_json` when it can."""
+    generic = serializer.dump_payload
+    if serializer.serializer is not _CompactJSON or serializer.serializer_kwargs:
+        return generic
+    url_safe = isinstance(serializer, URLSafeSerializerMixin)
+
+    def dump_payload(obj: Any) -> bytes:
+        text = _simple_json(obj)
+        if text is None:
+            return generic(obj)
+        json = text.encode("utf-8")
+        if not url_safe:
+            return json
+        # URLSafeSerializerMixin.dump_payload: compressed only when that is shorter.
+        compressed = zlib.compress(json)
+        if len(compressed) < len(json) - 1:
+            return b"." + base64_encode(compressed)
+        return base64_encode(json)
+
+    return dump_payload
 
 
 def fast_dumps(serializer: Serializer[str]) -> Callable[[Any], str]:
@@ -27,7 +77,7 @@ def fast_dumps(serializer: Serializer[str]) -> Callable[[Any], str]:
     keyed = hmac.new(signer.derive_key(), digestmod=algorithm.digest_method)
     sep = signer.sep
     timed = signer if isinstance(signer, TimestampSigner) else None
-    dump_payload = serializer.dump_payload
+    dump_payload = _payload_dumper(serializer)
 
     def dumps(obj: Any) -> str:
         value = dump_payload(obj)

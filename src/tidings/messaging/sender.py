@@ -29,21 +29,14 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-import orjson
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import (
-    BigInteger,
-    String,
     and_,
-    any_,
     bindparam,
-    func,
-    literal_column,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityRow, Cause, record_many
@@ -382,18 +375,6 @@ def claim(
     return jobs, templates, stats
 
 
-_MARK_STATEMENTS: dict[bool, tuple[Any, Any]] = {}
-
-
-def _ids_param(is_sqlite: bool) -> Any:
-    """`OutboxMessage.id IN :ids` with ONE parameter (a JSON array on SQLite, an array on
-    PostgreSQL), so the statement is built and compiled once."""
-    if is_sqlite:
-        items = func.json_each(bindparam("ids", type_=String))
-        return OutboxMessage.id.in_(select(literal_column("value")).select_from(items))
-    return OutboxMessage.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
-
-
 def _policy_allows() -> Any:
     """SQL for `may_send(Contact.status, OutboxMessage.message_class)` (unsuppressed), built
     from may_send itself so that the policy stays in one place."""
@@ -409,80 +390,75 @@ def _policy_allows() -> Any:
     )
 
 
-def _mark_statements(is_sqlite: bool) -> tuple[Any, Any]:
-    """Built once: this check runs before every message's final dot, and building SQLAlchemy
-    statements costs more than running them.
+def _ours(ids: Any) -> Any:
+    return and_(
+        OutboxMessage.id.in_(ids),
+        OutboxMessage.lease_owner == bindparam("owner"),
+        OutboxMessage.status == ST.SENDING.value,
+    )
 
-    `mark` is the whole check in one statement: the row is still ours and `sending`, and the
-    contact exists, its status allows this class of mail and its address is not suppressed ->
-    `delivering`. It returns the ids it moved; only the others (rare) are looked at again with
-    `query`, to tell a lost lease from a refusal and to record the refusal's reason.
+
+def _mark_statement(size: int) -> Any:
+    """The whole pre-dot check in one statement, for `size` ids: the row is still ours and
+    `sending`, the contact exists, its status allows this class of mail and its address is not
+    suppressed -> `delivering`; it returns the ids it moved.
+
+    The ids are separate parameters (`id IN (:id0, :id1, ...)`): with one array parameter,
+    SQLite's planner walked every `sending` row of the batch through the status index.
     """
-    found = _MARK_STATEMENTS.get(is_sqlite)
-    if found is None:
-        ours = and_(
-            _ids_param(is_sqlite),
-            OutboxMessage.lease_owner == bindparam("owner"),
-            OutboxMessage.status == ST.SENDING.value,
+    allowed = (
+        select(Contact.id)
+        .where(
+            Contact.id == OutboxMessage.contact_id,
+            _policy_allows(),
+            ~suppressed_condition(Contact.email),
         )
-        query = (
-            select(
-                OutboxMessage.id,
-                OutboxMessage.contact_id,
-                OutboxMessage.message_class,
-                Contact.status,
-                suppressed_condition(Contact.email).label("suppressed"),
-            )
-            .outerjoin(Contact, Contact.id == OutboxMessage.contact_id)
-            .where(ours)
-        )
-        if not is_sqlite:
-            query = query.with_for_update(of=OutboxMessage)
-        allowed = (
-            select(Contact.id)
-            .where(
-                Contact.id == OutboxMessage.contact_id,
-                _policy_allows(),
-                ~suppressed_condition(Contact.email),
-            )
-            .exists()
-        )
-        mark = (
-            update(OutboxMessage)
-            .where(ours, allowed)
-            .values(status=ST.DELIVERING.value, updated_at=bindparam("now"))
-            .returning(OutboxMessage.id)
-        )
-        found = _MARK_STATEMENTS[is_sqlite] = (query, mark)
-    return found
+        .exists()
+    )
+    return (
+        update(OutboxMessage)
+        .where(_ours([bindparam(f"id{i}") for i in range(size)]), allowed)
+        .values(status=ST.DELIVERING.value, updated_at=bindparam("now"))
+        .returning(OutboxMessage.id)
+    )
 
 
 class PreDotUpdate:
-    """The `mark` statement compiled once for the engine's dialect and run straight on one
-    DBAPI connection kept for the purpose: through SQLAlchemy's execution layer (a pool
-    checkout, begin events, parameter processing, result wrapping) this step cost several
-    times the statement itself, and it runs once or twice for every message sent."""
+    """`_mark_statement`, compiled once per group size for the engine's dialect and run
+    straight on one DBAPI connection kept for the purpose: through SQLAlchemy's execution
+    layer (a pool checkout, begin events, parameter processing, result wrapping) this step
+    cost several times the statement itself, and it runs once or twice for every message."""
 
     def __init__(self, db: Database) -> None:
-        dialect = db.engine.dialect
-        compiled = _mark_statements(db.is_sqlite)[1].compile(dialect=dialect)
         self.db = db
-        self.sql = compiled.string
-        self.positions = compiled.positiontup  # None: named parameters
-        self.constants = compiled.construct_params({"ids": None, "owner": None, "now": None})
-        # The type conversions SQLAlchemy would apply (the timestamp, PostgreSQL's array).
-        self.processors = dict(compiled._bind_processors)
         self.connection: Any = None
+        # size -> (SQL, positional parameter names or None, constant values, converters)
+        self._compiled: dict[int, tuple[str, Any, dict[str, Any], dict[str, Any]]] = {}
+
+    def _statement(self, size: int) -> tuple[str, Any, dict[str, Any], dict[str, Any]]:
+        found = self._compiled.get(size)
+        if found is None:
+            compiled = _mark_statement(size).compile(dialect=self.db.engine.dialect)
+            blanks = {"owner": None, "now": None} | {f"id{i}": None for i in range(size)}
+            found = self._compiled[size] = (
+                compiled.string,
+                compiled.positiontup,  # None: named parameters
+                compiled.construct_params(blanks),  # with the statement's constants
+                # The type conversions SQLAlchemy would apply (the timestamp's).
+                dict(compiled._bind_processors),
+            )
+        return found
 
     def run(self, ids: Sequence[int], *, now: datetime, worker_id: str) -> list[int]:
         """One transaction: the ids moved to `delivering`."""
-        values = dict(self.constants)
-        values["ids"] = orjson.dumps(list(ids)).decode() if self.db.is_sqlite else list(ids)
+        sql, positions, constants, processors = self._statement(len(ids))
+        values = dict(constants)
+        values.update({f"id{i}": oid for i, oid in enumerate(ids)})
         values["owner"] = worker_id
         values["now"] = now
-        for name, process in self.processors.items():
+        for name, process in processors.items():
             values[name] = process(values[name])
-        args = values if self.positions is None else tuple(values[n] for n in self.positions)
+        args = values if positions is None else tuple(values[n] for n in positions)
         if self.connection is None:
             self.connection = self.db.engine.raw_connection()
         connection = self.connection
@@ -490,7 +466,7 @@ class PreDotUpdate:
             cursor = connection.cursor()
             if self.db.is_sqlite:
                 cursor.execute("BEGIN IMMEDIATE")  # what the engine's begin event does
-            cursor.execute(self.sql, args)
+            cursor.execute(sql, args)
             moved = [row[0] for row in cursor.fetchall()]
             if self.db.is_sqlite:
                 cursor.execute("COMMIT")
@@ -524,7 +500,7 @@ def mark_delivering(
 ) -> dict[int, str]:
     """The last check before the final dot. Returns per id: 'ok', 'lease' (lost) or 'refused'.
 
-    One statement does the whole check (see `_mark_statements`); only when it leaves some ids
+    One statement does the whole check (see `_mark_statement`); only when it leaves some ids
     out, a second transaction tells a lost lease from a refusal and records the refusal. What
     changes between the two is harmless: a row left out stays `sending` under our lease and
     is not sent now; if it is no longer refused it counts as 'lease' and goes out after the
@@ -552,11 +528,22 @@ def _refuse_left_out(
 ) -> list[tuple[int, int, str]]:
     """Of the ids the pre-dot update left out, those still ours that the policy refuses: they
     are recorded as refused (the rest lost their lease)."""
-    query = _mark_statements(db.is_sqlite)[0]
-    ids_value = orjson.dumps(list(ids)).decode() if db.is_sqlite else list(ids)
+    query = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.contact_id,
+            OutboxMessage.message_class,
+            Contact.status,
+            suppressed_condition(Contact.email).label("suppressed"),
+        )
+        .outerjoin(Contact, Contact.id == OutboxMessage.contact_id)
+        .where(_ours(list(ids)))
+    )
+    if not db.is_sqlite:
+        query = query.with_for_update(of=OutboxMessage)
     refused: list[tuple[int, int, str]] = []
     with db.session() as session:
-        for row in session.execute(query, {"ids": ids_value, "owner": worker_id}):
+        for row in session.execute(query, {"owner": worker_id}):
             if row.status is None:
                 refused.append((row.id, row.contact_id, "the contact no longer exists"))
                 continue

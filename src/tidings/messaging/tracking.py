@@ -6,6 +6,7 @@ only rewrites HTML.
 
 from __future__ import annotations
 
+import functools
 import html as htmllib
 import re
 from collections.abc import Callable, Container
@@ -23,13 +24,20 @@ class TokenMaker(Protocol):
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few links in every message of a broadcast
+def _http_target(href: str) -> str | None:
+    """The URL an href attribute points to, if it is an http(s) one."""
+    url = htmllib.unescape(href.strip())
+    return url if url.lower().startswith(("http://", "https://")) else None
+
+
 def rewrite_links(html: str, tracked: Callable[[str], str], keep: Container[str] = ()) -> str:
     """Replace every http(s) link target by `tracked(original)`; links in `keep`, mailto: and
     anchors stay as they are."""
 
     def replace(match: re.Match[str]) -> str:
-        url = htmllib.unescape(match.group(3).strip())
-        if not url.lower().startswith(("http://", "https://")) or url in keep:
+        url = _http_target(match.group(3))
+        if url is None or url in keep:
             return match.group(0)
         new = htmllib.escape(tracked(url), quote=True)
         return f"{match.group(1)}{match.group(2)}{new}{match.group(2)}"
@@ -55,7 +63,8 @@ class _FastTokens:
     def __init__(self, tokens: Any) -> None:
         from tidings.events.tokens import safe_url
 
-        self._safe_url = safe_url
+        # Cached: the same few URLs are checked for every message of a broadcast.
+        self._safe_url = functools.lru_cache(maxsize=1024)(safe_url)
         self._open = fast_dumps(tokens._open)
         self._click = fast_dumps(tokens._click)
 

@@ -194,7 +194,7 @@ class SmtpConnection:
         protocol = client.protocol
         if protocol is None or protocol._command_lock is None:
             raise aiosmtplib.SMTPServerDisconnected("not connected")
-        body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data))
+        body = _dot_stuffed(data)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         body += b".\r\n"
@@ -224,6 +224,17 @@ class SmtpConnection:
         if response.code != 250:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
         return response, True
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """CRLF line ends and leading dots doubled, as aiosmtplib's data() sends a message; the
+    regular expressions only run when the cheap counts say there is something to change."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = normalize_message_line_endings(data)
+    if data.startswith(b".") or b"\n." in data:
+        data = PERIOD_REGEX.sub(b"..", data)
+    return data
 
 
 class _Aborted(Exception):
