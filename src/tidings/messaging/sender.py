@@ -66,7 +66,9 @@ from tidings.messaging.transport import (
 )
 
 ST = OutboxStatus
-# Chunks (of one message per connection) composed ahead of the connections.
+# Messages are composed in chunks (two per connection: one pool call signs a chunk), a few
+# chunks ahead of the connections.
+_CHUNK_PER_CONNECTION = 2
 _CHUNKS_AHEAD = 3
 log = logging.getLogger(__name__)
 MARKETING = frozenset({MessageClass.CAMPAIGN, MessageClass.AUTOMATION})
@@ -813,7 +815,11 @@ class _DeliveringMarker:
         self.pending: list[tuple[int, WriteDot, asyncio.Future[str]]] = []
         self.flushing: asyncio.Task[None] | None = None
         self.on_the_way = 0  # messages being sent that have not reached their check yet
-        self.arrived = asyncio.Event()
+        self.wake: asyncio.Future[None] | None = None  # resolved on an arrival
+
+    def _wake(self) -> None:
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[Callable[[], None]]:
@@ -826,7 +832,7 @@ class _DeliveringMarker:
             if counted[0]:
                 counted[0] = False
                 self.on_the_way -= 1
-                self.arrived.set()
+                self._wake()
 
         try:
             yield arrived
@@ -842,15 +848,22 @@ class _DeliveringMarker:
 
     async def _gather(self) -> None:
         """Until every message on its way has arrived, or GROUP_WAIT has passed."""
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            self._wake()
+
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.GROUP_WAIT
-        while self.on_the_way > 0:
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            self.arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), left)
+        timer = loop.call_later(self.GROUP_WAIT, expire)
+        try:
+            while self.on_the_way > 0 and not expired:
+                self.wake = loop.create_future()
+                await self.wake
+        finally:
+            timer.cancel()
+            self.wake = None
 
     async def _flush(self) -> None:
         try:
@@ -1022,7 +1035,7 @@ class Sender:
         if not jobs:
             return stats, claimed
         ready: asyncio.Queue[tuple[Job, bytes | str] | None] = asyncio.Queue()
-        room = asyncio.Semaphore(_CHUNKS_AHEAD * len(self.connections))
+        room = asyncio.Semaphore(_CHUNKS_AHEAD * _CHUNK_PER_CONNECTION * len(self.connections))
         outcomes: list[Outcome] = []
         producer = asyncio.create_task(self._produce(jobs, templates, ready, room))
         try:
@@ -1099,7 +1112,7 @@ class Sender:
     ) -> None:
         """Composes the batch a chunk at a time, a few chunks ahead of the connections, so a
         connection never waits for its next message (and the DKIM time stays current)."""
-        size = max(1, len(self.connections))
+        size = _CHUNK_PER_CONNECTION * max(1, len(self.connections))
         in_flight: list[tuple[Sequence[Job], asyncio.Future[list[bytes | str]]]] = []
         try:
             for start in range(0, len(jobs), size):
