@@ -173,6 +173,10 @@ class CompiledTemplate:
 def contact_context(contact: Any) -> dict[str, Any]:
     """The `contact` variable: standard fields and custom fields; nulls left out (so that
     `default(...)` applies)."""
-    values: dict[str, Any] = {key: getattr(contact, key) for key in CONTACT_FIELDS}
-    values.update(contact.fields or {})
+    return context_of({key: getattr(contact, key) for key in CONTACT_FIELDS}, contact.fields)
+
+
+def context_of(standard: dict[str, Any], custom: Mapping[str, Any] | None) -> dict[str, Any]:
+    """contact_context() from the standard fields' values and the custom fields."""
+    values = {**standard, **(custom or {})}
     return {key: value for key, value in values.items() if value is not None}
