@@ -377,3 +377,21 @@ def test_last_check_before_the_dot_refuses_what_changed_after_the_claim(
     )
     assert rows[by_email["dropped@a.example"]][1] == "at send time: the contact no longer exists"
     assert rows[by_email["bounced@a.example"]][0] == "refused"
+
+
+def test_preferences_link_is_signed_when_the_template_shows_it(
+    database: Database, clock: FakeClock, sink: Sink
+) -> None:
+    from tidings.messaging.links import LinkSigner
+
+    html = (
+        '<p><a href="{{ preferences_url }}">Preferences</a> <a href="https://x.example/">x</a></p>'
+    )
+    [contact_id] = queue(database, clock, ["pref@example.org"], html=html)
+    run(database, clock, sender_options(sink.port), FakeTokens())
+    message = email.message_from_bytes(sink.handler.messages[0].data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    expected = LinkSigner("test-secret-key", "https://mail.example.com").preferences_url(contact_id)
+    assert f'href="{expected}"' in body  # kept as it is, not turned into a click link
+    assert 'href="https://mail.example.com/t/c/' in body

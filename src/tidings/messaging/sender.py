@@ -769,13 +769,13 @@ class Composer:
         self, job: Job, template: EmailTemplate | TemplateSpec, now: datetime
     ) -> bytes:
         marketing = job.message_class in MARKETING
-        unsubscribe = self.links.unsubscribe_url(job.contact_id, job.token)
-        links = {
-            "unsubscribe_url": unsubscribe,
-            "preferences_url": self.links.preferences_url(job.contact_id),
-        }
+        compiled = self.compiled(template)
+        unsubscribe = self.links.unsubscribe_url(job.contact_id, job.token)  # the header's
+        links = {"unsubscribe_url": unsubscribe}
+        if "preferences_url" in compiled.names:  # a signed token: only when it is shown
+            links["preferences_url"] = self.links.preferences_url(job.contact_id)
         context = {**job.context, **links, "contact": job.contact}
-        rendered = self.compiled(template).render(context)
+        rendered = compiled.render(context)
         html = rendered.html
         if self.tracker is not None:
             html = self.tracker.apply(

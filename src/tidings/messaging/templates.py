@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -157,6 +157,13 @@ class CompiledTemplate:
         self._parts = {
             part: _env(part, strict=False).from_string(text) for part, text in source.parts()
         }
+        # The variables the template reads (so the sender signs only the links it shows).
+        self.names = frozenset().union(
+            *(
+                meta.find_undeclared_variables(_env(part, strict=False).parse(text))
+                for part, text in source.parts()
+            )
+        )
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
         merged = {**self.source.variables, **context}
