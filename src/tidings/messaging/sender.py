@@ -4,12 +4,19 @@ delivers them over a few long-lived SMTP connections, and records the outcome as
 Exactly once, step by step:
 1. claim (one transaction): due rows -> `sending`, leased to this worker (PostgreSQL:
    FOR UPDATE SKIP LOCKED, so several senders share the work; SQLite: one writer at a time).
-2. per message, over SMTP: MAIL, RCPT, DATA, the body; then ONE transaction (grouped across the
-   connections that reach this point together) checks the lease and the contact's status and
-   suppression once more and moves the row to `delivering`; only then the final dot is written.
+2. per message, over SMTP: MAIL, RCPT, DATA (354); then ONE transaction, shared by the
+   connections that reach this point together (a group waits a couple of milliseconds for the
+   messages already on their way), runs one UPDATE that checks the lease and the contact's
+   status and suppression once more and moves the row to `delivering`; right after its
+   commit, in the same synchronous stretch, the body and the final dot go out in one write.
+   The policy is thus checked per message at its last moment, not per batch.
 3. the server's reply moves the row to `sent` / `deferred` / `failed` (batched).
 A sender killed at any point leaves rows in `sending` (never handed over: sent again) or
 `delivering` (handed over: counted as sent); see transport.py for the reasoning.
+
+Throughput: messages are composed a few chunks ahead of the connections (rendering in the
+loop's thread, the RSA steps of a whole chunk in one pool call), the SMTP transaction skips
+aiosmtplib's per-command overhead, and the pre-dot statement runs on a kept DBAPI connection.
 """
 
 from __future__ import annotations
