@@ -97,3 +97,11 @@ def record_many(session: Session, rows: Sequence[ActivityRow]) -> None:
         [(r.contact_id, r.type, r.cause, r.occurred_at, r.data) for r in rows],
     )
     _mark_written(session)
+
+
+def record_tuples(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """record_many for rows already in ACTIVITY_COLUMNS order (the engine's hot path)."""
+    if not rows:
+        return
+    insert_tuples(session, Activity.__table__, ACTIVITY_COLUMNS, rows)  # type: ignore[arg-type]
+    _mark_written(session)

@@ -13,17 +13,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, delete, literal, select, true, update
 from sqlalchemy.orm import Session
 
-from tidings.activities.service import ActivityRow, ActivityType, Cause, record_many
+from tidings.activities.service import (
+    ActivityRow,
+    ActivityType,
+    Cause,
+    record_many,
+    record_tuples,
+)
 from tidings.automations import definition as d
 from tidings.automations.enrolments import enrol, exit_active
 from tidings.automations.models import Effect
 from tidings.automations.registry import Loaded, Registry
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact, ContactTag, MailingList, Tag
-from tidings.db.bulk import dialect_insert, in_values, insert_tuples
+from tidings.db.bulk import dialect_insert, in_values, values_select
+from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
 
 CAUSE = Cause.AUTOMATION.value
@@ -116,66 +123,51 @@ def _tags(ctx: Context, loaded: Loaded, step: d.TagAction, runs: Sequence[RunLik
     ids = sorted({r.contact_id for r in runs})
     if step.action == "add_tag":
         tag_ids = contacts.ensure_tags(session, step.tags, now)
-        for name in step.tags:
-            tag_id = tag_ids[name]
-            have = set(
-                session.scalars(
-                    select(ContactTag.contact_id).where(
-                        ContactTag.tag_id == tag_id, in_values(session, ContactTag.contact_id, ids)
-                    )
-                )
-            )
-            new = [cid for cid in ids if cid not in have]
-            if not new:
-                continue
-            rows = [(cid, tag_id, now) for cid in new]
-            if session.get_bind().dialect.name == "sqlite":
-                # The write lock is held (BEGIN IMMEDIATE): nobody can add it in between.
-                table: Any = ContactTag.__table__
-                insert_tuples(session, table, ("contact_id", "tag_id", "created_at"), rows)
-            else:
-                # A request may add the same tag concurrently: count only rows really added.
-                statement = dialect_insert(session, ContactTag).on_conflict_do_nothing()
-                new = list(
-                    session.scalars(
-                        statement.returning(ContactTag.contact_id),
-                        [{"contact_id": c, "tag_id": t, "created_at": n} for c, t, n in rows],
-                    )
-                )
-            _record(
-                ctx,
-                [
-                    ActivityRow(
-                        cid,
-                        ActivityType.TAG_ADDED.value,
-                        CAUSE,
-                        now,
-                        {"tag": name, "tag_id": tag_id},
-                    )
-                    for cid in new
-                ],
-            )
-        return {}
+    else:
+        tag_ids = dict(
+            session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(step.tags))).all()
+        )
+    rows: list[tuple[Any, ...]] = []
     for name in step.tags:
-        found = session.scalar(select(Tag.id).where(Tag.name == name))
-        if found is None:
-            continue
-        tag_id = found
-        removed = session.scalars(
+        tag_id = tag_ids.get(name)
+        if tag_id is None:
+            continue  # removing a tag nobody has ever had
+        if step.action == "add_tag":
+            changed, kind = _add_tag(session, tag_id, ids, now), ActivityType.TAG_ADDED.value
+        else:
+            changed, kind = _remove_tag(session, tag_id, ids), ActivityType.TAG_REMOVED.value
+        data = {"tag": name, "tag_id": tag_id}
+        rows.extend((cid, kind, CAUSE, now, data) for cid in sorted(changed))
+    if rows:
+        record_tuples(session, rows)
+        ctx.activities += len(rows)
+    return {}
+
+
+def _add_tag(session: Session, tag_id: int, ids: list[int], now: datetime) -> list[int]:
+    """One INSERT ... SELECT; returns the contacts that did not have the tag (a request adding
+    it concurrently is no conflict: only rows really added come back)."""
+    source = values_select(session, ids, BigInteger()).subquery()
+    statement = (
+        dialect_insert(session, ContactTag)
+        .from_select(
+            ["contact_id", "tag_id", "created_at"],
+            select(source.c.value, literal(tag_id), literal(now, UTCDateTime())).where(true()),
+        )
+        .on_conflict_do_nothing()
+        .returning(ContactTag.contact_id)
+    )
+    return list(session.scalars(statement))
+
+
+def _remove_tag(session: Session, tag_id: int, ids: list[int]) -> list[int]:
+    return list(
+        session.scalars(
             delete(ContactTag)
             .where(ContactTag.tag_id == tag_id, in_values(session, ContactTag.contact_id, ids))
             .returning(ContactTag.contact_id)
-        ).all()
-        _record(
-            ctx,
-            [
-                ActivityRow(
-                    cid, ActivityType.TAG_REMOVED.value, CAUSE, now, {"tag": name, "tag_id": tag_id}
-                )
-                for cid in sorted(removed)
-            ],
         )
-    return {}
+    )
 
 
 def _score(ctx: Context, loaded: Loaded, step: d.ScoreAction, runs: Sequence[RunLike]) -> Outcomes:

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, func, select, update
+from sqlalchemy import Dialect, String, Text, cast, func, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -52,6 +52,7 @@ from tidings.clock import Clock
 from tidings.contacts.models import Contact
 from tidings.db.bulk import in_values, insert_tuples
 from tidings.db.engine import Database
+from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
 from tidings.segments import condition_sql
 
@@ -393,11 +394,11 @@ class Engine:
                 Enrolment.version,
                 Enrolment.contact_id,
                 Enrolment.step,
-                Enrolment.wait_until,
+                type_coerce(Enrolment.wait_until, String()),  # as stored: see _Timestamps
                 Enrolment.hops,
                 # As text: nearly always "[]", which needs no JSON decoding.
                 cast(Enrolment.goals_hit, Text),
-                Enrolment.entered_at,
+                type_coerce(Enrolment.entered_at, String()),
                 Enrolment.run_key,
                 Contact.status,
             )
@@ -415,6 +416,7 @@ class Engine:
         if not self.database.is_sqlite:
             statement = statement.with_for_update(of=Enrolment, skip_locked=True)
         # A Core execution: the ORM's per-row result processing costs more than the rest.
+        stamps = _Timestamps(session.get_bind().dialect)
         return [
             Run(
                 r[0],
@@ -422,10 +424,10 @@ class Engine:
                 r[2],
                 r[3],
                 r[4] or d.END,
-                r[5],
+                None if r[5] is None else stamps[r[5]],
                 r[6],
                 _goals(r[7]),
-                r[8],
+                stamps[r[8]],
                 r[9],
                 contact_status=r[10],
             )
@@ -651,6 +653,21 @@ class Engine:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+
+
+class _Timestamps(dict[Any, datetime]):
+    """Stored timestamps converted once each: a batch's runs mostly share a few (they entered
+    or started waiting together)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__()
+        self.dialect = dialect
+
+    def __missing__(self, stored: Any) -> datetime:
+        value = UTCDateTime().process_result_value(stored, self.dialect)
+        assert value is not None
+        self[stored] = value
+        return value
 
 
 def _goals(stored: str | None) -> list[str]:

@@ -79,7 +79,7 @@ def insert_tuples(
         if (convert := _converter(table.c[column].type)) is not None
     ]
     if converting:
-        rows = [_converted(row, converting) for row in rows]
+        rows = _converted(rows, converting)
     _executemany(connection, table, columns, rows)
 
 
@@ -113,7 +113,7 @@ def _copy(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[
         if convert is not None:
             converting.append((index, convert))
     if converting:
-        rows = [_converted(row, converting) for row in rows]
+        rows = _converted(rows, converting)
     preparer = dialect.identifier_preparer
     names = ", ".join(preparer.quote(column) for column in columns)
     statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
@@ -124,11 +124,14 @@ def _copy(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[
     return True
 
 
-def _converted(row: Sequence[Any], converting: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:
-    values = list(row)
+def _converted(
+    rows: Sequence[Sequence[Any]], converting: list[tuple[int, Callable[[Any], Any]]]
+) -> list[tuple[Any, ...]]:
+    """Column by column (transpose, map, transpose back): no Python loop per row."""
+    columns: list[Any] = list(zip(*rows, strict=True))
     for index, convert in converting:
-        values[index] = convert(values[index])
-    return values
+        columns[index] = map(convert, columns[index])
+    return list(zip(*columns, strict=True))
 
 
 def _executemany(
@@ -177,6 +180,16 @@ def insert_returning_ids(
             f"{table.name}: expected ids {before + 1}..{before + len(rows)}, got max {after}"
         )
     return list(range(before + 1, after + 1))
+
+
+def values_select(session: Session, values: Sequence[Any], type_: Any) -> Any:
+    """SELECT of one column `value` over `values`, with ONE bound parameter (as in_values):
+    the source of an INSERT ... SELECT that makes one row per value."""
+    if session.get_bind().dialect.name == "sqlite":
+        items = func.json_each(bindparam(None, orjson.dumps(list(values)).decode(), type_=String))
+        return select(literal_column("value").label("value")).select_from(items)
+    array = bindparam(None, list(values), type_=ARRAY(type_))
+    return select(func.unnest(array, type_=type_).label("value"))
 
 
 def in_values(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
