@@ -1077,10 +1077,11 @@ class Sender:
         stats.add(recorded)
         return stats, claimed
 
-    def _compose_chunk(
+    async def _compose_chunk(
         self, jobs: Sequence[Job], templates: dict[int, EmailTemplate]
     ) -> asyncio.Future[list[bytes | str]]:
-        """Start composing a chunk; the result is each message, or why it cannot be rendered.
+        """Compose a chunk but for its signatures; the future's result is each message, or why
+        it cannot be rendered.
 
         Threads: rendering runs here in the loop's thread (a hop to a thread would wait for
         the GIL), and only the RSA steps, which release the GIL, go to the pool, one call per
@@ -1098,6 +1099,9 @@ class Sender:
                 composed.append(self.composer.compose_unsigned(job, template, now))
             except (ValidationFailed, KeyError) as exc:
                 composed.append(str(exc))
+            # Let the replies that came in meanwhile be handled: the server then works on
+            # the next command while this loop renders the next message.
+            await asyncio.sleep(0)
         dkim = self.options.dkim
         if dkim is None:
             done: asyncio.Future[list[bytes | str]] = loop.create_future()
@@ -1139,7 +1143,7 @@ class Sender:
                 chunk = jobs[start : start + size]
                 for _ in chunk:
                     await room.acquire()
-                in_flight.append((chunk, self._compose_chunk(chunk, templates)))
+                in_flight.append((chunk, await self._compose_chunk(chunk, templates)))
                 if len(in_flight) >= _CHUNKS_AHEAD:
                     await _hand_over(*in_flight.pop(0), ready)
             while in_flight:
