@@ -9,7 +9,7 @@ from itsdangerous import URLSafeSerializer
 from tidings.clock import FakeClock
 from tidings.events.tokens import TrackingTokens
 from tidings.messaging.dkim import DkimSigner, generate_key
-from tidings.messaging.fastsign import fast_dumps
+from tidings.messaging.fastsign import _payload_dumper, fast_dumps
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.tracking import Tracker
 
@@ -17,6 +17,7 @@ from tidings.messaging.tracking import Tracker
 def test_plain_serializer_tokens_are_identical() -> None:
     serializer = URLSafeSerializer("secret", salt="tidings.unsubscribe")
     dumps = fast_dumps(serializer)
+    assert _payload_dumper(serializer) != serializer.dump_payload  # the direct JSON path
     payloads: list[object] = [[1, "tok", None], 42, [7, "x" * 300, 3], ["é", None, None]]
     # Escapes, non-ASCII, negative and big ints, and what the direct JSON path leaves to
     # itsdangerous (bools, floats, nested lists, dicts, a bare string or None).

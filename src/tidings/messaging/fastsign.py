@@ -10,6 +10,7 @@ output is exactly what `serializer.dumps` returns (tested), so `serializer.loads
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import zlib
 from collections.abc import Callable
@@ -17,10 +18,13 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from itsdangerous import Serializer, TimestampSigner
-from itsdangerous._json import _CompactJSON
 from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import HMACAlgorithm
 from itsdangerous.url_safe import URLSafeSerializerMixin
+
+_COMPACT_JSON: Any = None  # the serializers' default JSON module (private, so looked up)
+with contextlib.suppress(ImportError):  # else every serializer keeps its own dump_payload
+    from itsdangerous._json import _CompactJSON as _COMPACT_JSON
 
 
 def _json_item(value: Any) -> str | None:
@@ -48,7 +52,9 @@ def _simple_json(value: Any) -> str | None:
 def _payload_dumper(serializer: Serializer[str]) -> Callable[[Any], bytes]:
     """`serializer.dump_payload`, with the JSON step done by `_simple_json` when it can."""
     generic = serializer.dump_payload
-    if serializer.serializer is not _CompactJSON or serializer.serializer_kwargs:
+    if _COMPACT_JSON is None or serializer.serializer is not _COMPACT_JSON:
+        return generic
+    if serializer.serializer_kwargs:  # options for json.dumps: the generic path applies them
         return generic
     url_safe = isinstance(serializer, URLSafeSerializerMixin)
 
