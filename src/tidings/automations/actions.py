@@ -34,6 +34,7 @@ from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
 
 CAUSE = Cause.AUTOMATION.value
+CONTACT_TAGS: Any = ContactTag.__table__
 PASSED, FAILED, REFUSED = "passed", "failed", "refused"
 
 
@@ -149,7 +150,7 @@ def _add_tag(session: Session, tag_id: int, ids: list[int], now: datetime) -> li
     it concurrently is no conflict: only rows really added come back)."""
     source = values_select(session, ids, BigInteger()).subquery()
     statement = (
-        dialect_insert(session, ContactTag)
+        dialect_insert(session, CONTACT_TAGS)
         .from_select(
             ["contact_id", "tag_id", "created_at"],
             select(source.c.value, literal(tag_id), literal(now, UTCDateTime())).where(true()),
@@ -157,6 +158,7 @@ def _add_tag(session: Session, tag_id: int, ids: list[int], now: datetime) -> li
         .on_conflict_do_nothing()
         .returning(ContactTag.contact_id)
     )
+    # The table, not the class: a Core statement, without the ORM's bulk-insert bookkeeping.
     return list(session.scalars(statement))
 
 
@@ -166,6 +168,7 @@ def _remove_tag(session: Session, tag_id: int, ids: list[int]) -> list[int]:
             delete(ContactTag)
             .where(ContactTag.tag_id == tag_id, in_values(session, ContactTag.contact_id, ids))
             .returning(ContactTag.contact_id)
+            .execution_options(synchronize_session=False)  # no ContactTag objects are loaded
         )
     )
 

@@ -431,7 +431,7 @@ class Engine:
                 r[9],
                 contact_status=r[10],
             )
-            for r in session.connection().execute(statement)
+            for r in session.connection().execute(statement).all()
         ]
 
     def _loaded(self, session: Session, run: Run) -> Loaded:

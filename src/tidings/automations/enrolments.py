@@ -17,6 +17,7 @@ from tidings.contacts.models import Contact
 from tidings.db.bulk import in_values, insert_tuples
 from tidings.db.types import JSONType, UTCDateTime
 
+ENROLMENTS: Any = Enrolment.__table__
 ACTIVE = "active"
 COMPLETED = "completed"
 EXITED = "exited"
@@ -84,14 +85,14 @@ def enrol(
     ]
     dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        dialect_insert(Enrolment)
+        dialect_insert(ENROLMENTS)  # the table: a Core statement, no ORM bulk bookkeeping
         .from_select(columns, select_)
         .on_conflict_do_nothing(index_elements=["run_key"])
     )
     if dialect_insert is sqlite_insert:
         return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
     # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
-    return len(session.execute(statement.returning(Enrolment.id)).all())
+    return len(session.execute(statement.returning(ENROLMENTS.c.id)).all())
 
 
 def exit_active(
@@ -129,6 +130,7 @@ def exit_active(
             run_key=released_key(),
         )
         .returning(Enrolment.id, Enrolment.contact_id, Enrolment.step)
+        .execution_options(synchronize_session=False)  # no Enrolment objects are loaded
     )
     rows = [(r[0], r[1], r[2]) for r in session.execute(statement)]
     log_rows = [
