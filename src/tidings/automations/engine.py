@@ -63,6 +63,7 @@ MAX_HOPS = 200  # steps one enrolment may run in one batch before yielding (no w
 STATUS_CHANGED = "status_changed"
 GAP_SECONDS = 120
 MAX_GAPS = 10_000
+ENGINE_CACHE_KIB = 65_536
 
 
 @dataclass(slots=True)
@@ -150,11 +151,13 @@ class Engine:
                 # SQLite would otherwise read every activity of these types ever, then sort.
                 query = query.where(func.coalesce(Activity.type, "").in_(sorted(wanted)))
             rows = list(
-                session.execute(
+                session.connection()
+                .execute(  # Core: no ORM row processing
                     query.where(Activity.id > cursor, Activity.id <= upper)
                     .order_by(Activity.id)
                     .limit(self.activity_batch)
-                ).all()
+                )
+                .all()
             )
             new_cursor = rows[-1].id if len(rows) == self.activity_batch else max(upper, cursor)
             now = self.clock.now()
@@ -269,11 +272,12 @@ class Engine:
         self, session: Session, snapshot: Snapshot, rows: list[Any], now: datetime
     ) -> int:
         targets: dict[int, set[int]] = defaultdict(set)
-        for row in rows:
-            for loaded in snapshot.index.get(row.type, ()):
+        index = snapshot.index
+        for _, contact_id, kind, data, machine in rows:
+            for loaded in index.get(kind, ()):
                 trigger = loaded.definition.trigger
-                if triggers.matches(trigger, row.type, row.data or {}, bool(row.machine)):
-                    targets[loaded.automation_id].add(row.contact_id)
+                if triggers.matches(trigger, kind, data or {}, bool(machine)):
+                    targets[loaded.automation_id].add(contact_id)
         enrolled = 0
         for automation_id, contact_ids in targets.items():
             enrolled += enrol(
@@ -374,6 +378,10 @@ class Engine:
             if not runs:
                 return stats
             stats.batches, stats.claimed = 1, len(runs)
+            if self.database.is_sqlite:
+                # A batch updates pages all over the enrolment, tag and activity indexes:
+                # SQLite's default 2 MB page cache re-reads them every batch (as ingest does).
+                session.connection().exec_driver_sql(f"PRAGMA cache_size = -{ENGINE_CACHE_KIB}")
             ctx = Context(session, now, self.registry, send_email=self.send_email)
             logs: list[tuple[Any, ...]] = []
             self._check_status(session, runs, logs, now)
@@ -444,11 +452,15 @@ class Engine:
     def _check_status(
         self, session: Session, runs: list[Run], logs: list[tuple[Any, ...]], now: datetime
     ) -> None:
+        allowed: dict[tuple[int, int], frozenset[str]] = {}
         for run in runs:
             status = run.contact_status
+            key = (run.automation_id, run.version)
+            if key not in allowed:
+                allowed[key] = self._loaded(session, run).allowed
             if status is None:
                 self._end(run, EXITED, now, "contact deleted")
-            elif status not in self._loaded(session, run).allowed:
+            elif status not in allowed[key]:
                 reason = f"status {status} is not allowed in this automation"
                 self._end(run, EXITED, now, reason)
                 logs.append(
