@@ -109,7 +109,13 @@ def serve(
             application, settings, database, SystemClock(), dev_smtp=dev_smtp
         )
     try:
-        uvicorn.run(application, host=host or settings.host, port=port or settings.port)
+        uvicorn.run(
+            application,
+            host=host or settings.host,
+            port=port or settings.port,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
     finally:
         if worker is not None:
             worker.stop()

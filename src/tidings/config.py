@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses or networks, "*" for any): tracking sees the visitor's address, not the proxy's.
+    forwarded_allow_ips: str = "127.0.0.1"
     # Webhook actions refuse private and loopback addresses unless this is true.
     webhook_allow_private: bool = False
     # Raw events older than this many days may be pruned (None keeps them forever).
