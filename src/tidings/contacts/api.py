@@ -243,13 +243,6 @@ def remove_tag(contact_id: int, tag: str, session: SessionDep, clock: ClockDep) 
     return contact_out(session, contact)
 
 
-def _get_list(session: Session, list_id: int) -> MailingList:
-    mailing_list = session.get(MailingList, list_id)
-    if mailing_list is None:
-        raise NotFound(f"list {list_id} does not exist")
-    return mailing_list
-
-
 @router.put("/contacts/{contact_id}/lists/{list_id}", tags=["contacts"])
 def subscribe(
     contact_id: int,
@@ -262,7 +255,7 @@ def subscribe(
     """Join a list; a double-opt-in list makes the membership (and a contact not yet
     subscribed) `pending` and queues the confirmation mail, as `POST /opt-ins` does."""
     contact = service.get_contact(session, contact_id)
-    mailing_list = _get_list(session, list_id)
+    mailing_list = service.get_list(session, list_id)
     force = body.force_resubscribe if body else False
     if mailing_list.double_opt_in:
         # Imported here: messaging builds on contacts, never the reverse at import time.
@@ -295,7 +288,7 @@ def subscribe(
 def unsubscribe(contact_id: int, list_id: int, session: SessionDep, clock: ClockDep) -> ContactOut:
     contact = service.get_contact(session, contact_id)
     service.unsubscribe_list(
-        session, contact, _get_list(session, list_id), now=clock.now(), cause=Cause.API
+        session, contact, service.get_list(session, list_id), now=clock.now(), cause=Cause.API
     )
     return contact_out(session, contact)
 
@@ -387,12 +380,12 @@ def create_list(body: ListIn, session: SessionDep, clock: ClockDep) -> ListOut:
 
 @router.get("/lists/{list_id}", tags=["lists"])
 def get_list(list_id: int, session: SessionDep) -> ListOut:
-    return ListOut.model_validate(_get_list(session, list_id))
+    return ListOut.model_validate(service.get_list(session, list_id))
 
 
 @router.patch("/lists/{list_id}", tags=["lists"])
 def patch_list(list_id: int, body: ListPatch, session: SessionDep) -> ListOut:
-    mailing_list = _get_list(session, list_id)
+    mailing_list = service.get_list(session, list_id)
     if body.name is not None:
         mailing_list.name = _unique_name(
             session, MailingList, body.name, "list", exclude_id=mailing_list.id
@@ -407,7 +400,7 @@ def patch_list(list_id: int, body: ListPatch, session: SessionDep) -> ListOut:
 
 @router.delete("/lists/{list_id}", status_code=204, tags=["lists"])
 def delete_list(list_id: int, session: SessionDep) -> Response:
-    session.delete(_get_list(session, list_id))
+    session.delete(service.get_list(session, list_id))
     return Response(status_code=204)
 
 

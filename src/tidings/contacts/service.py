@@ -524,6 +524,13 @@ def get_contact(session: Session, contact_id: int) -> Contact:
     return contact
 
 
+def get_list(session: Session, list_id: int) -> MailingList:
+    mailing_list = session.get(MailingList, list_id)
+    if mailing_list is None:
+        raise NotFound(f"list {list_id} does not exist")
+    return mailing_list
+
+
 def create_contact(session: Session, item: ContactInput, *, now: datetime, cause: str) -> Contact:
     definitions = repository.field_definitions(session)
     valid = validate_input(item, definitions)

@@ -16,23 +16,15 @@ from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import ActivityType, _mark_written
-from tidings.contacts.models import Contact, ListMembership, MailingList
-from tidings.contacts.service import MEMBERSHIP_ACTIVE, MEMBERSHIP_UNSUBSCRIBED
+from tidings.contacts.models import Contact, ListMembership
+from tidings.contacts.service import MEMBERSHIP_ACTIVE, MEMBERSHIP_UNSUBSCRIBED, get_list
 from tidings.db.types import JSONType
-from tidings.errors import NotFound
 
 
 @dataclass(frozen=True, slots=True)
 class ListChange:
     list_id: int
     changed: int
-
-
-def _get_list(session: Session, list_id: int) -> MailingList:
-    mailing_list = session.get(MailingList, list_id)
-    if mailing_list is None:
-        raise NotFound(f"list {list_id} does not exist")
-    return mailing_list
 
 
 def _record_for(
@@ -61,7 +53,7 @@ def add_segment_to_list(
     session: Session, list_id: int, where: ColumnElement[bool], *, now: datetime, cause: str
 ) -> ListChange:
     """Subscribe every matching contact that has never been on the list."""
-    mailing_list = _get_list(session, list_id)
+    mailing_list = get_list(session, list_id)
     never_member = ~exists().where(
         ListMembership.contact_id == Contact.id, ListMembership.list_id == list_id
     )
@@ -90,7 +82,7 @@ def remove_segment_from_list(
     session: Session, list_id: int, where: ColumnElement[bool], *, now: datetime, cause: str
 ) -> ListChange:
     """Unsubscribe every matching contact whose membership is active."""
-    mailing_list = _get_list(session, list_id)
+    mailing_list = get_list(session, list_id)
     active_member = exists().where(
         and_(
             ListMembership.contact_id == Contact.id,
