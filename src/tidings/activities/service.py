@@ -59,8 +59,15 @@ def on_activities_committed(listener: Callable[[], None]) -> Callable[[], None]:
     return lambda: _commit_listeners.remove(listener)
 
 
-def _mark_written(session: Session) -> None:
+def mark_activities_written(session: Session) -> None:
+    """Note that `session` wrote activity rows (however it wrote them): its commit wakes the
+    listeners of on_activities_committed, and other processes' workers."""
     session.info["activities_written"] = True
+
+
+def activities_written(session: Session) -> bool:
+    """Whether `session`'s transaction has written activity rows so far."""
+    return bool(session.info.get("activities_written"))
 
 
 @event.listens_for(Session, "after_commit")
@@ -96,7 +103,7 @@ def record_many(session: Session, rows: Sequence[ActivityRow]) -> None:
         ACTIVITY_COLUMNS,
         [(r.contact_id, r.type, r.cause, r.occurred_at, r.data) for r in rows],
     )
-    _mark_written(session)
+    mark_activities_written(session)
 
 
 def record_tuples(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -104,4 +111,4 @@ def record_tuples(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
     if not rows:
         return
     insert_tuples(session, Activity.__table__, ACTIVITY_COLUMNS, rows)  # type: ignore[arg-type]
-    _mark_written(session)
+    mark_activities_written(session)

@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from tidings.activities.service import on_activities_committed
+from tidings.activities.service import activities_written, on_activities_committed
 from tidings.automations.effects import deliver_due
 from tidings.automations.engine import Engine
 from tidings.clock import Clock
@@ -48,8 +48,7 @@ def _after_commit(session: Session) -> None:
 def _notify_other_processes(session: Session) -> None:
     """On PostgreSQL, a commit that wrote activities or enrolments wakes the workers of every
     process (NOTIFY is delivered at commit, and only if the transaction commits)."""
-    info = session.info
-    if not (info.get("activities_written") or info.get("automation_work")):
+    if not (activities_written(session) or session.info.get("automation_work")):
         return
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.activities.service import _mark_written
+from tidings.activities.service import mark_activities_written
 from tidings.contacts import repository as contacts_repository
 from tidings.contacts import service as contacts_service
 from tidings.contacts.emails import InvalidEmail, normalize_email
@@ -288,7 +288,7 @@ def _sqlite_store(
         report.duplicates += len(events) - len(stored)
     report.stored += len(stored)
     if stored:
-        _mark_written(session)
+        mark_activities_written(session)
     return stored
 
 
@@ -322,7 +322,7 @@ def _postgres_store(
         stored = stored + [e for e in keyed if e.event_id in inserted]
     report.stored += len(stored)
     if stored:
-        _mark_written(session)
+        mark_activities_written(session)
     return stored
 
 

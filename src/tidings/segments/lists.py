@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, selec
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.activities.service import ActivityType, _mark_written
+from tidings.activities.service import ActivityType, mark_activities_written
 from tidings.contacts.models import Contact, ListMembership
 from tidings.contacts.service import MEMBERSHIP_ACTIVE, MEMBERSHIP_UNSUBSCRIBED, get_list
 from tidings.db.types import JSONType
@@ -46,7 +46,7 @@ def _record_for(
     session.execute(
         insert(Activity).from_select(["contact_id", "type", "cause", "data", "occurred_at"], rows)
     )
-    _mark_written(session)
+    mark_activities_written(session)
 
 
 def add_segment_to_list(
