@@ -39,6 +39,17 @@ def dialect_insert(session: Session, table: Any) -> Any:
     return sqlite_insert(table)
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    """Timestamps must carry their timezone (as UTCDateTime binds them everywhere else)."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    return value
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
 def _converter(column_type: Any) -> Callable[[Any], Any] | None:
     """How a column's values are stored on SQLite; None when the driver takes them as they are."""
     if isinstance(column_type, UTCDateTime):
@@ -49,14 +60,13 @@ def _converter(column_type: Any) -> Callable[[Any], Any] | None:
             if value is None:
                 return None
             if value is not last[0]:
-                if value.tzinfo is None:
-                    raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+                _aware(value)
                 last[0], last[1] = value, sqlite_timestamp(value)
             return last[1]  # type: ignore[no-any-return]
 
         return timestamp
     if isinstance(column_type, JSON):
-        return lambda value: None if value is None else orjson.dumps(value).decode()
+        return _json_text
     return None
 
 
@@ -87,15 +97,9 @@ def _copy_converter(column_type: Any, dialect: Any) -> tuple[bool, Callable[[Any
     """(usable by COPY, converter): COPY sends values as psycopg dumps them, so only types
     whose SQLAlchemy bind processing is nothing, or known here, may take that path."""
     if isinstance(column_type, UTCDateTime):
-
-        def aware(value: datetime | None) -> datetime | None:
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
-            return value
-
-        return True, aware
+        return True, _aware
     if isinstance(column_type, JSON):
-        return True, lambda value: None if value is None else orjson.dumps(value).decode()
+        return True, _json_text
     if isinstance(column_type, Boolean):
         return True, lambda value: None if value is None else bool(value)
     return column_type.dialect_impl(dialect).bind_processor(dialect) is None, None
