@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -342,12 +342,9 @@ def claim(
         jobs: list[Job] = []
         refused: list[tuple[int, int, str]] = []
         for row in rows:
-            if row.c_id is None:
-                refused.append((row.id, row.contact_id, "the contact no longer exists"))
-                continue
-            decision = may_send(row.c_status, row.message_class, suppressed=bool(row.suppressed))
-            if not decision:
-                refused.append((row.id, row.contact_id, decision.reason))
+            reason = _refusal(row.c_status, row.message_class, row.suppressed)
+            if reason is not None:
+                refused.append((row.id, row.contact_id, reason))
                 continue
             contact = {key: row._mapping[f"c_{key}"] for key in CONTACT_FIELDS}
             jobs.append(
@@ -389,17 +386,24 @@ def claim(
     return jobs, templates, stats
 
 
+def _refusal(contact_status: str | None, message_class: str, suppressed: Any) -> str | None:
+    """Why a message may not go to its contact now, or None: the contact is gone (its status,
+    from an outer join, is None), or may_send's reason."""
+    if contact_status is None:
+        return "the contact no longer exists"
+    decision = may_send(contact_status, message_class, suppressed=bool(suppressed))
+    return None if decision else decision.reason
+
+
 def _policy_allows() -> Any:
     """SQL for `may_send(Contact.status, OutboxMessage.message_class)` (unsuppressed), built
-    from may_send itself so that the policy stays in one place."""
-    from tidings.contacts.policy import ContactStatus
-
+    from may_send itself (through allowed_statuses) so that the policy stays in one place.
+    Plain comparisons, no IN list: PreDotUpdate runs the statement compiled to a string."""
     return or_(
         *(
-            and_(Contact.status == status.value, OutboxMessage.message_class == klass.value)
-            for status in ContactStatus
+            and_(Contact.status == status, OutboxMessage.message_class == klass.value)
             for klass in MessageClass
-            if may_send(status, klass)
+            for status in allowed_statuses(klass)
         )
     )
 
@@ -566,12 +570,9 @@ def _refuse_left_out(
     refused: list[tuple[int, int, str]] = []
     with db.session() as session:
         for row in session.execute(query, {"owner": worker_id}):
-            if row.status is None:
-                refused.append((row.id, row.contact_id, "the contact no longer exists"))
-                continue
-            decision = may_send(row.status, row.message_class, suppressed=bool(row.suppressed))
-            if not decision:
-                refused.append((row.id, row.contact_id, decision.reason))
+            reason = _refusal(row.status, row.message_class, row.suppressed)
+            if reason is not None:
+                refused.append((row.id, row.contact_id, reason))
         _refuse(session, refused, now)
     return refused
 
@@ -709,13 +710,20 @@ def _compose_in_process(
 ) -> list[bytes | str]:
     """A chunk of messages, each signed, or the reason it cannot be rendered."""
     assert _PROCESS_COMPOSER is not None
-    composed: list[bytes | str] = []
-    for job in jobs:
-        try:
-            composed.append(_PROCESS_COMPOSER.compose(job, templates[job.template_id], now))
-        except (ValidationFailed, KeyError) as exc:
-            composed.append(str(exc))
-    return composed
+    return [_composed(_PROCESS_COMPOSER.compose, job, templates, now) for job in jobs]
+
+
+def _composed(
+    compose: Callable[[Job, Any, datetime], bytes],
+    job: Job,
+    templates: Mapping[int, Any],
+    now: datetime,
+) -> bytes | str:
+    """The message `compose` makes for `job`, or the reason it cannot be rendered."""
+    try:
+        return compose(job, templates[job.template_id], now)
+    except (ValidationFailed, KeyError) as exc:
+        return str(exc)
 
 
 def _rsa_sign_all(dkim: DkimSigner, to_sign: Sequence[bytes]) -> list[bytes]:
@@ -1094,11 +1102,7 @@ class Sender:
             return loop.run_in_executor(self.pool, _compose_in_process, jobs, specs, now)
         composed: list[bytes | str] = []
         for job in jobs:
-            try:
-                template = templates[job.template_id]
-                composed.append(self.composer.compose_unsigned(job, template, now))
-            except (ValidationFailed, KeyError) as exc:
-                composed.append(str(exc))
+            composed.append(_composed(self.composer.compose_unsigned, job, templates, now))
             # Let the replies that came in meanwhile be handled: the server then works on
             # the next command while this loop renders the next message.
             await asyncio.sleep(0)
