@@ -14,7 +14,7 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from tidings.errors import NotFound, ValidationFailed
-from tidings.messaging.fastsign import fast_dumps
+from tidings.fastsign import fast_dumps
 
 
 @dataclass(frozen=True, slots=True)

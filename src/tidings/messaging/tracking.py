@@ -10,9 +10,7 @@ import functools
 import html as htmllib
 import re
 from collections.abc import Callable, Container
-from typing import Any, Protocol
-
-from tidings.messaging.fastsign import fast_dumps
+from typing import Protocol
 
 
 class TokenMaker(Protocol):
@@ -56,38 +54,11 @@ def add_pixel(html: str, pixel_url: str) -> str:
     return html[:at] + tag + html[at:]
 
 
-class _FastTokens:
-    """The events package's TrackingTokens with signers made once (see fastsign.py); the
-    tokens are byte-identical."""
-
-    def __init__(self, tokens: Any) -> None:
-        from tidings.events.tokens import safe_url
-
-        # Cached: the same few URLs are checked for every message of a broadcast.
-        self._safe_url = functools.lru_cache(maxsize=1024)(safe_url)
-        self._open = fast_dumps(tokens._open)
-        self._click = fast_dumps(tokens._click)
-
-    def open_token(self, contact_id: int, message_id: str) -> str:
-        return self._open([contact_id, message_id])
-
-    def click_token(self, contact_id: int, url: str, message_id: str) -> str:
-        if not self._safe_url(url):
-            raise ValueError(f"not an absolute http(s) URL: {url!r}")
-        return self._click([contact_id, url, message_id])
-
-
-def _fast(tokens: TokenMaker) -> TokenMaker:
-    from tidings.events.tokens import TrackingTokens
-
-    return _FastTokens(tokens) if type(tokens) is TrackingTokens else tokens
-
-
 class Tracker:
     """Applies a template's tracking switches to one rendered message."""
 
     def __init__(self, tokens: TokenMaker, base_url: str) -> None:
-        self.tokens = _fast(tokens)
+        self.tokens = tokens
         self.base_url = base_url.rstrip("/")
 
     def apply(

@@ -1,10 +1,12 @@
 """Byte-identical, cheaper `dumps` for itsdangerous serializers on the sending hot path.
 
 `Serializer.dumps` builds a new Signer and derives its HMAC key from the secret on every call;
-a broadcast makes four tokens per message. Here the signer and the keyed HMAC are made once and
-copied per token, and the payloads the sender signs (an int, or a list of ints, strings and
-None) are written as JSON directly instead of through a new `json.JSONEncoder` per call. The
-output is exactly what `serializer.dumps` returns (tested), so `serializer.loads` reads it.
+a broadcast makes four tokens per message (the events package's tracking tokens and the
+messaging package's link tokens, hence a module beside both). Here the signer and the keyed
+HMAC are made once and copied per token, and the payloads the sender signs (an int, or a list
+of ints, strings and None) are written as JSON directly instead of through a new
+`json.JSONEncoder` per call. The output is exactly what `serializer.dumps` returns (tested), so
+`serializer.loads` reads it.
 """
 
 from __future__ import annotations
