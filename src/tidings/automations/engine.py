@@ -21,8 +21,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Dialect, String, Text, cast, func, select, type_coerce, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -50,7 +48,7 @@ from tidings.automations.models import EngineState, Enrolment, StepLog
 from tidings.automations.registry import Loaded, Registry, Snapshot
 from tidings.clock import Clock
 from tidings.contacts.models import Contact
-from tidings.db.bulk import in_values, insert_tuples
+from tidings.db.bulk import dialect_insert, in_values, insert_tuples
 from tidings.db.engine import Database
 from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
@@ -245,9 +243,8 @@ class Engine:
                         now=self.clock.now(),
                         where=func.substr(value, 6, 5) == target.strftime("%m-%d"),
                     )
-                insert = pg_insert if not self.database.is_sqlite else sqlite_insert
                 session.execute(
-                    insert(EngineState)
+                    dialect_insert(session, EngineState)
                     .values(key=key, value={"day": today.isoformat()})
                     .on_conflict_do_update(
                         index_elements=["key"], set_={"value": {"day": today.isoformat()}}
@@ -343,8 +340,7 @@ class Engine:
         now = self.clock.now()
         with self.database.session() as session:
             snapshot = self.registry.refresh(session)
-            active = [aid for aid, status in snapshot.status.items() if status == "active"]
-            ids = [run.id for run in self._claim(session, active, now)]
+            ids = [run.id for run in self._claim(session, snapshot.active_ids(), now)]
         for enrolment_id in ids:
             try:
                 total.add(self.process_batch(only=enrolment_id))
@@ -370,7 +366,7 @@ class Engine:
         stats = PassStats()
         with self.database.session() as session:
             snapshot = self.registry.refresh(session)
-            active_ids = [aid for aid, status in snapshot.status.items() if status == "active"]
+            active_ids = snapshot.active_ids()
             if not active_ids:
                 return stats
             now = self.clock.now()
@@ -716,8 +712,9 @@ def split_branch(automation_id: int, contact_id: int, step: d.SplitStep) -> d.Br
 def ensure_cursor(session: Session) -> bool:
     """Create the activity cursor at the newest activity (old history starts nothing)."""
     upper = session.scalar(select(func.coalesce(func.max(Activity.id), 0))) or 0
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = session.execute(
-        insert(EngineState).values(key=CURSOR_KEY, value={"id": upper}).on_conflict_do_nothing()
+        dialect_insert(session, EngineState)
+        .values(key=CURSOR_KEY, value={"id": upper})
+        .on_conflict_do_nothing()
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -7,14 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, case, cast, func, literal, select, true, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tidings.automations.models import Enrolment, StepLog
 from tidings.automations.registry import Loaded
 from tidings.contacts.models import Contact
-from tidings.db.bulk import in_values, insert_tuples
+from tidings.db.bulk import dialect_insert, in_values, insert_tuples
 from tidings.db.types import JSONType, UTCDateTime
 
 ENROLMENTS: Any = Enrolment.__table__
@@ -83,13 +81,12 @@ def enrol(
         "run_key",
         "entered_at",
     ]
-    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        dialect_insert(ENROLMENTS)  # the table: a Core statement, no ORM bulk bookkeeping
+        dialect_insert(session, ENROLMENTS)  # the table: a Core statement, no ORM bookkeeping
         .from_select(columns, select_)
         .on_conflict_do_nothing(index_elements=["run_key"])
     )
-    if dialect_insert is sqlite_insert:
+    if session.get_bind().dialect.name == "sqlite":
         return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
     # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
     return len(session.execute(statement.returning(ENROLMENTS.c.id)).all())

@@ -48,6 +48,10 @@ class Snapshot:
     index: dict[str, list[Loaded]] = field(default_factory=dict)  # activity type -> triggered
     recheck_ids: frozenset[int] = frozenset()
 
+    def active_ids(self) -> list[int]:
+        """The automations that run now (not paused)."""
+        return [aid for aid, status in self.status.items() if status == "active"]
+
 
 class Registry:
     """Reloads when automations change; versions are immutable and cached forever."""
