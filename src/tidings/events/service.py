@@ -16,7 +16,6 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
@@ -26,7 +25,7 @@ from tidings.contacts import service as contacts_service
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
-from tidings.db.bulk import in_values, insert_tuples
+from tidings.db.bulk import dialect_insert, in_values, insert_tuples
 from tidings.events.models import EventDaily
 from tidings.events.validation import (
     BUILTIN_TYPES,
@@ -494,9 +493,8 @@ def _update_daily(session: Session, events: list[CheckedEvent]) -> None:
         row[1] += event.machine
         row[2] += event.amount_minor
     connection = session.connection()
-    insert = sqlite_insert if connection.dialect.name == "sqlite" else pg_insert
     table = DAILY
-    statement = insert(table)
+    statement = dialect_insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=["day", "type"],
         set_={

@@ -32,6 +32,7 @@ from tidings.activities.service import Cause
 from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.contacts.policy import ContactStatus, MessageClass, may_send
 from tidings.contacts.repository import suppressed_condition
+from tidings.db.bulk import dialect_insert
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.messaging.outbox import EmailActivity, OutboxStatus
@@ -161,20 +162,12 @@ def queue_broadcast(session: Session, broadcast: Broadcast, *, now: datetime) ->
         "created_at",
         "updated_at",
     ]
-    statement: Any
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(OutboxMessage).from_select(columns, rows).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        # SQLite needs a WHERE on INSERT ... SELECT ... ON CONFLICT to parse it.
-        statement = (
-            sqlite_insert(OutboxMessage)
-            .from_select(columns, rows.where(literal(True)))
-            .on_conflict_do_nothing()
-        )
+    # SQLite needs a WHERE on INSERT ... SELECT ... ON CONFLICT to parse it.
+    statement = (
+        dialect_insert(session, OutboxMessage)
+        .from_select(columns, rows.where(literal(True)))
+        .on_conflict_do_nothing()
+    )
     session.execute(statement)
     # Refusals become visible in each contact's history (one INSERT ... SELECT).
     data = (

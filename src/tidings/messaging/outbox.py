@@ -15,14 +15,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause, record
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import MessageClass, may_send
 from tidings.contacts.repository import is_suppressed
+from tidings.db.bulk import dialect_insert
 from tidings.messaging.models import EmailTemplate, OutboxMessage
 
 
@@ -68,9 +67,8 @@ def new_message_token() -> str:
 
 def insert_ignoring_duplicates(session: Session, values: dict[str, Any]) -> bool:
     """Insert one outbox row unless its idempotency key exists; True if inserted."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(OutboxMessage)
+        dialect_insert(session, OutboxMessage)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
