@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import ActivityType, mark_activities_written
-from tidings.contacts.models import Contact, ListMembership
+from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.contacts.service import MEMBERSHIP_ACTIVE, MEMBERSHIP_UNSUBSCRIBED, get_list
 from tidings.db.types import JSONType
 
@@ -27,15 +27,20 @@ class ListChange:
     changed: int
 
 
-def _record_for(
+def _record_changes(
     session: Session,
+    mailing_list: MailingList,
     contacts: Any,
     type_: ActivityType,
     cause: str,
     now: datetime,
-    data: dict[str, Any],
-) -> None:
-    """One activity row for each contact id selected by `contacts`, in one statement."""
+) -> int:
+    """One activity row for each contact id selected by `contacts`, in one statement; returns
+    how many contacts that is (nothing is written for none)."""
+    count = session.scalar(select(func.count()).select_from(contacts)) or 0
+    if not count:
+        return 0
+    data = {"list": mailing_list.name, "list_id": mailing_list.id}
     rows = select(
         contacts.c.id,
         literal(type_.value),
@@ -47,6 +52,7 @@ def _record_for(
         insert(Activity).from_select(["contact_id", "type", "cause", "data", "occurred_at"], rows)
     )
     mark_activities_written(session)
+    return count
 
 
 def add_segment_to_list(
@@ -58,11 +64,11 @@ def add_segment_to_list(
         ListMembership.contact_id == Contact.id, ListMembership.list_id == list_id
     )
     joining = select(Contact.id).where(where, never_member).subquery()
-    count = session.scalar(select(func.count()).select_from(joining)) or 0
+    count = _record_changes(
+        session, mailing_list, joining, ActivityType.LIST_SUBSCRIBED, cause, now
+    )
     if not count:
         return ListChange(list_id, 0)
-    data = {"list": mailing_list.name, "list_id": list_id}
-    _record_for(session, joining, ActivityType.LIST_SUBSCRIBED, cause, now, data)
     session.execute(
         insert(ListMembership).from_select(
             ["contact_id", "list_id", "status", "created_at", "updated_at"],
@@ -91,11 +97,11 @@ def remove_segment_from_list(
         )
     )
     leaving = select(Contact.id).where(where, active_member).subquery()
-    count = session.scalar(select(func.count()).select_from(leaving)) or 0
+    count = _record_changes(
+        session, mailing_list, leaving, ActivityType.LIST_UNSUBSCRIBED, cause, now
+    )
     if not count:
         return ListChange(list_id, 0)
-    data = {"list": mailing_list.name, "list_id": list_id}
-    _record_for(session, leaving, ActivityType.LIST_UNSUBSCRIBED, cause, now, data)
     session.execute(
         update(ListMembership)
         .where(
