@@ -8,17 +8,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=30),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+from tests.strategies import json_values
+from tidings.segments.conditions import KINDS
+
 event_like = st.fixed_dictionaries(
     {
         "type": st.sampled_from(
@@ -38,20 +30,6 @@ event_like = st.fixed_dictionaries(
         "machine": json_values,
     },
 )
-KINDS = [
-    "and",
-    "or",
-    "not",
-    "has_tag",
-    "lacks_tag",
-    "in_list",
-    "status",
-    "score",
-    "created",
-    "event",
-    "purchase_total",
-    "field",
-]
 conditions = st.recursive(
     st.dictionaries(st.sampled_from(KINDS), json_values, min_size=1, max_size=2)
     | st.fixed_dictionaries(
