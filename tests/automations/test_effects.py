@@ -113,32 +113,42 @@ steps:
     assert len(state.calls) == 2
 
 
-def test_worker_wakes_at_once_for_work_made_in_process(
-    database: Database, clock: FakeClock, settings: Settings
-) -> None:
+def _go_went(database: Database, clock: FakeClock, name: str) -> int:
+    """An automation adding tag Went when tag Go is added; returns a contact for it."""
     automation(
         database,
         clock,
-        """
-name: Instant
-trigger: {type: tag_added, tag: Go}
-steps: [{id: t, action: add_tag, tag: Went}]
+        f"""
+name: {name}
+trigger: {{type: tag_added, tag: Go}}
+steps: [{{id: t, action: add_tag, tag: Went}}]
 """,
     )
     (cid,) = make_contacts(database, clock, 1)
+    return cid
+
+
+def _went_within(database: Database, clock: FakeClock, cid: int, seconds: float) -> bool:
+    """Add tag Go to the contact; whether the worker added Went within `seconds`."""
+    with database.session() as session:
+        contact = session.get(Contact, cid)
+        assert contact is not None
+        contacts.add_tag(session, contact, "Go", now=clock.now(), cause="api")
+    deadline = time.monotonic() + seconds
+    while "Went" not in tags_of(database, cid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "Went" in tags_of(database, cid) and time.monotonic() < deadline
+
+
+def test_worker_wakes_at_once_for_work_made_in_process(
+    database: Database, clock: FakeClock, settings: Settings
+) -> None:
+    cid = _go_went(database, clock, "Instant")
     worker = Worker(database, clock, settings=settings, poll_seconds=60)
     worker.start()
     try:
         time.sleep(0.2)  # the first pass finds nothing; now it waits up to 60 s
-        with database.session() as session:
-            contact = session.get(Contact, cid)
-            assert contact is not None
-            contacts.add_tag(session, contact, "Go", now=clock.now(), cause="api")
-        deadline = time.monotonic() + 5
-        while "Went" not in tags_of(database, cid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert "Went" in tags_of(database, cid)
-        assert time.monotonic() < deadline
+        assert _went_within(database, clock, cid, 5)
     finally:
         worker.stop()
 
@@ -150,16 +160,7 @@ def test_postgresql_notify_wakes_workers_of_other_processes(
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     from tidings.automations import worker as worker_module
 
-    automation(
-        database,
-        clock,
-        """
-name: Remote
-trigger: {type: tag_added, tag: Go}
-steps: [{id: t, action: add_tag, tag: Went}]
-""",
-    )
-    (cid,) = make_contacts(database, clock, 1)
+    cid = _go_went(database, clock, "Remote")
     worker = Worker(database, clock, settings=settings, poll_seconds=60)
     worker.start()
     try:
@@ -168,13 +169,6 @@ steps: [{id: t, action: add_tag, tag: Went}]
         worker._unsubscribe = None
         worker_module._workers.discard(worker)
         time.sleep(0.5)
-        with database.session() as session:
-            contact = session.get(Contact, cid)
-            assert contact is not None
-            contacts.add_tag(session, contact, "Go", now=clock.now(), cause="api")
-        deadline = time.monotonic() + 10
-        while "Went" not in tags_of(database, cid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert "Went" in tags_of(database, cid)
+        assert _went_within(database, clock, cid, 10)
     finally:
         worker.stop()
