@@ -63,6 +63,7 @@ SIX_STEPS = {
 START = datetime(2026, 1, 5, tzinfo=UTC)
 PG_URL = os.environ.get("TIDINGS_BENCH_POSTGRES_URL")
 PARTS = os.environ.get("BENCH_ENGINE_PARTS", "abcde")
+WORKER_COUNTS = (1, 2, 4)  # (d); the first is the baseline
 KINDS = (
     {"type": "email_opened"},
     {"type": "link_clicked", "url": "https://example.com/a"},
@@ -194,6 +195,16 @@ def raw_tag_changes(database: Database) -> float:
     return len(changes) / seconds if seconds else 0.0
 
 
+def tidings_process(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """`tidings ARGS...` in a process of its own, quiet."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from tidings.cli import main; main()", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -220,12 +231,7 @@ def bench_latency() -> None:
         "TIDINGS_SECRET_KEY": secrets.token_hex(16),
         "TIDINGS_PORT": str(port),
     }
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from tidings.cli import main; main()", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = tidings_process(env, "serve")
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     latencies: list[float] = []
@@ -287,7 +293,7 @@ def wait_for_connections(database: Database, count: int, timeout: float = 60.0) 
 def bench_scale_out() -> None:
     assert PG_URL
     results: dict[int, float] = {}
-    for workers in (1, 2, 4):
+    for workers in WORKER_COUNTS:
         database = database_for(f"scale_{workers}", "postgresql")
         add_contacts(database, SCALE_OUT)
         with database.session() as session:
@@ -307,22 +313,7 @@ def bench_scale_out() -> None:
         ours = other_connections(database)
         url = database.engine.url.render_as_string(hide_password=False)
         env = {**os.environ, "TIDINGS_DATABASE_URL": url}
-        processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from tidings.cli import main; main()",
-                    "worker",
-                    "--batch-size",
-                    "500",
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(workers)
-        ]
+        processes = [tidings_process(env, "worker", "--batch-size", "500") for _ in range(workers)]
         # Time the work, not the interpreters starting: wait until every worker is connected
         # (and listening), then make the enrolments due in one commit.
         wait_for_connections(database, ours + workers)
@@ -356,9 +347,10 @@ def bench_scale_out() -> None:
             f"(d) postgresql: {workers} worker(s), {SCALE_OUT:,} enrolments", results[workers], "s"
         )
         database.dispose()
-    for workers in (2, 4):
+    baseline = results[WORKER_COUNTS[0]]
+    for workers in WORKER_COUNTS[1:]:
         print(
-            f"    speed-up with {workers} workers: {results[1] / results[workers]:.2f}x", flush=True
+            f"    speed-up with {workers} workers: {baseline / results[workers]:.2f}x", flush=True
         )
 
 
@@ -396,12 +388,7 @@ def bench_durability(backend: str) -> None:
             )
         if not left:
             break
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from tidings.cli import main; main()", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = tidings_process(env, "worker")
         time.sleep(rng.uniform(1.0, 4.0))
         process.send_signal(signal.SIGKILL)
         process.wait()
