@@ -262,13 +262,12 @@ def subscribe(
         from tidings.messaging.links import LinkSigner
         from tidings.messaging.subscriptions import start_double_opt_in
 
-        links = LinkSigner(settings.resolved_secret_key(), settings.base_url)
         start_double_opt_in(
             session,
             contact,
             mailing_list,
             now=clock.now(),
-            links=links,
+            links=LinkSigner.from_settings(settings),
             cause=Cause.API,
             force_resubscribe=force,
         )

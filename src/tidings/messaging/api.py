@@ -90,10 +90,6 @@ def delete_template(template_id: int, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
-def _links(settings: Any) -> LinkSigner:
-    return LinkSigner(settings.resolved_secret_key(), settings.base_url)
-
-
 @router.post("/templates/{template_id}/preview", response_model=PreviewOut)
 def preview(
     template_id: int, body: PreviewIn, session: SessionDep, settings: SettingsDep
@@ -102,7 +98,7 @@ def preview(
     contact = session.get(Contact, body.contact_id)
     if contact is None:
         raise NotFound(f"contact_id: contact {body.contact_id} not found")
-    links = _links(settings)
+    links = LinkSigner.from_settings(settings)
     rendered = service.render_for(
         template,
         contact,
@@ -269,7 +265,7 @@ def opt_in(body: OptInIn, session: SessionDep, clock: ClockDep, settings: Settin
         email=body.email,
         list_id=body.list_id,
         now=clock.now(),
-        links=_links(settings),
+        links=LinkSigner.from_settings(settings),
         first_name=body.first_name,
         last_name=body.last_name,
     )

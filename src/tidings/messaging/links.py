@@ -13,6 +13,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from tidings.config import Settings
 from tidings.errors import NotFound, ValidationFailed
 from tidings.fastsign import fast_dumps
 
@@ -39,6 +40,11 @@ class LinkSigner:
         # Made once: the sender signs two of these links per message.
         self._dump_unsubscribe = fast_dumps(self._unsubscribe)
         self._dump_preferences = fast_dumps(self._preferences)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LinkSigner:
+        """Links signed by the instance's secret, under its public base URL."""
+        return cls(settings.resolved_secret_key(), settings.base_url)
 
     # --- unsubscribe --------------------------------------------------------------------------
     def unsubscribe_token(

@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment
 
 from tidings.api.deps import ClockDep, SessionDep, SettingsDep
-from tidings.config import Settings
 from tidings.errors import NotFound, TidingsError
 from tidings.messaging import devmail, subscriptions
 from tidings.messaging.links import LinkSigner
@@ -33,10 +32,6 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_PAGE.render(title=title, body=Markup(body)), status_code=status)
 
 
-def _links(settings: Settings) -> LinkSigner:
-    return LinkSigner(settings.resolved_secret_key(), settings.base_url)
-
-
 def _error(exc: TidingsError) -> HTMLResponse:
     return _page(
         "This link does not work",
@@ -48,7 +43,7 @@ def _error(exc: TidingsError) -> HTMLResponse:
 @router.get("/u/{token}", response_class=HTMLResponse)
 def unsubscribe_page(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """The footer link: a page with a button (GET never changes anything: link scanners)."""
-    links = _links(settings)
+    links = LinkSigner.from_settings(settings)
     try:
         target = links.read_unsubscribe(token)
         prefs = subscriptions.preferences(session, target.contact_id)
@@ -67,7 +62,7 @@ def unsubscribe_now(
     token: str, request: Request, session: SessionDep, clock: ClockDep, settings: SettingsDep
 ) -> HTMLResponse:
     """RFC 8058 one-click (body `List-Unsubscribe=One-Click`) or the page's button."""
-    links = _links(settings)
+    links = LinkSigner.from_settings(settings)
     try:
         target = links.read_unsubscribe(token)
         one_click = request.headers.get("content-type", "").startswith(
@@ -103,7 +98,7 @@ def _preferences_body(prefs: subscriptions.Preferences, saved: bool) -> str:
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preference_page(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     try:
-        contact_id = _links(settings).read_preferences(token)
+        contact_id = LinkSigner.from_settings(settings).read_preferences(token)
         prefs = subscriptions.preferences(session, contact_id)
     except TidingsError as exc:
         return _error(exc)
@@ -120,7 +115,7 @@ def save_preferences(
     lists: Annotated[list[int] | None, Form()] = None,
 ) -> HTMLResponse:
     try:
-        contact_id = _links(settings).read_preferences(token)
+        contact_id = LinkSigner.from_settings(settings).read_preferences(token)
         prefs = subscriptions.update_preferences(
             session, contact_id, keep_list_ids=set(lists or []), action=action, now=clock.now()
         )
@@ -138,7 +133,7 @@ def confirm(
         contact = subscriptions.confirm_subscription(
             session,
             token,
-            links=_links(settings),
+            links=LinkSigner.from_settings(settings),
             now=clock.now(),
             max_age=timedelta(hours=settings.opt_in_expiry_hours),
         )
