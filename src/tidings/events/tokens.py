@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from tidings.clock import Clock, SystemClock
+from tidings.config import Settings
 from tidings.errors import NotFound
 from tidings.fastsign import fast_dumps
 
@@ -74,6 +75,11 @@ class TrackingTokens:
         self._dump_open = fast_dumps(self._open)
         self._dump_click = fast_dumps(self._click)
         self._dump_contact = fast_dumps(self._contact)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock) -> TrackingTokens:
+        """Tokens signed by the instance's secret."""
+        return cls(settings.resolved_secret_key(), clock=clock)
 
     def open_token(self, contact_id: int, message_id: str | None) -> str:
         return self._dump_open([contact_id, message_id])

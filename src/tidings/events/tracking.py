@@ -98,7 +98,7 @@ def _tokens(app: FastAPI) -> TrackingTokens:
     tokens: TrackingTokens | None = getattr(app.state, "tracking_tokens", None)
     if tokens is None:
         settings: Settings = app.state.settings
-        tokens = TrackingTokens(settings.resolved_secret_key(), clock=app.state.clock)
+        tokens = TrackingTokens.from_settings(settings, app.state.clock)
         app.state.tracking_tokens = tokens
     return tokens
 

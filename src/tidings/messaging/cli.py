@@ -42,7 +42,7 @@ def send_command(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     clock = SystemClock()
-    tokens = TrackingTokens(settings.resolved_secret_key(), clock=clock)
+    tokens = TrackingTokens.from_settings(settings, clock)
     database = create_database(settings.database_url)
     stats = run_sender(database, clock, options, tokens=tokens, forever=forever)
     console.print(

@@ -83,7 +83,7 @@ class SenderThread:
         from tidings.messaging.sender import Sender, SenderOptions
 
         options = SenderOptions.from_settings(settings)
-        tokens = TrackingTokens(settings.resolved_secret_key(), clock=clock)
+        tokens = TrackingTokens.from_settings(settings, clock)
         self.sender = Sender(database, clock, options, tokens=tokens)
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
@@ -131,7 +131,7 @@ def send_until_idle(database: Database, clock: Clock, settings: Settings) -> int
     from tidings.events.tokens import TrackingTokens
     from tidings.messaging.sender import SenderOptions, run_sender
 
-    tokens = TrackingTokens(settings.resolved_secret_key(), clock=clock)
+    tokens = TrackingTokens.from_settings(settings, clock)
     stats = run_sender(database, clock, SenderOptions.from_settings(settings), tokens=tokens)
     return stats.sent
 
