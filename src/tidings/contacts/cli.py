@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -119,11 +120,11 @@ def export_command(
     console.print(f"exported {count} contacts")
 
 
-def _apply_segment(list_name: str, segment: str, action: str) -> None:
+def _apply_segment(list_name: str, segment: str, action: Literal["add", "remove"]) -> None:
     from tidings.activities.service import Cause
     from tidings.cli import open_database
     from tidings.contacts.models import MailingList
-    from tidings.segments import lists, service
+    from tidings.segments.lists import change_list_by_segment
 
     database = open_database()
     try:
@@ -131,10 +132,9 @@ def _apply_segment(list_name: str, segment: str, action: str) -> None:
             list_id = session.scalar(select(MailingList.id).where(MailingList.name == list_name))
             if list_id is None:
                 raise _fail(f"list {list_name!r} does not exist")
-            now = SystemClock().now()
-            where = service.compile_checked(session, service.resolve(session, segment), now)
-            apply = lists.add_segment_to_list if action == "add" else lists.remove_segment_from_list
-            change = apply(session, list_id, where, now=now, cause=Cause.ADMIN)
+            change = change_list_by_segment(
+                session, list_id, segment, action, now=SystemClock().now(), cause=Cause.ADMIN
+            )
     except TidingsError as exc:
         raise _fail(exc.detail) from None
     verb = "subscribed to" if action == "add" else "unsubscribed from"

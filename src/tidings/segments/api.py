@@ -137,10 +137,7 @@ def apply_segment_to_list(
     list_id: int, body: ListSegmentIn, session: SessionDep, clock: ClockDep
 ) -> ListSegmentOut:
     """Subscribe a segment's contacts to a list (not ones who left it), or unsubscribe them."""
-    condition = (
-        service.resolve(session, body.segment) if isinstance(body.segment, str) else body.segment
+    change = lists.change_list_by_segment(
+        session, list_id, body.segment, body.action, now=clock.now(), cause=Cause.API
     )
-    where = service.compile_checked(session, condition, clock.now())
-    apply = lists.add_segment_to_list if body.action == "add" else lists.remove_segment_from_list
-    change = apply(session, list_id, where, now=clock.now(), cause=Cause.API)
     return ListSegmentOut(list_id=list_id, action=body.action, changed=change.changed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from tidings.activities.service import ActivityType, mark_activities_written
 from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.contacts.service import MEMBERSHIP_ACTIVE, MEMBERSHIP_UNSUBSCRIBED, get_list
 from tidings.db.types import JSONType
+from tidings.segments import service
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +111,20 @@ def remove_segment_from_list(
         .values(status=MEMBERSHIP_UNSUBSCRIBED, updated_at=now)
     )
     return ListChange(list_id, count)
+
+
+def change_list_by_segment(
+    session: Session,
+    list_id: int,
+    segment: Any,
+    action: Literal["add", "remove"],
+    *,
+    now: datetime,
+    cause: str,
+) -> ListChange:
+    """Add or remove the contacts of `segment` (a condition, or a saved segment's name or
+    JSON text) to or from the list: the API's and the CLI's way in."""
+    condition = service.resolve(session, segment) if isinstance(segment, str) else segment
+    where = service.compile_checked(session, condition, now)
+    apply = add_segment_to_list if action == "add" else remove_segment_from_list
+    return apply(session, list_id, where, now=now, cause=cause)
