@@ -49,7 +49,7 @@ from tidings.automations.registry import Loaded, Registry, Snapshot
 from tidings.clock import Clock
 from tidings.contacts.models import Contact
 from tidings.db.bulk import dialect_insert, in_values, insert_tuples
-from tidings.db.engine import Database
+from tidings.db.engine import Database, use_bulk_page_cache
 from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
 from tidings.segments import condition_sql
@@ -61,7 +61,6 @@ MAX_HOPS = 200  # steps one enrolment may run in one batch before yielding (no w
 STATUS_CHANGED = "status_changed"
 GAP_SECONDS = 120
 MAX_GAPS = 10_000
-ENGINE_CACHE_KIB = 65_536
 
 
 @dataclass(slots=True)
@@ -374,10 +373,7 @@ class Engine:
             if not runs:
                 return stats
             stats.batches, stats.claimed = 1, len(runs)
-            if self.database.is_sqlite:
-                # A batch updates pages all over the enrolment, tag and activity indexes:
-                # SQLite's default 2 MB page cache re-reads them every batch (as ingest does).
-                session.connection().exec_driver_sql(f"PRAGMA cache_size = -{ENGINE_CACHE_KIB}")
+            use_bulk_page_cache(session)  # enrolment, tag and activity indexes
             ctx = Context(session, now, self.registry, send_email=self.send_email)
             logs: list[tuple[Any, ...]] = []
             self._check_status(session, runs, logs, now)

@@ -26,6 +26,7 @@ from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 from tidings.db.bulk import dialect_insert, in_values, insert_tuples
+from tidings.db.engine import use_bulk_page_cache
 from tidings.events.models import EventDaily
 from tidings.events.validation import (
     BUILTIN_TYPES,
@@ -41,7 +42,6 @@ from tidings.events.validation import (
 )
 
 MAX_BATCH = 50_000
-INGEST_CACHE_KIB = 65_536
 ACTIVITIES = cast(Table, Activity.__table__)
 CONTACTS = cast(Table, Contact.__table__)
 DAILY = cast(Table, EventDaily.__table__)
@@ -267,11 +267,9 @@ def _sqlite_store(
     events = [event for _, event in fresh]
     if not events:
         return []
+    use_bulk_page_cache(session)  # four indexes on a growing table
     driver = session.connection().connection.driver_connection
     assert driver is not None
-    # Four indexes on a growing table: SQLite's default 2 MB page cache makes every batch
-    # re-read their pages. 64 MB per connection that ingests keeps them in memory.
-    driver.execute(f"PRAGMA cache_size = -{INGEST_CACHE_KIB}")
     (before,) = driver.execute("SELECT coalesce(max(id), 0) FROM activities").fetchone()
     inserted = _sqlite_insert(driver, events, cause, ignore=True)
     stored = events
