@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from tests.messaging.helpers import make_contact
 from tidings.clock import FakeClock
 from tidings.contacts.models import Contact, Suppression
 from tidings.contacts.repository import is_suppressed, suppressed_condition
@@ -24,15 +25,7 @@ def test_address_and_domain_entries(database: Database, clock: FakeClock) -> Non
         for value in ("@example.com", "bob@other.org"):
             session.add(Suppression(value=value, created_at=clock.now()))
         for email in ADDRESSES:
-            session.add(
-                Contact(
-                    email=email,
-                    status="subscribed",
-                    fields={},
-                    created_at=clock.now(),
-                    updated_at=clock.now(),
-                )
-            )
+            make_contact(session, email, clock.now())
     with database.session() as session:
         found = set(
             session.scalars(select(Contact.email).where(suppressed_condition(Contact.email)))

@@ -18,9 +18,9 @@ import httpx
 from sqlalchemy import select
 
 from tests.messaging.conftest import free_port
+from tests.messaging.helpers import make_contact
 from tidings.activities.models import Activity
 from tidings.clock import FakeClock
-from tidings.contacts.models import Contact
 from tidings.db.engine import create_database
 from tidings.db.migrate import upgrade
 from tidings.events.tokens import TrackingTokens
@@ -34,16 +34,7 @@ def _serve_one_open(tmp_path: Path, clock: FakeClock, allow: str | None) -> bool
     database = create_database(url)
     upgrade(database)
     with database.session() as session:
-        contact = Contact(
-            email="ann@example.com",
-            status="subscribed",
-            fields={},
-            created_at=clock.now(),
-            updated_at=clock.now(),
-        )
-        session.add(contact)
-        session.flush()
-        contact_id = contact.id
+        contact_id = make_contact(session, "ann@example.com", clock.now()).id
     # Made an hour ago: not a "within seconds of sending" machine open.
     token = TrackingTokens(SECRET, clock=FakeClock(clock.now() - timedelta(hours=1)))
     pixel = token.open_token(contact_id, "m-1")
