@@ -8,7 +8,7 @@ import yaml
 from sqlalchemy import select
 
 from tidings.activities.models import Activity
-from tidings.automations.models import Automation, Enrolment
+from tidings.automations.models import Automation, Enrolment, StepLog
 from tidings.automations.service import create_automation
 from tidings.clock import FakeClock
 from tidings.contacts.models import Contact, ContactTag, Tag
@@ -72,3 +72,14 @@ def contact(database: Database, contact_id: int) -> Contact:
         found = session.get(Contact, contact_id)
         assert found is not None
         return found
+
+
+def step_entries(database: Database, step: str) -> list[tuple[int, str, str | None]]:
+    """(contact, outcome, detail) of every pass through `step`, from the history rows."""
+    with database.session() as session:
+        return [
+            (log.contact_id, outcome, detail)
+            for log in session.scalars(select(StepLog).order_by(StepLog.id))
+            for name, outcome, detail in log.steps
+            if name == step
+        ]

@@ -8,11 +8,17 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from tests.automations.helpers import activities, automation, make_contacts, tags_of
+from tests.automations.helpers import (
+    activities,
+    automation,
+    make_contacts,
+    step_entries,
+    tags_of,
+)
 from tests.messaging.helpers import make_template
 from tidings.activities.models import Activity
 from tidings.automations.engine import Engine
-from tidings.automations.models import Enrolment, StepLog
+from tidings.automations.models import Enrolment
 from tidings.automations.service import enrol_contacts, get_automation, set_status
 from tidings.clock import FakeClock
 from tidings.contacts import service as contacts
@@ -171,8 +177,7 @@ steps:
     with database.session() as session:
         enrol_contacts(session, get_automation(session, a.id), now=clock.now(), everyone=True)
     engine.run_until_idle()
-    with database.session() as session:
-        outcomes = Counter(session.scalars(select(StepLog.detail).where(StepLog.step == "ab")))
+    outcomes = Counter(detail for _, _, detail in step_entries(database, "ab"))
     assert 240 < outcomes["to a"] < 360 and outcomes["to a"] + outcomes["to b"] == len(ids)
     from tidings.automations.definition import SplitStep
     from tidings.automations.engine import split_branch
@@ -261,12 +266,8 @@ steps:
     engine.run_until_idle()
     with database.session() as session:
         outbox = dict(session.execute(select(OutboxMessage.contact_id, OutboxMessage.status)).all())
-        log = dict(
-            session.execute(
-                select(StepLog.contact_id, StepLog.outcome).where(StepLog.step == "mail")
-            ).all()
-        )
     assert outbox == {ok: "queued", unsub: "refused"}
+    log = {contact: outcome for contact, outcome, _ in step_entries(database, "mail")}
     assert log == {ok: "passed", unsub: "refused"}
     assert tags_of(database, unsub) == {"After"}  # the run goes on after a refusal
 

@@ -24,7 +24,8 @@ from tidings.activities.service import (
     record_tuples,
 )
 from tidings.automations import definition as d
-from tidings.automations.enrolments import enrol, exit_active
+from tidings.automations.enrolments import Entered, enrol, enrol_returning, exit_active
+from tidings.automations.journal import Journal
 from tidings.automations.models import Effect
 from tidings.automations.registry import Loaded, Registry
 from tidings.contacts import service as contacts
@@ -95,10 +96,14 @@ class Context:
     session: Session
     now: datetime
     registry: Registry
+    journal: Journal  # the history and step counts of this transaction
     send_email: EmailSender = messaging_sender
     # Enrolments ended by exit/start actions in this transaction (they may be in the batch).
     exited: set[int] = field(default_factory=set)
     activities: int = 0
+    # Enrolments started by start_automation in this transaction, for the engine to run at
+    # once; None: leave them due (they run in a later batch).
+    entered: list[Entered] | None = None
 
 
 Outcomes = dict[int, tuple[str, str | None]]  # enrolment id -> (outcome, detail); absent: passed
@@ -363,10 +368,18 @@ def _start(
     ids = sorted({r.contact_id for r in runs})
     if step.restart:
         ended = exit_active(
-            ctx.session, target_id, ids, now=ctx.now, reason=f"restarted by {loaded.name}"
+            ctx.session,
+            target_id,
+            ids,
+            now=ctx.now,
+            reason=f"restarted by {loaded.name}",
+            journal=ctx.journal,
         )
         ctx.exited.update(eid for eid, _, _ in ended)
-    enrol(ctx.session, target, now=ctx.now, contact_ids=ids)
+    if ctx.entered is None:
+        enrol(ctx.session, target, now=ctx.now, contact_ids=ids)
+    else:
+        ctx.entered.append(enrol_returning(ctx.session, target, now=ctx.now, contact_ids=ids))
     return {}
 
 
@@ -377,7 +390,14 @@ def _exit(
     if target_id is None:
         return {r.id: (FAILED, f"automation {step.automation!r} does not exist") for r in runs}
     ids = sorted({r.contact_id for r in runs})
-    ended = exit_active(ctx.session, target_id, ids, now=ctx.now, reason=f"exited by {loaded.name}")
+    ended = exit_active(
+        ctx.session,
+        target_id,
+        ids,
+        now=ctx.now,
+        reason=f"exited by {loaded.name}",
+        journal=ctx.journal,
+    )
     ctx.exited.update(eid for eid, _, _ in ended)
     return {}
 

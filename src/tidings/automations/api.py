@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from tidings.api.deps import ClockDep, SessionDep
 from tidings.automations import service
 from tidings.automations.definition import parse_definition
+from tidings.automations.enrolments import is_active
 from tidings.automations.models import Automation, AutomationVersion, Enrolment
 from tidings.automations.worker import mark_work
 from tidings.errors import Conflict, ValidationFailed
@@ -150,7 +151,7 @@ def list_automations(session: SessionDep) -> list[AutomationSummary]:
     active = dict(
         session.execute(
             select(Enrolment.automation_id, func.count())
-            .where(Enrolment.state == "active")
+            .where(is_active())
             .group_by(Enrolment.automation_id)
         ).all()
     )
@@ -229,7 +230,7 @@ def delete(automation_id: int, session: SessionDep) -> Response:
     active = session.scalar(
         select(func.count())
         .select_from(Enrolment)
-        .where(Enrolment.automation_id == automation.id, Enrolment.state == "active")
+        .where(Enrolment.automation_id == automation.id, is_active())
     )
     if active:
         raise Conflict(f"{active} contact(s) are still running through this automation; pause it")

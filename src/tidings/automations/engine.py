@@ -40,15 +40,18 @@ from tidings.automations.enrolments import (
     ACTIVE,
     COMPLETED,
     EXITED,
-    LOG_COLUMNS,
+    Entered,
     enrol,
+    enrol_returning,
+    is_active,
     released_key,
 )
-from tidings.automations.models import EngineState, Enrolment, StepLog
+from tidings.automations.journal import Journal, own_shard
+from tidings.automations.models import EngineState, Enrolment
 from tidings.automations.registry import Loaded, Registry, Snapshot
 from tidings.clock import Clock
 from tidings.contacts.models import Contact
-from tidings.db.bulk import dialect_insert, in_values, insert_tuples
+from tidings.db.bulk import dialect_insert, in_values
 from tidings.db.engine import Database, use_bulk_page_cache
 from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
@@ -109,6 +112,7 @@ class Engine:
     activity_batch: int = 5000
     send_email: EmailSender = messaging_sender
     registry: Registry = field(default_factory=Registry)
+    shard: int = field(default_factory=own_shard)  # this worker's StepCount rows
 
     # --- the pass ----------------------------------------------------------------------------
 
@@ -161,14 +165,41 @@ class Engine:
             if not self.database.is_sqlite:
                 rows.extend(self._fill_gaps(session, query, cursor, new_cursor, gaps, now))
             stats.matched = len(rows)
-            stats.enrolled = self._enrol_matches(session, snapshot, rows, now)
+            entered = self._enrol_matches(session, snapshot, rows, now)
+            stats.enrolled = sum(len(e.rows) for e in entered)
             self._recheck(session, snapshot, rows, now)
             session.execute(
                 update(EngineState)
                 .where(EngineState.key == CURSOR_KEY)
                 .values(value={"id": new_cursor, "gaps": gaps})
             )
+            stats.steps = self._run_entered(session, entered, now)
         return stats
+
+    def _run_entered(self, session: Session, entered: list[Entered], now: datetime) -> int:
+        """Run the enrolments the triggers just made, in this transaction: in a batch of their
+        own they would be read back and their rows written a second time. A step that raises
+        rolls back only this part; the enrolments then run (isolated) in a batch of their own.
+        """
+        if not any(e.rows for e in entered):
+            return 0
+        try:
+            with session.begin_nested():
+                use_bulk_page_cache(session)
+                ctx = Context(
+                    session,
+                    now,
+                    self.registry,
+                    Journal(now, self.shard),
+                    send_email=self.send_email,
+                    entered=entered,
+                )
+                return self._advance(ctx, [])
+        except DBAPIError:
+            raise
+        except Exception:
+            log.exception("new enrolments failed; they run in a batch of their own")
+            return 0
 
     def _fill_gaps(
         self,
@@ -266,7 +297,7 @@ class Engine:
 
     def _enrol_matches(
         self, session: Session, snapshot: Snapshot, rows: list[Any], now: datetime
-    ) -> int:
+    ) -> list[Entered]:
         targets: dict[int, set[int]] = defaultdict(set)
         index = snapshot.index
         for _, contact_id, kind, data, machine in rows:
@@ -274,12 +305,12 @@ class Engine:
                 trigger = loaded.definition.trigger
                 if triggers.matches(trigger, kind, data or {}, bool(machine)):
                     targets[loaded.automation_id].add(contact_id)
-        enrolled = 0
-        for automation_id, contact_ids in targets.items():
-            enrolled += enrol(
+        return [
+            enrol_returning(
                 session, snapshot.current[automation_id], now=now, contact_ids=sorted(contact_ids)
             )
-        return enrolled
+            for automation_id, contact_ids in targets.items()
+        ]
 
     def _recheck(
         self, session: Session, snapshot: Snapshot, rows: list[Any], now: datetime
@@ -300,7 +331,7 @@ class Engine:
         now: datetime,
     ) -> None:
         statement = update(Enrolment).where(
-            Enrolment.state == ACTIVE,
+            is_active(),
             Enrolment.wake_at > now,
             in_values(session, Enrolment.contact_id, contact_ids),
         )
@@ -374,15 +405,50 @@ class Engine:
                 return stats
             stats.batches, stats.claimed = 1, len(runs)
             use_bulk_page_cache(session)  # enrolment, tag and activity indexes
-            ctx = Context(session, now, self.registry, send_email=self.send_email)
-            logs: list[tuple[Any, ...]] = []
-            self._check_status(session, runs, logs, now)
-            self._check_goals(ctx, runs, logs)
-            stats.steps = self._run_steps(ctx, runs, logs)
-            self._settle_exited(ctx, runs)
-            self._write_back(session, runs)
-            insert_tuples(session, StepLog.__table__, LOG_COLUMNS, logs)  # type: ignore[arg-type]
+            # Enrolments started by these runs run in this batch too, except when runs are
+            # isolated one by one (a failure must stay with the run that caused it).
+            entered: list[Entered] | None = [] if only is None else None
+            journal = Journal(now, self.shard)
+            ctx = Context(
+                session, now, self.registry, journal, send_email=self.send_email, entered=entered
+            )
+            self._check_status(session, runs, journal, now)
+            stats.steps = self._advance(ctx, runs)
         return stats
+
+    def _advance(self, ctx: Context, runs: list[Run]) -> int:
+        """Goals, then steps, then the write-back of these runs and of the runs they start."""
+        self._check_goals(ctx, runs)
+        executed = self._run_steps(ctx, runs)
+        self._settle_exited(ctx, runs)
+        self._write_back(ctx.session, runs)
+        ctx.journal.write(ctx.session)
+        return executed
+
+    def _take_entered(self, ctx: Context, runs: list[Run]) -> None:
+        """The enrolments started so far in this transaction join the runs, at their first step
+        (their goals checked first, as for a claimed run)."""
+        if not ctx.entered:
+            return
+        fresh = [
+            Run(
+                enrolment_id,
+                e.loaded.automation_id,
+                e.loaded.version,
+                contact_id,
+                e.loaded.definition.steps[0].id,
+                None,
+                0,
+                [],
+                e.at,
+                run_key,
+            )
+            for e in ctx.entered
+            for enrolment_id, contact_id, run_key in e.rows
+        ]
+        ctx.entered.clear()
+        runs.extend(fresh)
+        self._check_goals(ctx, fresh)
 
     def _claim(
         self, session: Session, automation_ids: list[int], now: datetime, only: int | None = None
@@ -404,9 +470,11 @@ class Engine:
             )
             .outerjoin(Contact, Contact.id == Enrolment.contact_id)
             .where(
-                Enrolment.state == ACTIVE,
+                is_active(),
                 Enrolment.wake_at <= now,
-                Enrolment.automation_id.in_(automation_ids),
+                # "+ 0": through the due index in wake_at order, never by automation (SQLite,
+                # without statistics, would take every active run of the automation and sort).
+                (Enrolment.automation_id + 0).in_(automation_ids),
             )
             .order_by(Enrolment.wake_at, Enrolment.id)
             .limit(self.batch_size)
@@ -442,7 +510,7 @@ class Engine:
         run.ended_at, run.end_reason = now, reason
 
     def _check_status(
-        self, session: Session, runs: list[Run], logs: list[tuple[Any, ...]], now: datetime
+        self, session: Session, runs: list[Run], journal: Journal, now: datetime
     ) -> None:
         allowed: dict[tuple[int, int], frozenset[str]] = {}
         for run in runs:
@@ -455,11 +523,9 @@ class Engine:
             elif status not in allowed[key]:
                 reason = f"status {status} is not allowed in this automation"
                 self._end(run, EXITED, now, reason)
-                logs.append(
-                    (run.id, run.automation_id, run.contact_id, run.step, EXITED, reason, now)
-                )
+                journal.add(run.id, run.automation_id, run.contact_id, run.step, EXITED, reason)
 
-    def _check_goals(self, ctx: Context, runs: list[Run], logs: list[tuple[Any, ...]]) -> None:
+    def _check_goals(self, ctx: Context, runs: list[Run]) -> None:
         groups: dict[tuple[int, int], list[Run]] = defaultdict(list)
         for run in runs:
             if run.moving:
@@ -472,8 +538,8 @@ class Engine:
                 for run in candidates:
                     if run.contact_id not in hits:
                         continue
-                    logs.append(
-                        (run.id, automation_id, run.contact_id, run.step, "goal", goal.id, ctx.now)
+                    ctx.journal.add(
+                        run.id, automation_id, run.contact_id, run.step, "goal", goal.id
                     )
                     run.goals_hit = [*run.goals_hit, goal.id]
                     self._move(run, goal.jump_to, ctx.now)
@@ -496,9 +562,10 @@ class Engine:
         else:
             run.step = to
 
-    def _run_steps(self, ctx: Context, runs: list[Run], logs: list[tuple[Any, ...]]) -> int:
+    def _run_steps(self, ctx: Context, runs: list[Run]) -> int:
         executed = 0
         for _ in range(MAX_HOPS):
+            self._take_entered(ctx, runs)
             groups: dict[tuple[int, int, str], list[Run]] = defaultdict(list)
             for run in runs:
                 if run.moving and run.id in ctx.exited:
@@ -512,7 +579,7 @@ class Engine:
                 if not group:
                     continue
                 loaded = self.registry.version(ctx.session, automation_id, version)
-                executed += self._step(ctx, loaded, step_id, group, logs)
+                executed += self._step(ctx, loaded, step_id, group)
         for run in runs:  # a long chain of instant steps: continue in the next batch
             if run.moving:
                 run.moving, run.wake_at = False, ctx.now
@@ -531,14 +598,14 @@ class Engine:
         loaded: Loaded,
         step_id: str,
         group: list[Run],
-        logs: list[tuple[Any, ...]],
     ) -> int:
         now = ctx.now
         definition = loaded.definition
         aid = loaded.automation_id
+        add = ctx.journal.add
 
         def passed(run: Run, to: str, outcome: str = PASSED, detail: str | None = None) -> None:
-            logs.append((run.id, aid, run.contact_id, step_id, outcome, detail, now))
+            add(run.id, aid, run.contact_id, step_id, outcome, detail)
             self._move(run, to, now)
 
         if step_id == d.END or step_id not in definition._index():
@@ -549,10 +616,10 @@ class Engine:
         step = definition.step(step_id)
         following = definition.next_of(step_id)
         if isinstance(step, d.WaitStep):
-            return self._wait(ctx, loaded, step, group, logs, passed)
+            return self._wait(ctx, loaded, step, group, passed)
         if isinstance(step, d.EndStep):
             for run in group:
-                logs.append((run.id, aid, run.contact_id, step_id, PASSED, None, now))
+                add(run.id, aid, run.contact_id, step_id, PASSED)
                 run.hops += 1
                 self._end(run, COMPLETED, now, None)
             return len(group)
@@ -593,7 +660,6 @@ class Engine:
         loaded: Loaded,
         step: d.WaitStep,
         group: list[Run],
-        logs: list[tuple[Any, ...]],
         passed: Any,
     ) -> int:
         now, wait = ctx.now, step.wait

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, case, cast, func, literal, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from tidings.automations.models import Enrolment, StepLog
+from tidings.automations.journal import Journal
+from tidings.automations.models import Enrolment
 from tidings.automations.registry import Loaded
 from tidings.contacts.models import Contact
-from tidings.db.bulk import dialect_insert, in_values, insert_tuples
+from tidings.db.bulk import dialect_insert, in_values
 from tidings.db.types import JSONType, UTCDateTime
 
 ENROLMENTS: Any = Enrolment.__table__
@@ -32,6 +45,15 @@ def run_key_expr(loaded: Loaded, contact_id: Any) -> Any:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """Enrolments made in the current transaction: (id, contact id, run key) of each."""
+
+    loaded: Loaded
+    at: datetime
+    rows: list[tuple[int, int, str | None]]
+
+
 def enrol(
     session: Session,
     loaded: Loaded,
@@ -46,13 +68,42 @@ def enrol(
     again, even when two workers enrol the same contact at the same moment. Returns how many
     were enrolled.
     """
+    statement = _enrol_statement(session, loaded, now, contact_ids, where)
+    if statement is None:
+        return 0
+    if session.get_bind().dialect.name == "sqlite":
+        return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+    # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
+    return len(session.execute(statement.returning(ENROLMENTS.c.id)).all())
+
+
+def enrol_returning(
+    session: Session, loaded: Loaded, *, now: datetime, contact_ids: Sequence[int]
+) -> Entered:
+    """Like enrol(), and says which enrolments it made, so that the engine can run them in
+    this very transaction (nobody else can claim them before it commits)."""
+    statement = _enrol_statement(session, loaded, now, contact_ids, None)
+    if statement is None:
+        return Entered(loaded, now, [])
+    returning = statement.returning(ENROLMENTS.c.id, ENROLMENTS.c.contact_id, ENROLMENTS.c.run_key)
+    rows = [(r[0], r[1], r[2]) for r in session.connection().execute(returning)]
+    return Entered(loaded, now, rows)
+
+
+def _enrol_statement(
+    session: Session,
+    loaded: Loaded,
+    now: datetime,
+    contact_ids: Sequence[int] | None,
+    where: ColumnElement[bool] | None,
+) -> Any:
     conditions: list[ColumnElement[bool]] = [
         Contact.status.in_(sorted(loaded.allowed)),
         true(),  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
     ]
     if contact_ids is not None:
         if not contact_ids:
-            return 0
+            return None
         conditions.append(in_values(session, Contact.id, sorted(set(contact_ids))))
     if where is not None:
         conditions.append(where)
@@ -81,15 +132,11 @@ def enrol(
         "run_key",
         "entered_at",
     ]
-    statement = (
+    return (
         dialect_insert(session, ENROLMENTS)  # the table: a Core statement, no ORM bookkeeping
         .from_select(columns, select_)
         .on_conflict_do_nothing(index_elements=["run_key"])
     )
-    if session.get_bind().dialect.name == "sqlite":
-        return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
-    # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
-    return len(session.execute(statement.returning(ENROLMENTS.c.id)).all())
 
 
 def exit_active(
@@ -99,6 +146,7 @@ def exit_active(
     *,
     now: datetime,
     reason: str,
+    journal: Journal,
     step_hint: str = "exit",
 ) -> list[tuple[int, int, str | None]]:
     """End the active enrolments of these contacts in an automation; (id, contact, step) each."""
@@ -130,11 +178,8 @@ def exit_active(
         .execution_options(synchronize_session=False)  # no Enrolment objects are loaded
     )
     rows = [(r[0], r[1], r[2]) for r in session.execute(statement)]
-    log_rows = [
-        (eid, automation_id, cid, step or step_hint, "exited", reason, now)
-        for eid, cid, step in rows
-    ]
-    insert_tuples(session, StepLog.__table__, LOG_COLUMNS, log_rows)  # type: ignore[arg-type]
+    for eid, cid, step in rows:
+        journal.add(eid, automation_id, cid, step or step_hint, EXITED, reason)
     return rows
 
 
@@ -143,4 +188,7 @@ def released_key() -> Any:
     return case((Enrolment.run_key.like("%:active"), None), else_=Enrolment.run_key)
 
 
-LOG_COLUMNS = ("enrolment_id", "automation_id", "contact_id", "step", "outcome", "detail", "at")
+def is_active() -> ColumnElement[bool]:
+    """`state = 'active'` with the value in the SQL text, as the partial indexes say it: with
+    a bound parameter, PostgreSQL's generic plans for prepared statements could not use them."""
+    return Enrolment.state == literal_column(f"'{ACTIVE}'")

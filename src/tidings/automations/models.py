@@ -5,11 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base
 from tidings.db.types import BigIntPK, JSONType, UTCDateTime
+
+ACTIVE_ONLY: dict[str, Any] = {
+    "sqlite_where": text("state = 'active'"),
+    "postgresql_where": text("state = 'active'"),
+}
 
 
 class Automation(Base):
@@ -71,15 +86,24 @@ class Enrolment(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(Text)
 
+    # The two indexes the engine works through hold only active runs (partial indexes): ended
+    # runs, the bulk of the table over time, cost them nothing, and ending a run only
+    # removes entries. Queries must say `state = 'active'` as a literal (ACTIVE_ONLY) for
+    # PostgreSQL's prepared statements to use them.
     __table_args__ = (
-        Index("ix_enrolments_state_wake_at", "state", "wake_at"),
+        Index("ix_enrolments_due", "wake_at", **ACTIVE_ONLY),
+        Index("ix_enrolments_waiting", "automation_id", "step", **ACTIVE_ONLY),
         Index("ix_enrolments_contact_id_automation_id", "contact_id", "automation_id"),
-        Index("ix_enrolments_automation_id_state_step", "automation_id", "state", "step"),
+        Index("ix_enrolments_automation_id", "automation_id"),
     )
 
 
 class StepLog(Base):
-    """What happened at each step of each enrolment: the history and the per-step counts."""
+    """What one enrolment went through in one transaction of the engine: its steps in order,
+    each [step, outcome, detail], all at `at` (outcome: passed | failed | refused | timed_out |
+    goal | exited). One row per enrolment and batch, not per step: a run passes several
+    steps at once (and the engine writes a fraction of the rows). The history of a contact's
+    enrolment; the per-step totals are in StepCount."""
 
     __tablename__ = "automation_step_log"
 
@@ -87,16 +111,24 @@ class StepLog(Base):
     enrolment_id: Mapped[int] = mapped_column(BigInteger)
     automation_id: Mapped[int] = mapped_column(BigInteger)
     contact_id: Mapped[int] = mapped_column(BigInteger)
-    step: Mapped[str] = mapped_column(String(100))
-    # passed | failed | refused | goal | exited
-    outcome: Mapped[str] = mapped_column(String(20))
-    detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    steps: Mapped[list[list[str | None]]] = mapped_column(JSONType)
 
-    __table_args__ = (
-        Index("ix_automation_step_log_automation_id_step", "automation_id", "step", "outcome"),
-        Index("ix_automation_step_log_enrolment_id", "enrolment_id"),
-    )
+    __table_args__ = (Index("ix_automation_step_log_enrolment_id", "enrolment_id"),)
+
+
+class StepCount(Base):
+    """How many runs had each outcome at each step (the report's passed/failed/... counts),
+    added to by every batch. Each worker adds to its own shard of a (step, outcome): with one
+    row, PostgreSQL workers committing at the same time would wait for each other's lock."""
+
+    __tablename__ = "automation_step_counts"
+
+    automation_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    step: Mapped[str] = mapped_column(String(100), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(20), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class EngineState(Base):

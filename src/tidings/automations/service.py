@@ -10,8 +10,14 @@ from sqlalchemy.orm import Session
 
 from tidings.automations.definition import Definition, parse_definition
 from tidings.automations.engine import ensure_cursor
-from tidings.automations.enrolments import ACTIVE, enrol
-from tidings.automations.models import Automation, AutomationVersion, Enrolment, StepLog
+from tidings.automations.enrolments import ACTIVE, enrol, is_active
+from tidings.automations.models import (
+    Automation,
+    AutomationVersion,
+    Enrolment,
+    StepCount,
+    StepLog,
+)
 from tidings.automations.registry import Loaded
 from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.errors import Conflict, NotFound, ValidationFailed
@@ -103,7 +109,7 @@ def update_automation(
             select(Enrolment.step, func.count())
             .where(
                 Enrolment.automation_id == automation.id,
-                Enrolment.state == ACTIVE,
+                is_active(),
                 Enrolment.version == automation.current_version,
             )
             .group_by(Enrolment.step)
@@ -138,7 +144,7 @@ def update_automation(
             update(Enrolment)
             .where(
                 Enrolment.automation_id == automation.id,
-                Enrolment.state == ACTIVE,
+                is_active(),
                 Enrolment.step == old,
             )
             .values(version=version, step=new, wait_until=None, wake_at=now)
@@ -163,6 +169,7 @@ def delete_automation(session: Session, automation: Automation) -> None:
     from sqlalchemy import delete
 
     session.execute(delete(StepLog).where(StepLog.automation_id == automation.id))
+    session.execute(delete(StepCount).where(StepCount.automation_id == automation.id))
     session.execute(delete(Enrolment).where(Enrolment.automation_id == automation.id))
     session.delete(automation)
     session.flush()
@@ -213,16 +220,16 @@ def step_counts(session: Session, automation: Automation) -> list[dict[str, Any]
     waiting = dict(
         session.execute(
             select(Enrolment.step, func.count())
-            .where(Enrolment.automation_id == automation.id, Enrolment.state == ACTIVE)
+            .where(Enrolment.automation_id == automation.id, is_active())
             .group_by(Enrolment.step)
         ).all()
     )
     outcomes: dict[tuple[str, str], int] = {
         (step, outcome): n
         for step, outcome, n in session.execute(
-            select(StepLog.step, StepLog.outcome, func.count())
-            .where(StepLog.automation_id == automation.id)
-            .group_by(StepLog.step, StepLog.outcome)
+            select(StepCount.step, StepCount.outcome, func.sum(StepCount.count))
+            .where(StepCount.automation_id == automation.id)
+            .group_by(StepCount.step, StepCount.outcome)
         ).all()
     }
     report = []
@@ -279,8 +286,9 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
         for log in session.scalars(
             select(StepLog).where(StepLog.enrolment_id.in_(ids)).order_by(StepLog.id)
         ):
-            history[log.enrolment_id].append(
-                {"step": log.step, "outcome": log.outcome, "detail": log.detail, "at": log.at}
+            history[log.enrolment_id].extend(
+                {"step": step, "outcome": outcome, "detail": detail, "at": log.at}
+                for step, outcome, detail in log.steps
             )
     return [
         {

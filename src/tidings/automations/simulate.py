@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from tidings.automations.actions import EmailOutcome
 from tidings.automations.definition import parse_definition
 from tidings.automations.engine import Engine
+from tidings.automations.enrolments import is_active
 from tidings.automations.models import Automation, Enrolment
 from tidings.automations.service import create_automation, enrol_contacts, update_automation
 from tidings.clock import FakeClock, SystemClock
@@ -200,7 +201,7 @@ def _day_line(
         waiting = dict(
             session.execute(
                 select(Enrolment.step, func.count())
-                .where(Enrolment.automation_id == automation_id, Enrolment.state == "active")
+                .where(Enrolment.automation_id == automation_id, is_active())
                 .group_by(Enrolment.step)
             ).all()
         )

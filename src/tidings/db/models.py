@@ -8,6 +8,7 @@ from tidings.automations.models import (
     Effect,
     EngineState,
     Enrolment,
+    StepCount,
     StepLog,
 )
 from tidings.contacts.models import (
@@ -43,6 +44,7 @@ __all__ = [
     "MailingList",
     "OutboxMessage",
     "Segment",
+    "StepCount",
     "StepLog",
     "Suppression",
     "Tag",

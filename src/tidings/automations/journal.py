@@ -1,0 +1,80 @@
+"""What runs went through in one transaction: the history rows and the per-step totals.
+
+A batch's runs mostly pass several steps at once (tag, tag, wait): their history is written as
+ONE StepLog row per enrolment, and the report's counts as a handful of additions to StepCount,
+instead of one row per step execution.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tidings.automations.models import StepCount, StepLog
+from tidings.db.bulk import dialect_insert, insert_tuples
+
+SHARDS = 16
+LOG_COLUMNS = ("enrolment_id", "automation_id", "contact_id", "at", "steps")
+STEP_COUNTS: Any = StepCount.__table__
+
+
+def own_shard() -> int:
+    """A worker's StepCount shard (a clash only makes two workers share a row's lock)."""
+    return random.randrange(SHARDS)
+
+
+class Journal:
+    def __init__(self, now: datetime, shard: int = 0) -> None:
+        self.now, self.shard = now, shard
+        # enrolment id -> (automation id, contact id, [[step, outcome, detail], ...])
+        self.trails: dict[int, tuple[int, int, list[tuple[str, str, str | None]]]] = {}
+        self.counts: Counter[tuple[int, str, str]] = Counter()
+
+    def add(
+        self,
+        enrolment_id: int,
+        automation_id: int,
+        contact_id: int,
+        step: str,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        trail = self.trails.get(enrolment_id)
+        if trail is None:
+            trail = self.trails[enrolment_id] = (automation_id, contact_id, [])
+        trail[2].append((step, outcome, detail))
+        self.counts[(automation_id, step, outcome)] += 1
+
+    def write(self, session: Session) -> None:
+        """Insert the history rows and add the counts (in key order: two PostgreSQL workers
+        on one shard then lock its rows in the same order, never in a cycle)."""
+        now = self.now
+        rows = [
+            (enrolment_id, automation_id, contact_id, now, steps)
+            for enrolment_id, (automation_id, contact_id, steps) in self.trails.items()
+        ]
+        insert_tuples(session, StepLog.__table__, LOG_COLUMNS, rows)  # type: ignore[arg-type]
+        if self.counts:
+            insert = dialect_insert(session, STEP_COUNTS)
+            session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["automation_id", "step", "outcome", "shard"],
+                    set_={"count": STEP_COUNTS.c.count + insert.excluded.count},
+                ),
+                [
+                    {
+                        "automation_id": automation_id,
+                        "step": step,
+                        "outcome": outcome,
+                        "shard": self.shard,
+                        "count": n,
+                    }
+                    for (automation_id, step, outcome), n in sorted(self.counts.items())
+                ],
+            )
+        self.trails.clear()
+        self.counts.clear()
