@@ -550,3 +550,45 @@ steps:
     with database.session() as session:
         run = session.scalars(select(Enrolment).where(Enrolment.contact_id == bad)).one()
         assert run.state == "failed" and "exploded" in (run.end_reason or "")
+
+
+def test_a_triggered_run_that_raises_fails_alone(database: Database, clock: FakeClock) -> None:
+    """Runs a trigger starts run in the matching transaction; when one raises, that part rolls
+    back, the matching itself stands, and the runs are retried one by one in batches."""
+    from tidings.automations.actions import EmailOutcome
+
+    a = automation(
+        database,
+        clock,
+        """
+name: Fragile on tag
+trigger: {type: tag_added, tag: Go}
+steps:
+  - {id: mail, action: send_email, template: welcome}
+  - {id: t, action: add_tag, tag: Done}
+""",
+    )
+    good, bad = make_contacts(database, clock, 2)
+
+    def sender(session: object, *, contact_id: int, **_: object) -> EmailOutcome:
+        if contact_id == bad:
+            raise RuntimeError("template engine exploded")
+        return EmailOutcome(True, "queued")
+
+    engine = Engine(database, clock, send_email=sender)
+    engine.run_until_idle()  # the activity cursor starts here
+    with database.session() as session:
+        for contact_id in (good, bad):
+            contact = session.get(Contact, contact_id)
+            assert contact is not None
+            contacts.add_tag(session, contact, "Go", now=clock.now(), cause="api")
+    engine.run_until_idle()
+    assert tags_of(database, good) == {"Go", "Done"}
+    assert tags_of(database, bad) == {"Go"}
+    with database.session() as session:
+        runs = dict(
+            session.execute(
+                select(Enrolment.contact_id, Enrolment.state).where(Enrolment.automation_id == a.id)
+            ).all()
+        )
+    assert runs == {good: "completed", bad: "failed"}

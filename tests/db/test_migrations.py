@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import select
 
 import tidings.db.models  # noqa: F401
 from tidings.db.base import Base
@@ -23,3 +26,67 @@ def test_sqlite_pragmas(database: Database) -> None:
     with database.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_0005_keeps_step_history_and_counts(database: Database) -> None:
+    """Step-log rows of one step each become one-entry rows, and their counts the totals."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from tidings.automations.models import StepCount, StepLog
+    from tidings.db.migrate import alembic_config
+    from tidings.db.types import UTCDateTime
+
+    config = alembic_config()
+
+    def migrate(action: Any, revision: str) -> None:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            action(config, revision)
+
+    migrate(command.downgrade, "0004")
+    try:
+        old_log = sa.table(
+            "automation_step_log",
+            *(sa.column(name) for name in ("enrolment_id", "automation_id", "contact_id")),
+            *(sa.column(name) for name in ("step", "outcome", "detail")),
+            sa.column("at", UTCDateTime()),
+        )
+        at = datetime(2026, 1, 5, tzinfo=UTC)
+        with database.engine.begin() as connection:
+            connection.execute(
+                old_log.insert(),
+                [
+                    _old_row(1, 3, "tag", None, at),
+                    _old_row(1, 3, "ab", "to a", at),
+                    _old_row(2, 4, "tag", None, at),
+                ],
+            )
+    finally:
+        migrate(command.upgrade, "head")
+    with database.session() as session:
+        logs = session.scalars(select(StepLog).order_by(StepLog.id)).all()
+        counts = {(c.step, c.outcome): c.count for c in session.scalars(select(StepCount))}
+    assert [(log.enrolment_id, log.steps) for log in logs] == [
+        (1, [["tag", "passed", None]]),
+        (1, [["ab", "passed", "to a"]]),
+        (2, [["tag", "passed", None]]),
+    ]
+    assert counts == {("tag", "passed"): 2, ("ab", "passed"): 1}
+    assert logs[0].at == datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def _old_row(
+    enrolment: int, contact: int, step: str, detail: str | None, at: Any
+) -> dict[str, Any]:
+    return {
+        "enrolment_id": enrolment,
+        "automation_id": 7,
+        "contact_id": contact,
+        "step": step,
+        "outcome": "passed",
+        "detail": detail,
+        "at": at,
+    }

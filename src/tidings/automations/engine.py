@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -592,6 +593,42 @@ class Engine:
             if run.id in ctx.exited and run.state == ACTIVE:
                 self._end(run, EXITED, ctx.now, "exited by another automation")
 
+    def _pass(
+        self,
+        ctx: Context,
+        automation_id: int,
+        step_id: str,
+        runs: list[Run],
+        to: str,
+        outcome: str = PASSED,
+        detail: str | None = None,
+    ) -> None:
+        """These runs leave `step_id` for `to` with the same outcome (recorded for each)."""
+        ctx.journal.add_all(runs, automation_id, step_id, outcome, detail)
+        for run in runs:
+            run.hops += 1
+            run.wait_until = None
+        if to == d.END:
+            for run in runs:
+                self._end(run, COMPLETED, ctx.now, None)
+        else:
+            for run in runs:
+                run.step = to
+
+    def _pass_each(
+        self,
+        ctx: Context,
+        automation_id: int,
+        step_id: str,
+        moves: Sequence[tuple[Run, str, str, str | None]],
+    ) -> None:
+        """Runs leaving `step_id` each its own way: (run, to, outcome, detail), grouped."""
+        ways: dict[tuple[str, str, str | None], list[Run]] = defaultdict(list)
+        for run, to, outcome, detail in moves:
+            ways[(to, outcome, detail)].append(run)
+        for (to, outcome, detail), runs in ways.items():
+            self._pass(ctx, automation_id, step_id, runs, to, outcome, detail)
+
     def _step(
         self,
         ctx: Context,
@@ -602,12 +639,6 @@ class Engine:
         now = ctx.now
         definition = loaded.definition
         aid = loaded.automation_id
-        add = ctx.journal.add
-
-        def passed(run: Run, to: str, outcome: str = PASSED, detail: str | None = None) -> None:
-            add(run.id, aid, run.contact_id, step_id, outcome, detail)
-            self._move(run, to, now)
-
         if step_id == d.END or step_id not in definition._index():
             for run in group:
                 reason = None if step_id == d.END else f"step {step_id!r} no longer exists"
@@ -616,75 +647,63 @@ class Engine:
         step = definition.step(step_id)
         following = definition.next_of(step_id)
         if isinstance(step, d.WaitStep):
-            return self._wait(ctx, loaded, step, group, passed)
+            return self._wait(ctx, loaded, step, group)
         if isinstance(step, d.EndStep):
-            for run in group:
-                add(run.id, aid, run.contact_id, step_id, PASSED)
-                run.hops += 1
-                self._end(run, COMPLETED, now, None)
-            return len(group)
-        if isinstance(step, d.GotoStep):
-            for run in group:
-                passed(run, step.goto)
-            return len(group)
-        if isinstance(step, d.IfStep):
+            self._pass(ctx, aid, step_id, group, d.END)
+        elif isinstance(step, d.GotoStep):
+            self._pass(ctx, aid, step_id, group, step.goto)
+        elif isinstance(step, d.IfStep):
             holding = self._holding(ctx, step.if_, group)
+            yes = [r for r in group if r.contact_id in holding]
+            no = [r for r in group if r.contact_id not in holding]
+            self._pass(ctx, aid, step_id, yes, step.then or following, PASSED, "then")
+            self._pass(ctx, aid, step_id, no, step.else_ or following, PASSED, "else")
+        elif isinstance(step, d.SplitStep):
+            moves = []
             for run in group:
-                yes = run.contact_id in holding
-                passed(
-                    run,
-                    (step.then if yes else step.else_) or following,
-                    PASSED,
-                    "then" if yes else "else",
+                to = split_branch(aid, run.contact_id, step).to
+                moves.append((run, to, PASSED, f"to {to}"))
+            self._pass_each(ctx, aid, step_id, moves)
+        else:
+            # A failed action does not stop the run: it is recorded and the run continues,
+            # like ActiveCampaign's "skip" policy (a refused send is recorded the same way).
+            outcomes: Outcomes = run_action(ctx, loaded, step, group)
+            if outcomes:
+                self._pass_each(
+                    ctx,
+                    aid,
+                    step_id,
+                    [(run, following, *outcomes.get(run.id, (PASSED, None))) for run in group],
                 )
-            return len(group)
-        if isinstance(step, d.SplitStep):
-            for run in group:
-                branch = split_branch(aid, run.contact_id, step)
-                passed(run, branch.to, PASSED, f"to {branch.to}")
-            return len(group)
-        outcomes: Outcomes = run_action(ctx, loaded, step, group)
-        for run in group:
-            outcome, detail = outcomes.get(run.id, (PASSED, None))
-            if outcome == FAILED:
-                # A failed action does not stop the run: it is recorded and the run continues,
-                # like ActiveCampaign's "skip" policy (a refused send is recorded the same way).
-                passed(run, following, FAILED, detail)
             else:
-                passed(run, following, outcome, detail)
+                self._pass(ctx, aid, step_id, group, following)
         return len(group)
 
-    def _wait(
-        self,
-        ctx: Context,
-        loaded: Loaded,
-        step: d.WaitStep,
-        group: list[Run],
-        passed: Any,
-    ) -> int:
+    def _wait(self, ctx: Context, loaded: Loaded, step: d.WaitStep, group: list[Run]) -> int:
         now, wait = ctx.now, step.wait
-        following = loaded.definition.next_of(step.id)
+        aid, following = loaded.automation_id, loaded.definition.next_of(step.id)
         for run in group:
             if run.wait_until is None:
                 run.wait_until = _deadline(wait, run, now)
-        holding: set[int] = set()
+        held: list[Run] = []
         if wait.condition is not None:
             holding = self._holding(ctx, wait.condition, group)
-        executed = 0
+            held = [r for r in group if r.contact_id in holding]
+            self._pass(ctx, aid, step.id, held, following, PASSED, "condition held")
+            group = [r for r in group if r.contact_id not in holding]
+        over: list[Run] = []
         for run in group:
             assert run.wait_until is not None
-            if wait.condition is not None and run.contact_id in holding:
-                passed(run, following, PASSED, "condition held")
-                executed += 1
-            elif now >= run.wait_until:
-                if wait.condition is not None:
-                    passed(run, wait.on_timeout or following, "timed_out", "time limit reached")
-                else:
-                    passed(run, following)
-                executed += 1
+            if now >= run.wait_until:
+                over.append(run)
             else:
                 run.moving, run.wake_at = False, run.wait_until
-        return executed
+        if wait.condition is not None:
+            to = wait.on_timeout or following
+            self._pass(ctx, aid, step.id, over, to, "timed_out", "time limit reached")
+            return len(over) + len(held)
+        self._pass(ctx, aid, step.id, over, following)
+        return len(over)
 
     def _write_back(self, session: Session, runs: list[Run]) -> None:
         """Runs that moved together share their new values: one UPDATE per shape of values."""

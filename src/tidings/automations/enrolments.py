@@ -86,7 +86,7 @@ def enrol_returning(
     if statement is None:
         return Entered(loaded, now, [])
     returning = statement.returning(ENROLMENTS.c.id, ENROLMENTS.c.contact_id, ENROLMENTS.c.run_key)
-    rows = [(r[0], r[1], r[2]) for r in session.connection().execute(returning)]
+    rows = [(r[0], r[1], r[2]) for r in session.connection().execute(returning).all()]
     return Entered(loaded, now, rows)
 
 
@@ -177,7 +177,7 @@ def exit_active(
         .returning(Enrolment.id, Enrolment.contact_id, Enrolment.step)
         .execution_options(synchronize_session=False)  # no Enrolment objects are loaded
     )
-    rows = [(r[0], r[1], r[2]) for r in session.execute(statement)]
+    rows = [(r[0], r[1], r[2]) for r in session.connection().execute(statement).all()]
     for eid, cid, step in rows:
         journal.add(eid, automation_id, cid, step or step_hint, EXITED, reason)
     return rows

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,11 @@ from tidings.db.bulk import dialect_insert, insert_tuples
 SHARDS = 16
 LOG_COLUMNS = ("enrolment_id", "automation_id", "contact_id", "at", "steps")
 STEP_COUNTS: Any = StepCount.__table__
+
+
+class RunLike(Protocol):
+    id: int
+    contact_id: int
 
 
 def own_shard() -> int:
@@ -32,7 +38,6 @@ class Journal:
         self.now, self.shard = now, shard
         # enrolment id -> (automation id, contact id, [[step, outcome, detail], ...])
         self.trails: dict[int, tuple[int, int, list[tuple[str, str, str | None]]]] = {}
-        self.counts: Counter[tuple[int, str, str]] = Counter()
 
     def add(
         self,
@@ -45,9 +50,27 @@ class Journal:
     ) -> None:
         trail = self.trails.get(enrolment_id)
         if trail is None:
-            trail = self.trails[enrolment_id] = (automation_id, contact_id, [])
-        trail[2].append((step, outcome, detail))
-        self.counts[(automation_id, step, outcome)] += 1
+            self.trails[enrolment_id] = (automation_id, contact_id, [(step, outcome, detail)])
+        else:
+            trail[2].append((step, outcome, detail))
+
+    def add_all(
+        self,
+        runs: Iterable[RunLike],
+        automation_id: int,
+        step: str,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        """The same entry for each of these runs (a step group's usual case)."""
+        entry = (step, outcome, detail)
+        trails = self.trails
+        for run in runs:
+            trail = trails.get(run.id)
+            if trail is None:
+                trails[run.id] = (automation_id, run.contact_id, [entry])
+            else:
+                trail[2].append(entry)
 
     def write(self, session: Session) -> None:
         """Insert the history rows and add the counts (in key order: two PostgreSQL workers
@@ -58,7 +81,12 @@ class Journal:
             for enrolment_id, (automation_id, contact_id, steps) in self.trails.items()
         ]
         insert_tuples(session, StepLog.__table__, LOG_COLUMNS, rows)  # type: ignore[arg-type]
-        if self.counts:
+        counts = Counter(
+            (automation_id, step, outcome)
+            for automation_id, _, steps in self.trails.values()
+            for step, outcome, _ in steps
+        )
+        if counts:
             insert = dialect_insert(session, STEP_COUNTS)
             session.execute(
                 insert.on_conflict_do_update(
@@ -73,8 +101,7 @@ class Journal:
                         "shard": self.shard,
                         "count": n,
                     }
-                    for (automation_id, step, outcome), n in sorted(self.counts.items())
+                    for (automation_id, step, outcome), n in sorted(counts.items())
                 ],
             )
         self.trails.clear()
-        self.counts.clear()
