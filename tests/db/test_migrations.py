@@ -35,9 +35,9 @@ def test_0005_keeps_step_history_and_counts(database: Database) -> None:
     import sqlalchemy as sa
     from alembic import command
 
-    from tidings.automations.models import StepCount, StepLog
+    from tidings.automations.models import Enrolment, StepCount, StepLog
     from tidings.db.migrate import alembic_config
-    from tidings.db.types import UTCDateTime
+    from tidings.db.types import JSONType, UTCDateTime
 
     config = alembic_config()
 
@@ -64,11 +64,29 @@ def test_0005_keeps_step_history_and_counts(database: Database) -> None:
                     _old_row(2, 4, "tag", None, at),
                 ],
             )
+            enrolments = sa.table(
+                "enrolments",
+                *(sa.column(name) for name in ("automation_id", "version", "contact_id")),
+                *(sa.column(name) for name in ("state", "hops", "run_key")),
+                sa.column("goals_hit", JSONType),
+                sa.column("entered_at", UTCDateTime()),
+            )
+            same = {"automation_id": 7, "version": 1, "hops": 0, "goals_hit": [], "entered_at": at}
+            connection.execute(
+                enrolments.insert(),
+                [
+                    {**same, "contact_id": 3, "run_key": "7:3:active", "state": "active"},
+                    {**same, "contact_id": 4, "run_key": "7:4", "state": "completed"},
+                    {**same, "contact_id": 5, "run_key": None, "state": "completed"},
+                ],
+            )
     finally:
         migrate(command.upgrade, "head")
     with database.session() as session:
         logs = session.scalars(select(StepLog).order_by(StepLog.id)).all()
         counts = {(c.step, c.outcome): c.count for c in session.scalars(select(StepCount))}
+        keys = set(session.scalars(select(Enrolment.run_key)))
+    assert keys == {"3:7:active", "4:7", None}
     assert [(log.enrolment_id, log.steps) for log in logs] == [
         (1, [["tag", "passed", None]]),
         (1, [["ab", "passed", "to a"]]),

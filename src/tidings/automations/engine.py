@@ -56,6 +56,7 @@ from tidings.db.bulk import dialect_insert, in_values
 from tidings.db.engine import Database, use_bulk_page_cache
 from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
+from tidings.memory import gc_paused
 from tidings.segments import condition_sql
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class Engine:
 
     def match_triggers(self) -> PassStats:
         stats = PassStats()
-        with self.database.session() as session:
+        with gc_paused(), self.database.session() as session:
             snapshot = self.registry.refresh(session)
             state = self._lock_cursor(session)
             if state is None:
@@ -395,7 +396,7 @@ class Engine:
 
     def _process_batch(self, only: int | None) -> PassStats:
         stats = PassStats()
-        with self.database.session() as session:
+        with gc_paused(), self.database.session() as session:
             snapshot = self.registry.refresh(session)
             active_ids = snapshot.active_ids()
             if not active_ids:

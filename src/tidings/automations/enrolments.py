@@ -38,8 +38,11 @@ RUN_KEY_SUFFIXES = ("", ":active")  # runs once, runs multiple
 
 
 def run_key_expr(loaded: Loaded, contact_id: Any) -> Any:
-    """The unique key: forever for runs once, only while active for runs multiple."""
-    key = literal(f"{loaded.automation_id}:") + cast(contact_id, String)
+    """The unique key: forever for runs once, only while active for runs multiple.
+
+    "contact:automation": a contact's keys sit together in the index, so a transaction that
+    moves a contact between automations (a restart) touches one index page, not two."""
+    key = cast(contact_id, String) + literal(f":{loaded.automation_id}")
     if loaded.definition.runs == "multiple":
         key = key + literal(RUN_KEY_SUFFIXES[1])
     return key
@@ -152,11 +155,11 @@ def exit_active(
     """End the active enrolments of these contacts in an automation; (id, contact, step) each."""
     if not contact_ids:
         return []
-    # An active run holds its contact's run key (runs once: "a:c", multiple: "a:c:active"):
+    # An active run holds its contact's run key (runs once: "c:a", multiple: "c:a:active"):
     # the unique index finds exactly these rows. `state` is compared through coalesce so that
     # no planner (SQLite has no statistics) scans the automation's active runs by index instead.
     keys = [
-        f"{automation_id}:{cid}{suffix}"
+        f"{cid}:{automation_id}{suffix}"
         for cid in sorted(set(contact_ids))
         for suffix in RUN_KEY_SUFFIXES
     ]

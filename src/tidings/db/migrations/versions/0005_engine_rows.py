@@ -1,5 +1,5 @@
 """engine: partial indexes on active enrolments, one step-log row per enrolment and batch,
-per-step outcome counts (issue 4, step rate)
+per-step outcome counts, run keys contact first (issue 4, step rate)
 
 Revision ID: 0005
 Revises: 0004
@@ -54,6 +54,7 @@ def upgrade() -> None:
         batch.drop_column("detail")
         batch.alter_column("steps", existing_type=JSON, nullable=False)
 
+    _reorder_run_keys(contact_first=True)
     op.drop_index("ix_enrolments_state_wake_at", table_name="enrolments")
     op.drop_index("ix_enrolments_automation_id_state_step", table_name="enrolments")
     op.create_index("ix_enrolments_due", "enrolments", ["wake_at"], **ACTIVE_ONLY)
@@ -61,7 +62,20 @@ def upgrade() -> None:
     op.create_index("ix_enrolments_automation_id", "enrolments", ["automation_id"])
 
 
+def _reorder_run_keys(*, contact_first: bool) -> None:
+    """Run keys: "contact:automation[:active]" from now on (were "automation:contact...")."""
+    first, second = (
+        ("contact_id", "automation_id") if contact_first else ("automation_id", "contact_id")
+    )
+    op.execute(  # "\\:" keeps text() from reading ":active" as a parameter
+        f"UPDATE enrolments SET run_key = CAST({first} AS TEXT) || ':' || CAST({second} AS TEXT)"
+        " || CASE WHEN run_key LIKE '%\\:active' THEN '\\:active' ELSE '' END"
+        " WHERE run_key IS NOT NULL"
+    )
+
+
 def downgrade() -> None:
+    _reorder_run_keys(contact_first=False)
     op.drop_index("ix_enrolments_automation_id", table_name="enrolments")
     op.drop_index("ix_enrolments_waiting", table_name="enrolments")
     op.drop_index("ix_enrolments_due", table_name="enrolments")
