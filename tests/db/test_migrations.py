@@ -85,8 +85,8 @@ def test_0005_keeps_step_history_and_counts(database: Database) -> None:
     with database.session() as session:
         logs = session.scalars(select(StepLog).order_by(StepLog.id)).all()
         counts = {(c.step, c.outcome): c.count for c in session.scalars(select(StepCount))}
-        keys = set(session.scalars(select(Enrolment.run_key)))
-    assert keys == {"3:7:active", "4:7", None}
+        slots = dict(session.execute(select(Enrolment.contact_id, Enrolment.run_slot)).all())
+    assert slots == {3: "active", 4: "once", 5: None}
     assert [(log.enrolment_id, log.steps) for log in logs] == [
         (1, [["tag", "passed", None]]),
         (1, [["ab", "passed", "to a"]]),

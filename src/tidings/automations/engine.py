@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -45,7 +45,7 @@ from tidings.automations.enrolments import (
     enrol,
     enrol_returning,
     is_active,
-    released_key,
+    released_slot,
 )
 from tidings.automations.journal import Journal, own_shard
 from tidings.automations.models import EngineState, Enrolment
@@ -81,7 +81,6 @@ class Run:
     hops: int
     goals_hit: list[str]
     entered_at: datetime
-    run_key: str | None
     state: str = ACTIVE
     wake_at: datetime | None = None
     ended_at: datetime | None = None
@@ -388,7 +387,7 @@ class Engine:
                             wake_at=None,
                             ended_at=now,
                             end_reason=f"{type(exc).__name__}: {exc}"[:2000],
-                            run_key=released_key(),
+                            run_slot=released_slot(),
                         )
                     )
                 total.claimed += 1
@@ -443,10 +442,9 @@ class Engine:
                 0,
                 [],
                 e.at,
-                run_key,
             )
             for e in ctx.entered
-            for enrolment_id, contact_id, run_key in e.rows
+            for enrolment_id, contact_id in e.rows
         ]
         ctx.entered.clear()
         runs.extend(fresh)
@@ -467,7 +465,6 @@ class Engine:
                 # As text: nearly always "[]", which needs no JSON decoding.
                 cast(Enrolment.goals_hit, Text),
                 type_coerce(Enrolment.entered_at, String()),
-                Enrolment.run_key,
                 Contact.status,
             )
             .outerjoin(Contact, Contact.id == Enrolment.contact_id)
@@ -498,8 +495,7 @@ class Engine:
                 r[6],
                 _goals(r[7]),
                 stamps[r[8]],
-                r[9],
-                contact_status=r[10],
+                contact_status=r[9],
             )
             for r in session.connection().execute(statement).all()
         ]
@@ -683,9 +679,10 @@ class Engine:
     def _wait(self, ctx: Context, loaded: Loaded, step: d.WaitStep, group: list[Run]) -> int:
         now, wait = ctx.now, step.wait
         aid, following = loaded.automation_id, loaded.definition.next_of(step.id)
+        deadline = _deadline(wait, now)
         for run in group:
             if run.wait_until is None:
-                run.wait_until = _deadline(wait, run, now)
+                run.wait_until = deadline(run)
         held: list[Run] = []
         if wait.condition is not None:
             holding = self._holding(ctx, wait.condition, group)
@@ -736,7 +733,7 @@ class Engine:
                 "end_reason": end_reason,
             }
             if state != ACTIVE:
-                values["run_key"] = released_key()
+                values["run_slot"] = released_slot()
             session.execute(
                 update(Enrolment)
                 .where(in_values(session, Enrolment.id, ids))
@@ -766,17 +763,22 @@ def _goals(stored: str | None) -> list[str]:
     return list(orjson.loads(stored))
 
 
-def _deadline(wait: d.Wait, run: Run, now: datetime) -> datetime:
+def _deadline(wait: d.Wait, now: datetime) -> Callable[[Run], datetime]:
+    """When a run that starts this wait now may leave it (worked out once per group)."""
     if wait.until is not None:
-        return wait.until
+        until = wait.until
+        return lambda run: until
     if wait.after_entry is not None:
-        return run.entered_at + wait.after_entry.delta
+        after = wait.after_entry.delta
+        return lambda run: run.entered_at + after
     if wait.condition is not None:
         assert wait.timeout is not None
-        return now + wait.timeout.delta
+        limit = now + wait.timeout.delta
+        return lambda run: limit
     duration = wait.duration
     assert duration is not None
-    return now + duration
+    end = now + duration
+    return lambda run: end
 
 
 def split_branch(automation_id: int, contact_id: int, step: d.SplitStep) -> d.Branch:

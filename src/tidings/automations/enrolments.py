@@ -9,9 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    String,
     case,
-    cast,
     func,
     literal,
     literal_column,
@@ -34,27 +32,22 @@ COMPLETED = "completed"
 EXITED = "exited"
 
 
-RUN_KEY_SUFFIXES = ("", ":active")  # runs once, runs multiple
+ONCE, ACTIVE_SLOT = "once", "active"  # run slots: runs once (kept), runs multiple (freed)
 
 
-def run_key_expr(loaded: Loaded, contact_id: Any) -> Any:
-    """The unique key: forever for runs once, only while active for runs multiple.
-
-    "contact:automation": a contact's keys sit together in the index, so a transaction that
-    moves a contact between automations (a restart) touches one index page, not two."""
-    key = cast(contact_id, String) + literal(f":{loaded.automation_id}")
-    if loaded.definition.runs == "multiple":
-        key = key + literal(RUN_KEY_SUFFIXES[1])
-    return key
+def run_slot(loaded: Loaded) -> str:
+    """Unique per (contact, automation): forever for runs once, only while active for runs
+    multiple (freed to NULL when the run ends; NULLs never clash)."""
+    return ACTIVE_SLOT if loaded.definition.runs == "multiple" else ONCE
 
 
 @dataclass(frozen=True, slots=True)
 class Entered:
-    """Enrolments made in the current transaction: (id, contact id, run key) of each."""
+    """Enrolments made in the current transaction: (id, contact id) of each."""
 
     loaded: Loaded
     at: datetime
-    rows: list[tuple[int, int, str | None]]
+    rows: list[tuple[int, int]]
 
 
 def enrol(
@@ -88,8 +81,8 @@ def enrol_returning(
     statement = _enrol_statement(session, loaded, now, contact_ids, None)
     if statement is None:
         return Entered(loaded, now, [])
-    returning = statement.returning(ENROLMENTS.c.id, ENROLMENTS.c.contact_id, ENROLMENTS.c.run_key)
-    rows = [(r[0], r[1], r[2]) for r in session.connection().execute(returning).all()]
+    returning = statement.returning(ENROLMENTS.c.id, ENROLMENTS.c.contact_id)
+    rows = [(r[0], r[1]) for r in session.connection().execute(returning).all()]
     return Entered(loaded, now, rows)
 
 
@@ -120,7 +113,7 @@ def _enrol_statement(
         literal(now, UTCDateTime()),
         literal(0),
         literal([], JSONType),
-        run_key_expr(loaded, Contact.id),
+        literal(run_slot(loaded)),
         literal(now, UTCDateTime()),
     ).where(*conditions)
     columns = [
@@ -132,13 +125,13 @@ def _enrol_statement(
         "wake_at",
         "hops",
         "goals_hit",
-        "run_key",
+        "run_slot",
         "entered_at",
     ]
     return (
         dialect_insert(session, ENROLMENTS)  # the table: a Core statement, no ORM bookkeeping
         .from_select(columns, select_)
-        .on_conflict_do_nothing(index_elements=["run_key"])
+        .on_conflict_do_nothing(index_elements=["contact_id", "automation_id", "run_slot"])
     )
 
 
@@ -155,18 +148,15 @@ def exit_active(
     """End the active enrolments of these contacts in an automation; (id, contact, step) each."""
     if not contact_ids:
         return []
-    # An active run holds its contact's run key (runs once: "c:a", multiple: "c:a:active"):
-    # the unique index finds exactly these rows. `state` is compared through coalesce so that
-    # no planner (SQLite has no statistics) scans the automation's active runs by index instead.
-    keys = [
-        f"{cid}:{automation_id}{suffix}"
-        for cid in sorted(set(contact_ids))
-        for suffix in RUN_KEY_SUFFIXES
-    ]
+    # An active run holds a run slot: the unique (contact, automation, slot) index finds
+    # exactly these rows. `state` is compared through coalesce so that no planner (SQLite has
+    # no statistics) scans the automation's active runs by another index instead.
     statement = (
         update(Enrolment)
         .where(
-            in_values(session, Enrolment.run_key, keys),
+            in_values(session, Enrolment.contact_id, sorted(set(contact_ids))),
+            Enrolment.automation_id == automation_id,
+            Enrolment.run_slot.is_not(None),
             func.coalesce(Enrolment.state, "") == ACTIVE,
         )
         .values(
@@ -174,8 +164,7 @@ def exit_active(
             wake_at=None,
             ended_at=now,
             end_reason=reason,
-            # Runs-multiple keys end in ':active': free them so the contact may enter again.
-            run_key=released_key(),
+            run_slot=released_slot(),  # runs multiple: the contact may enter again
         )
         .returning(Enrolment.id, Enrolment.contact_id, Enrolment.step)
         .execution_options(synchronize_session=False)  # no Enrolment objects are loaded
@@ -186,9 +175,9 @@ def exit_active(
     return rows
 
 
-def released_key() -> Any:
-    """Runs-multiple keys end in ':active': freed when the run ends; runs-once keys stay."""
-    return case((Enrolment.run_key.like("%:active"), None), else_=Enrolment.run_key)
+def released_slot() -> Any:
+    """An ended run frees the `active` slot (the contact may enter again); `once` stays."""
+    return case((Enrolment.run_slot == ACTIVE_SLOT, None), else_=Enrolment.run_slot)
 
 
 def is_active() -> ColumnElement[bool]:

@@ -58,8 +58,9 @@ class Enrolment(Base):
 
     The worker claims due rows (wake_at <= now) and advances them in ONE transaction together
     with every effect of the steps it runs, so a crash rolls both back: nothing lost, nothing
-    doubled. `run_key` enforces "runs once" (kept forever) and "one active run" for runs
-    multiple (cleared when the run ends) with a unique index.
+    doubled. `run_slot` with the unique (contact, automation, slot) index enforces "runs
+    once" (slot `once`, kept forever) and "one active run" for runs multiple (slot `active`,
+    cleared when the run ends).
     """
 
     __tablename__ = "enrolments"
@@ -81,7 +82,7 @@ class Enrolment(Base):
     # Step executions so far: part of effect idempotency keys (a loop revisits a step).
     hops: Mapped[int] = mapped_column(Integer, default=0)
     goals_hit: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    run_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    run_slot: Mapped[str | None] = mapped_column(String(10))  # once | active | None
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(Text)
@@ -93,7 +94,15 @@ class Enrolment(Base):
     __table_args__ = (
         Index("ix_enrolments_due", "wake_at", **ACTIVE_ONLY),
         Index("ix_enrolments_waiting", "automation_id", "step", **ACTIVE_ONLY),
-        Index("ix_enrolments_contact_id_automation_id", "contact_id", "automation_id"),
+        # A contact's enrolments, and the run-once / one-active rule: one index for both, so
+        # a new run writes one entry where it used to write two in different places.
+        Index(
+            "uq_enrolments_contact_id_automation_id_run_slot",
+            "contact_id",
+            "automation_id",
+            "run_slot",
+            unique=True,
+        ),
         Index("ix_enrolments_automation_id", "automation_id"),
     )
 

@@ -14,13 +14,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_WAL_CHECKPOINT_PAGES = 10_000
-SQLITE_BULK_CACHE_KIB = 65_536
+SQLITE_BULK_CACHE_KIB = 262_144
 
 
 def use_bulk_page_cache(session: Session) -> None:
     """For transactions that write all over large indexes (event ingest, engine batches):
-    SQLite's default 2 MB page cache made every batch re-read the index pages; this
-    connection keeps 64 MB. Nothing to do on PostgreSQL (shared buffers)."""
+    SQLite's default 2 MB page cache made every batch re-read the index pages, and a batch
+    whose changed pages outgrow the cache writes them to the WAL twice (spilled, then
+    committed). This connection keeps up to 256 MB (filled only as pages are read): at
+    100,000 contacts the engine ran 1.35x faster than with 64 MB, and no faster with 1 GB.
+    Nothing to do on PostgreSQL (shared buffers)."""
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_BULK_CACHE_KIB}")

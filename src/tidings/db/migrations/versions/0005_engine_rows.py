@@ -1,5 +1,5 @@
 """engine: partial indexes on active enrolments, one step-log row per enrolment and batch,
-per-step outcome counts, run keys contact first (issue 4, step rate)
+per-step outcome counts, run slots (issue 4, step rate)
 
 Revision ID: 0005
 Revises: 0004
@@ -54,7 +54,7 @@ def upgrade() -> None:
         batch.drop_column("detail")
         batch.alter_column("steps", existing_type=JSON, nullable=False)
 
-    _reorder_run_keys(contact_first=True)
+    _run_keys_to_slots()
     op.drop_index("ix_enrolments_state_wake_at", table_name="enrolments")
     op.drop_index("ix_enrolments_automation_id_state_step", table_name="enrolments")
     op.create_index("ix_enrolments_due", "enrolments", ["wake_at"], **ACTIVE_ONLY)
@@ -62,20 +62,44 @@ def upgrade() -> None:
     op.create_index("ix_enrolments_automation_id", "enrolments", ["automation_id"])
 
 
-def _reorder_run_keys(*, contact_first: bool) -> None:
-    """Run keys: "contact:automation[:active]" from now on (were "automation:contact...")."""
-    first, second = (
-        ("contact_id", "automation_id") if contact_first else ("automation_id", "contact_id")
-    )
+def _run_keys_to_slots() -> None:
+    """run_key "automation:contact[:active]" (unique) becomes run_slot once|active|NULL under a
+    unique (contact, automation, slot) index, which also replaces the contact index."""
+    op.add_column("enrolments", sa.Column("run_slot", sa.String(length=10), nullable=True))
     op.execute(  # "\\:" keeps text() from reading ":active" as a parameter
-        f"UPDATE enrolments SET run_key = CAST({first} AS TEXT) || ':' || CAST({second} AS TEXT)"
-        " || CASE WHEN run_key LIKE '%\\:active' THEN '\\:active' ELSE '' END"
-        " WHERE run_key IS NOT NULL"
+        "UPDATE enrolments SET run_slot = CASE WHEN run_key LIKE '%\\:active' THEN 'active' "
+        "WHEN run_key IS NOT NULL THEN 'once' END"
+    )
+    op.drop_index("ix_enrolments_contact_id_automation_id", table_name="enrolments")
+    with op.batch_alter_table("enrolments") as batch:
+        batch.drop_constraint("uq_enrolments_run_key", type_="unique")
+        batch.drop_column("run_key")
+    op.create_index(
+        "uq_enrolments_contact_id_automation_id_run_slot",
+        "enrolments",
+        ["contact_id", "automation_id", "run_slot"],
+        unique=True,
+    )
+
+
+def _run_slots_to_keys() -> None:
+    op.add_column("enrolments", sa.Column("run_key", sa.String(length=100), nullable=True))
+    op.execute(
+        "UPDATE enrolments SET run_key = CAST(automation_id AS TEXT) || '\\:' || "
+        "CAST(contact_id AS TEXT) || CASE WHEN run_slot = 'active' THEN '\\:active' ELSE '' END "
+        "WHERE run_slot IS NOT NULL"
+    )
+    op.drop_index("uq_enrolments_contact_id_automation_id_run_slot", table_name="enrolments")
+    with op.batch_alter_table("enrolments") as batch:
+        batch.drop_column("run_slot")
+        batch.create_unique_constraint("uq_enrolments_run_key", ["run_key"])
+    op.create_index(
+        "ix_enrolments_contact_id_automation_id", "enrolments", ["contact_id", "automation_id"]
     )
 
 
 def downgrade() -> None:
-    _reorder_run_keys(contact_first=False)
+    _run_slots_to_keys()
     op.drop_index("ix_enrolments_automation_id", table_name="enrolments")
     op.drop_index("ix_enrolments_waiting", table_name="enrolments")
     op.drop_index("ix_enrolments_due", table_name="enrolments")
