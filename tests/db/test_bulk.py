@@ -58,3 +58,17 @@ def test_insert_tuples_refuses_naive_timestamps(database: Database) -> None:
         insert_tuples(
             session, TABLE, COLUMNS, [(1, "x", "api", datetime(2026, 3, 2), {}, None, False)]
         )
+
+
+def test_insert_tuples_shared_and_equal_json_values(database: Database) -> None:
+    """A value object shared by many rows is stored in each (encoded once), and equal but
+    distinct objects each as themselves."""
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    shared = {"tag": "Engaged", "tag_id": 1}
+    rows = [(i, "tag_added", "automation", at, shared, None, False) for i in range(3)]
+    rows += [(9, "tag_added", "automation", at, {"tag": f"T{i}"}, None, False) for i in range(3)]
+    with database.session() as session:
+        insert_tuples(session, TABLE, COLUMNS, rows)
+    with database.session() as session:
+        stored = list(session.scalars(select(Activity.data).order_by(Activity.id)))
+    assert stored == [shared] * 3 + [{"tag": "T0"}, {"tag": "T1"}, {"tag": "T2"}]

@@ -66,8 +66,24 @@ def _converter(column_type: Any) -> Callable[[Any], Any] | None:
 
         return timestamp
     if isinstance(column_type, JSON):
-        return _json_text
+        return _json_encoder()
     return None
+
+
+def _json_encoder() -> Callable[[Any], str | None]:
+    """JSON text for one insert's values. Rows often share one value object (the activities
+    of one tag change): it is encoded once, found by identity (every value stays alive until
+    the insert is over)."""
+    done: dict[int, str | None] = {}
+
+    def json_text(value: Any) -> str | None:
+        key = id(value)
+        text = done.get(key)
+        if text is None:
+            text = done[key] = _json_text(value)
+        return text
+
+    return json_text
 
 
 def insert_tuples(
@@ -99,7 +115,7 @@ def _copy_converter(column_type: Any, dialect: Any) -> tuple[bool, Callable[[Any
     if isinstance(column_type, UTCDateTime):
         return True, _aware
     if isinstance(column_type, JSON):
-        return True, _json_text
+        return True, _json_encoder()
     if isinstance(column_type, Boolean):
         return True, lambda value: None if value is None else bool(value)
     return column_type.dialect_impl(dialect).bind_processor(dialect) is None, None
