@@ -367,15 +367,7 @@ def _start(
     target = snapshot.current[target_id]
     ids = sorted({r.contact_id for r in runs})
     if step.restart:
-        ended = exit_active(
-            ctx.session,
-            target_id,
-            ids,
-            now=ctx.now,
-            reason=f"restarted by {loaded.name}",
-            journal=ctx.journal,
-        )
-        ctx.exited.update(eid for eid, _, _ in ended)
+        _exit_contacts(ctx, target_id, ids, f"restarted by {loaded.name}")
     if ctx.entered is None:
         enrol(ctx.session, target, now=ctx.now, contact_ids=ids)
     else:
@@ -389,17 +381,16 @@ def _exit(
     target_id = ctx.registry.snapshot.by_name.get(step.automation)
     if target_id is None:
         return {r.id: (FAILED, f"automation {step.automation!r} does not exist") for r in runs}
-    ids = sorted({r.contact_id for r in runs})
+    _exit_contacts(ctx, target_id, sorted({r.contact_id for r in runs}), f"exited by {loaded.name}")
+    return {}
+
+
+def _exit_contacts(ctx: Context, automation_id: int, contact_ids: list[int], reason: str) -> None:
+    """End these contacts' active runs of an automation (those in this batch stay ended)."""
     ended = exit_active(
-        ctx.session,
-        target_id,
-        ids,
-        now=ctx.now,
-        reason=f"exited by {loaded.name}",
-        journal=ctx.journal,
+        ctx.session, automation_id, contact_ids, now=ctx.now, reason=reason, journal=ctx.journal
     )
     ctx.exited.update(eid for eid, _, _ in ended)
-    return {}
 
 
 HANDLERS: dict[type, Callable[..., Outcomes]] = {
