@@ -40,6 +40,7 @@ from tidings.events.validation import (
     EventError,
     check_event,
 )
+from tidings.memory import gc_paused
 
 MAX_BATCH = 50_000
 ACTIVITIES = cast(Table, Activity.__table__)
@@ -89,6 +90,18 @@ def ingest_events(
     `events` may contain `BadLine` items (input lines that were not JSON objects): they are
     rejected with their reason, keeping the indexes of the rest right.
     """
+    with gc_paused():  # tens of thousands of small objects that live until the end
+        return _ingest(session, events, now, cause, create_contacts, index_offset)
+
+
+def _ingest(
+    session: Session,
+    events: Sequence[Any],
+    now: datetime,
+    cause: str,
+    create_contacts: bool,
+    index_offset: int,
+) -> IngestReport:
     report = IngestReport()
     checked: list[tuple[int, CheckedEvent]] = []
     latest = now + MAX_FUTURE
