@@ -26,6 +26,7 @@ from tidings.contacts.service import (
 )
 from tidings.db.engine import Database
 from tidings.errors import ValidationFailed
+from tidings.memory import gc_paused
 
 BATCH_SIZE = 5_000
 STANDARD_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags", "lists")
@@ -188,14 +189,15 @@ def import_contacts(
 
     try:
         for records_batch in _batches(records, batch_size):
-            good = [r for r in records_batch if r.values is not None]
-            validated = validate_batch(
-                [row_reader.read(r.values or []) for r in good],
-                definitions,
-                extra_tags=extra_tags,
-                extra_lists=extra_lists,
-            )
-            _finish(summary, write(validated), records_batch, writer, progress)
+            with gc_paused():  # a batch's many small objects live until it is written
+                good = [r for r in records_batch if r.values is not None]
+                validated = validate_batch(
+                    [row_reader.read(r.values or []) for r in good],
+                    definitions,
+                    extra_tags=extra_tags,
+                    extra_lists=extra_lists,
+                )
+                _finish(summary, write(validated), records_batch, writer, progress)
     finally:
         writer.close()
     if summary.rejected:
