@@ -426,11 +426,11 @@ class Engine:
         ctx.journal.write(ctx.session)
         return executed
 
-    def _take_entered(self, ctx: Context, runs: list[Run]) -> None:
+    def _take_entered(self, ctx: Context, runs: list[Run]) -> list[Run]:
         """The enrolments started so far in this transaction join the runs, at their first step
-        (their goals checked first, as for a claimed run)."""
+        (their goals checked first, as for a claimed run); returns them."""
         if not ctx.entered:
-            return
+            return []
         fresh = [
             Run(
                 enrolment_id,
@@ -449,6 +449,7 @@ class Engine:
         ctx.entered.clear()
         runs.extend(fresh)
         self._check_goals(ctx, fresh)
+        return fresh
 
     def _claim(
         self, session: Session, automation_ids: list[int], now: datetime, only: int | None = None
@@ -562,10 +563,11 @@ class Engine:
 
     def _run_steps(self, ctx: Context, runs: list[Run]) -> int:
         executed = 0
+        moving = [run for run in runs if run.moving]  # shrinks as runs stop: waits, ends
         for _ in range(MAX_HOPS):
-            self._take_entered(ctx, runs)
+            moving.extend(self._take_entered(ctx, runs))
             groups: dict[tuple[int, int, str], list[Run]] = defaultdict(list)
-            for run in runs:
+            for run in moving:
                 if run.moving and run.id in ctx.exited:
                     self._end(run, EXITED, ctx.now, "exited by another automation")
                 if run.moving:
@@ -578,6 +580,7 @@ class Engine:
                     continue
                 loaded = self.registry.version(ctx.session, automation_id, version)
                 executed += self._step(ctx, loaded, step_id, group)
+            moving = [run for group in groups.values() for run in group if run.moving]
         for run in runs:  # a long chain of instant steps: continue in the next batch
             if run.moving:
                 run.moving, run.wake_at = False, ctx.now
