@@ -537,11 +537,8 @@ class Engine:
                 for run in candidates:
                     if run.contact_id not in hits:
                         continue
-                    ctx.journal.add(
-                        run.id, automation_id, run.contact_id, run.step, "goal", goal.id
-                    )
                     run.goals_hit = [*run.goals_hit, goal.id]
-                    self._move(run, goal.jump_to, ctx.now)
+                    self._pass(ctx, automation_id, run.step, [run], goal.jump_to, "goal", goal.id)
 
     def _holding(self, ctx: Context, condition: Any, runs: list[Run]) -> set[int]:
         if not runs:
@@ -552,14 +549,6 @@ class Engine:
             in_values(session, Contact.id, ids), condition_sql(condition, ctx.now)
         )
         return set(session.scalars(query))
-
-    def _move(self, run: Run, to: str, now: datetime) -> None:
-        run.hops += 1
-        run.wait_until = None
-        if to == d.END:
-            self._end(run, COMPLETED, now, None)
-        else:
-            run.step = to
 
     def _run_steps(self, ctx: Context, runs: list[Run]) -> int:
         executed = 0
