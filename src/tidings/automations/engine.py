@@ -481,10 +481,19 @@ class Engine:
         )
         if only is not None:
             statement = statement.where(Enrolment.id == only)
+        connection = session.connection()
         if not self.database.is_sqlite:
             statement = statement.with_for_update(of=Enrolment, skip_locked=True)
+            # Walk the due index in wake_at order and stop after the batch. A bitmap scan (the
+            # planner's pick when statistics are missing or stale) reads every due entry on
+            # every claim, dead ones included; an index scan also marks the dead entries it
+            # passes, so the next claim skips them even before vacuum has run.
+            connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
         # A Core execution: the ORM's per-row result processing costs more than the rest.
         stamps = _Timestamps(session.get_bind().dialect)
+        rows = connection.execute(statement).all()
+        if not self.database.is_sqlite:
+            connection.exec_driver_sql("SET LOCAL enable_bitmapscan = on")
         return [
             Run(
                 r[0],
@@ -498,7 +507,7 @@ class Engine:
                 stamps[r[8]],
                 contact_status=r[9],
             )
-            for r in session.connection().execute(statement).all()
+            for r in rows
         ]
 
     def _loaded(self, session: Session, run: Run) -> Loaded:
