@@ -111,6 +111,11 @@ class SmtpConnection:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._client: aiosmtplib.SMTP | None = None
+        # The reply awaited now, the time by which it must come, and the one timer that
+        # checks it (see _reply).
+        self._awaited: asyncio.Future[aiosmtplib.SMTPResponse] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._client is not None and self._client.is_connected:
@@ -131,6 +136,7 @@ class SmtpConnection:
         return client
 
     async def close(self) -> None:
+        self._stop_timer()
         client, self._client = self._client, None
         if client is not None and client.is_connected:
             try:
@@ -139,9 +145,15 @@ class SmtpConnection:
                 client.close()
 
     def _drop(self) -> None:
+        self._stop_timer()
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     async def send(
         self, mail_from: str, rcpt_to: str, data: bytes, before_dot: BeforeDot
@@ -200,20 +212,36 @@ class SmtpConnection:
         return await self._reply(protocol)
 
     async def _reply(self, protocol: SMTPProtocol) -> aiosmtplib.SMTPResponse:
-        """protocol.read_response() with a timer handle instead of wait_for() (which costs a
-        task-like future, callbacks and a handle per reply)."""
+        """protocol.read_response(), each reply due within the timeout, without a timer per
+        reply: wait_for() costs a task-like future, callbacks and a handle per reply, and a
+        call_later() a heap entry to make and cancel. Here a reply only sets its deadline;
+        one timer per connection checks it (_check_deadline)."""
         waiter = protocol._response_waiter
         if waiter is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         protocol._response_pending = True
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.config.timeout, _time_out, waiter)
+        self._awaited, self._deadline = waiter, loop.time() + self.config.timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
         try:
             return await waiter
         finally:
-            timer.cancel()
+            self._awaited = None
             protocol._response_pending = False
             protocol._response_waiter = None if protocol.transport is None else loop.create_future()
+
+    def _check_deadline(self) -> None:
+        """The timer: times out the reply awaited now if its deadline has passed, else waits
+        for that deadline (a later reply's); with no reply awaited it stops until the next."""
+        self._timer = None
+        if self._awaited is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+        else:
+            _time_out(self._awaited)
 
     async def _data(
         self, protocol: SMTPProtocol, data: bytes, before_dot: BeforeDot
