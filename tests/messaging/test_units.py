@@ -178,3 +178,68 @@ def test_a_reply_that_never_comes_times_out(silent_at: str) -> None:
     assert (ok, code) == (False, 421) and "Timed out" in message
     assert stage == {"MAIL": "mail", "RCPT": "rcpt", "dot": "data"}[silent_at]
     assert 0.35 <= took < 3
+
+
+@pytest.mark.parametrize(
+    ("refuse_at", "reply", "stage"),
+    [
+        ("MAIL", b"451 later", "mail"),
+        ("RCPT", b"550 no such user", "rcpt"),
+        ("DATA", b"554 no", "data"),
+    ],
+)
+def test_a_refusal_mid_envelope_stops_the_message_and_the_next_one_goes(
+    refuse_at: str, reply: bytes, stage: str
+) -> None:
+    """MAIL, RCPT and DATA go out one after the other as their replies come; the first
+    unexpected reply ends the message at its stage, with aiosmtplib's code and text."""
+    from tidings.messaging.transport import SmtpConfig, SmtpConnection
+
+    commands: list[str] = []
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        in_data = False
+        while line := await reader.readline():
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    writer.write(b"250 queued\r\n")
+                continue
+            command = line[:4].upper().decode()
+            commands.append(command)
+            if command == refuse_at and commands.count(command) == 1:
+                writer.write(reply + b"\r\n")
+            elif command == "DATA":
+                in_data = True
+                writer.write(b"354 go on\r\n")
+            else:
+                writer.write(b"250 ok\r\n")
+
+    async def main() -> list[tuple[object, ...]]:
+        listening = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        connection = SmtpConnection(SmtpConfig("127.0.0.1", port, timeout=5))
+
+        async def before_dot(write_dot: object) -> bool:
+            return True
+
+        seen = []
+        try:
+            for _ in range(2):
+                sending = connection.send(
+                    "a@example.com", "b@example.org", b"Subject: x\r\n\r\nhi\r\n", before_dot
+                )
+                result = await asyncio.wait_for(sending, 5)
+                seen.append((result.ok, result.code, result.stage, result.message))
+        finally:
+            await connection.close()
+            listening.close()
+        return seen
+
+    refused, then = asyncio.run(main())
+    code = int(reply[:3])
+    assert refused == (False, code, stage, reply[4:].decode())
+    assert then == (True, 250, "data", "queued")
+    after = commands[commands.index(refuse_at) + 1 :]
+    assert after[:1] == (["RSET"] if stage in ("mail", "rcpt") else ["EHLO"])  # else reconnects

@@ -173,14 +173,13 @@ class SmtpConnection:
             # (address parsing, a lock and a wait_for() per command): about half of this
             # client's work per message.
             async with protocol._command_lock:
-                reply = await self._command(protocol, b"MAIL FROM:" + smtp_path(mail_from))
-                if reply.code != 250:
-                    raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail_from)
-                stage = "rcpt"
-                reply = await self._command(protocol, b"RCPT TO:" + smtp_path(rcpt_to))
-                if reply.code not in (250, 251):
-                    raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, rcpt_to)
-                stage = "data"
+                envelope = _Envelope(self, protocol, mail_from, rcpt_to)
+                try:
+                    reply = await self._reply(protocol)
+                finally:
+                    stage = envelope.stage
+                if reply.code not in envelope.expected:
+                    raise envelope.refused(reply)
                 response, handed_over = await self._data(protocol, data, before_dot)
             return SmtpResult(True, response.code, response.message, stage, True)
         except aiosmtplib.SMTPResponseException as exc:
@@ -205,11 +204,6 @@ class SmtpConnection:
             await client.rset()
         except (aiosmtplib.SMTPException, OSError):
             self._drop()
-
-    async def _command(self, protocol: SMTPProtocol, line: bytes) -> aiosmtplib.SMTPResponse:
-        protocol._response_pending = True
-        protocol.write(line + b"\r\n")
-        return await self._reply(protocol)
 
     async def _reply(self, protocol: SMTPProtocol) -> aiosmtplib.SMTPResponse:
         """protocol.read_response(), each reply due within the timeout, without a timer per
@@ -246,15 +240,12 @@ class SmtpConnection:
     async def _data(
         self, protocol: SMTPProtocol, data: bytes, before_dot: BeforeDot
     ) -> tuple[aiosmtplib.SMTPResponse, bool]:
-        # aiosmtplib's execute_data_command, split at the final dot (the caller holds the
-        # protocol's command lock, as that method does).
+        # aiosmtplib's execute_data_command after its 354, split at the final dot (the caller
+        # holds the protocol's command lock, as that method does).
         body = _dot_stuffed(data)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         body += b".\r\n"
-        start = await self._command(protocol, b"DATA")
-        if start.code != 354:
-            raise aiosmtplib.SMTPDataError(start.code, start.message)
         written = False
 
         def write_dot() -> None:
@@ -274,6 +265,58 @@ class SmtpConnection:
         if response.code != 250:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
         return response, True
+
+
+class _Envelope(asyncio.Future[aiosmtplib.SMTPResponse]):
+    """MAIL, RCPT and DATA of one message, each written as soon as the previous one's reply
+    is the expected one, right inside the protocol's data_received (which hands this waiter
+    each reply through set_result). It resolves, waking the sender, only with DATA's reply or
+    the first unexpected one: one pass of the event loop and one wake-up of the sender per
+    message instead of one per command. The bytes and checks are client.mail(), rcpt() and
+    data()'s; each reply is still due within the timeout after its command."""
+
+    def __init__(
+        self, connection: SmtpConnection, protocol: SMTPProtocol, mail_from: str, rcpt_to: str
+    ) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self.connection, self.protocol = connection, protocol
+        self.mail_from, self.rcpt_to = mail_from, rcpt_to
+        self.commands = (
+            ("mail", b"MAIL FROM:" + smtp_path(mail_from) + b"\r\n", (250,)),
+            ("rcpt", b"RCPT TO:" + smtp_path(rcpt_to) + b"\r\n", (250, 251)),
+            ("data", b"DATA\r\n", (354,)),
+        )
+        self.step = 0
+        protocol._response_waiter = self
+        protocol._response_pending = True
+        protocol.write(self.commands[0][1])
+
+    @property
+    def stage(self) -> str:
+        return self.commands[self.step][0]
+
+    @property
+    def expected(self) -> tuple[int, ...]:
+        return self.commands[self.step][2]
+
+    def refused(self, reply: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponseException:
+        """The exception aiosmtplib raises for this unexpected reply at this stage."""
+        if self.stage == "mail":
+            return aiosmtplib.SMTPSenderRefused(reply.code, reply.message, self.mail_from)
+        if self.stage == "rcpt":
+            return aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, self.rcpt_to)
+        return aiosmtplib.SMTPDataError(reply.code, reply.message)
+
+    def set_result(self, result: aiosmtplib.SMTPResponse, /) -> None:
+        if result.code not in self.expected or self.step + 1 == len(self.commands):
+            super().set_result(result)
+            return
+        self.step += 1
+        self.connection._deadline = self.get_loop().time() + self.connection.config.timeout
+        try:
+            self.protocol.write(self.commands[self.step][1])
+        except Exception as exc:  # the connection is closing: the sender sees why
+            self.set_exception(exc)
 
 
 def _time_out(waiter: asyncio.Future[aiosmtplib.SMTPResponse]) -> None:
