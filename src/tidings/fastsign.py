@@ -1,12 +1,19 @@
-"""Byte-identical, cheaper `dumps` for itsdangerous serializers on the sending hot path.
+"""Cheaper `dumps` for itsdangerous serializers on the sending hot path.
 
 `Serializer.dumps` builds a new Signer and derives its HMAC key from the secret on every call;
 a broadcast makes four tokens per message (the events package's tracking tokens and the
 messaging package's link tokens, hence a module beside both). Here the signer and the keyed
 HMAC are made once and copied per token, and the payloads the sender signs (an int, or a list
 of ints, strings and None) are written as JSON directly instead of through a new
-`json.JSONEncoder` per call. The output is exactly what `serializer.dumps` returns (tested), so
-`serializer.loads` reads it.
+`json.JSONEncoder` per call.
+
+The output is what `serializer.dumps` returns (tested), with one exception: a URL-safe
+payload shorter than `COMPRESS_FROM` bytes is never compressed, where itsdangerous tries zlib
+on every payload and keeps the result when it is shorter. The attempt costs more than the rest
+of the token (zlib sets up and frees a few hundred KB of state per call), and on a payload that
+short it saves a few bytes at most, usually none (an id and a random message token do not
+compress). `serializer.loads` reads both forms: it decompresses only a payload marked with a
+leading dot.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from itsdangerous import Serializer, TimestampSigner
 from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import HMACAlgorithm
 from itsdangerous.url_safe import URLSafeSerializerMixin
+
+# URL-safe payloads shorter than this (in bytes of JSON) are not compressed.
+COMPRESS_FROM = 128
 
 _COMPACT_JSON: Any = None  # the serializers' default JSON module (private, so looked up)
 with contextlib.suppress(ImportError):  # else every serializer keeps its own dump_payload
@@ -67,6 +77,8 @@ def _payload_dumper(serializer: Serializer[str]) -> Callable[[Any], bytes]:
         json = text.encode("utf-8")
         if not url_safe:
             return json
+        if len(json) < COMPRESS_FROM:
+            return base64_encode(json)
         # URLSafeSerializerMixin.dump_payload: compressed only when that is shorter.
         compressed = zlib.compress(json)
         if len(compressed) < len(json) - 1:

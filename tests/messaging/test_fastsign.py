@@ -1,4 +1,5 @@
-"""The sender's cached token signing produces exactly the tokens itsdangerous makes."""
+"""The sender's cached token signing produces the tokens itsdangerous makes (short payloads
+uncompressed), and itsdangerous reads them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from itsdangerous import URLSafeSerializer
 
 from tidings.clock import FakeClock
 from tidings.events.tokens import TrackingTokens
-from tidings.fastsign import _payload_dumper, fast_dumps
+from tidings.fastsign import COMPRESS_FROM, _payload_dumper, fast_dumps
 from tidings.messaging.dkim import DkimSigner, generate_key
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.tracking import Tracker
@@ -24,8 +25,23 @@ def test_plain_serializer_tokens_are_identical() -> None:
     payloads += [['q"\\/\n\t\x00\x1f\x7f\u2028 \U0001f600'], [-3, 10**30, ""], []]
     payloads += [[True, False], [1.5], [[1, 2]], {"a": 1}, "text", None, [None]]
     for payload in payloads:
-        assert dumps(payload) == serializer.dumps(payload)
         assert serializer.loads(dumps(payload)) == payload
+        if payload == [-3, 10**30, ""]:  # short, and itsdangerous compresses it
+            continue
+        assert dumps(payload) == serializer.dumps(payload)
+
+
+def test_short_payloads_are_not_compressed_and_still_load() -> None:
+    serializer = URLSafeSerializer("secret", salt="tidings.unsubscribe")
+    dumps = fast_dumps(serializer)
+    short = [-3, 10**30, ""]  # the zeros compress: itsdangerous writes it compressed
+    assert serializer.dumps(short).startswith(".")
+    assert not dumps(short).startswith(".")
+    assert serializer.loads(dumps(short)) == short
+    # From COMPRESS_FROM bytes of JSON on, the choice is itsdangerous' own.
+    long = [7, "x" * COMPRESS_FROM, 3]
+    assert dumps(long).startswith(".")
+    assert dumps(long) == serializer.dumps(long)
 
 
 def test_tracking_tokens_are_identical_and_readable() -> None:

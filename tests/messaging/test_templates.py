@@ -54,3 +54,20 @@ def test_html_is_escaped_and_subject_is_one_line() -> None:
     out = CompiledTemplate(src).render({"contact": {"first_name": "<script>"}})
     assert out.html == "<b>&lt;script&gt;</b>"
     assert "\n" not in out.subject and "\r" not in out.subject
+
+
+def test_render_gives_what_jinja_render_gives() -> None:
+    """CompiledTemplate renders without Template.render (it merges the globals once); the
+    output, globals, assignments and the sandbox are Jinja's own."""
+    html = (
+        "{% set n = contact.first_name %}{% for i in range(2) %}{{ i }}{{ n }}{% endfor %}"
+        "{{ dict(a=1) }}{{ contact | attr('__class__') }}{{ contact.email | e }}<{{ code }}>"
+    )
+    src = TemplateSource("{{ n }}Hi {{ contact.first_name }}", html, "{{ code }}", {"code": 1})
+    compiled = CompiledTemplate(src)
+    context = {"contact": {"first_name": "Ann", "email": "a<b@c.d"}, "code": "&"}
+    out = compiled.render(context)
+    merged = {**src.variables, **context}
+    for part, value in (("subject", out.subject), ("html", out.html), ("text", out.text)):
+        assert value == compiled._parts[part].render(merged)
+    assert out.html == "0Ann1Ann{&#39;a&#39;: 1}a&lt;b@c.d<&amp;>"

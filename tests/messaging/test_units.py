@@ -119,3 +119,127 @@ def test_smtp_paths_and_data_are_what_aiosmtplib_sends() -> None:
         if not got_data.endswith(b"\r\n"):
             got_data += b"\r\n"
         assert got_data == expected_data, data
+
+
+@pytest.mark.parametrize("silent_at", ["MAIL", "RCPT", "dot"])
+def test_a_reply_that_never_comes_times_out(silent_at: str) -> None:
+    """Each reply is due within the timeout after its command, the second message's too (the
+    connection's one timer follows the replies' deadlines)."""
+    import time
+
+    from tidings.messaging.transport import SmtpConfig, SmtpConnection
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        messages, in_data = 0, False
+        while line := await reader.readline():
+            command = line[:4].upper().decode()
+            if in_data:
+                if line == b".\r\n":
+                    in_data, messages = False, messages + 1
+                    if silent_at == "dot" and messages == 2:
+                        continue
+                    writer.write(b"250 queued\r\n")
+                continue
+            if command == silent_at and messages == 1:
+                continue  # the second message's command: no answer
+            if command == "DATA":
+                in_data = True
+                writer.write(b"354 go on\r\n")
+            else:
+                writer.write(b"250 ok\r\n")
+
+    async def main() -> list[tuple[object, ...]]:
+        listening = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        connection = SmtpConnection(SmtpConfig("127.0.0.1", port, timeout=0.4))
+
+        async def before_dot(write_dot: object) -> bool:
+            return True
+
+        seen = []
+        try:
+            for _ in range(2):
+                start = time.monotonic()
+                sending = connection.send(
+                    "a@example.com", "b@example.org", b"Subject: x\r\n\r\nhi\r\n", before_dot
+                )
+                result = await asyncio.wait_for(sending, 5)  # fails, not hangs, without a timeout
+                took = time.monotonic() - start
+                seen.append((result.ok, result.code, result.stage, result.message, took))
+        finally:
+            await connection.close()
+            listening.close()
+        return seen
+
+    first, second = asyncio.run(main())
+    assert first[:3] == (True, 250, "data") and first[4] < 0.4
+    ok, code, stage, message, took = second
+    assert (ok, code) == (False, 421) and "Timed out" in message
+    assert stage == {"MAIL": "mail", "RCPT": "rcpt", "dot": "data"}[silent_at]
+    assert 0.35 <= took < 3
+
+
+@pytest.mark.parametrize(
+    ("refuse_at", "reply", "stage"),
+    [
+        ("MAIL", b"451 later", "mail"),
+        ("RCPT", b"550 no such user", "rcpt"),
+        ("DATA", b"554 no", "data"),
+    ],
+)
+def test_a_refusal_mid_envelope_stops_the_message_and_the_next_one_goes(
+    refuse_at: str, reply: bytes, stage: str
+) -> None:
+    """MAIL, RCPT and DATA go out one after the other as their replies come; the first
+    unexpected reply ends the message at its stage, with aiosmtplib's code and text."""
+    from tidings.messaging.transport import SmtpConfig, SmtpConnection
+
+    commands: list[str] = []
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        in_data = False
+        while line := await reader.readline():
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    writer.write(b"250 queued\r\n")
+                continue
+            command = line[:4].upper().decode()
+            commands.append(command)
+            if command == refuse_at and commands.count(command) == 1:
+                writer.write(reply + b"\r\n")
+            elif command == "DATA":
+                in_data = True
+                writer.write(b"354 go on\r\n")
+            else:
+                writer.write(b"250 ok\r\n")
+
+    async def main() -> list[tuple[object, ...]]:
+        listening = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        connection = SmtpConnection(SmtpConfig("127.0.0.1", port, timeout=5))
+
+        async def before_dot(write_dot: object) -> bool:
+            return True
+
+        seen = []
+        try:
+            for _ in range(2):
+                sending = connection.send(
+                    "a@example.com", "b@example.org", b"Subject: x\r\n\r\nhi\r\n", before_dot
+                )
+                result = await asyncio.wait_for(sending, 5)
+                seen.append((result.ok, result.code, result.stage, result.message))
+        finally:
+            await connection.close()
+            listening.close()
+        return seen
+
+    refused, then = asyncio.run(main())
+    code = int(reply[:3])
+    assert refused == (False, code, stage, reply[4:].decode())
+    assert then == (True, 250, "data", "queued")
+    after = commands[commands.index(refuse_at) + 1 :]
+    assert after[:1] == (["RSET"] if stage in ("mail", "rcpt") else ["EHLO"])  # else reconnects

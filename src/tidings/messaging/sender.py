@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import os
@@ -73,9 +74,11 @@ from tidings.messaging.transport import (
 )
 
 ST = OutboxStatus
-# Messages are composed in chunks (two per connection: one pool call signs a chunk), a few
-# chunks ahead of the connections.
-_CHUNK_PER_CONNECTION = 2
+# Messages are composed in chunks (eight per connection: one pool call signs a chunk), a few
+# chunks ahead of the connections. Each pool call wakes a worker thread and each result wakes
+# the event loop, and on a busy machine those hand-offs cost the loop's thread more than the
+# composing itself: with two messages per connection they took a tenth of its time.
+_CHUNK_PER_CONNECTION = 8
 _CHUNKS_AHEAD = 3
 log = logging.getLogger(__name__)
 MARKETING = frozenset({MessageClass.CAMPAIGN, MessageClass.AUTOMATION})
@@ -341,24 +344,37 @@ def claim(
         ).all()
         jobs: list[Job] = []
         refused: list[tuple[int, int, str]] = []
-        for row in rows:
-            reason = _refusal(row.c_status, row.message_class, row.suppressed)
+        # Unpacked by position: per row, access by name cost more than the query.
+        for (
+            oid,
+            contact_id,
+            template_id,
+            message_class,
+            context,
+            message_id,
+            attempts,
+            broadcast_id,
+            *standard,
+            custom,
+            suppressed,
+        ) in rows:
+            contact = dict(zip(CONTACT_FIELDS, standard, strict=True))
+            reason = _refusal(contact["status"], message_class, suppressed)
             if reason is not None:
-                refused.append((row.id, row.contact_id, reason))
+                refused.append((oid, contact_id, reason))
                 continue
-            contact = {key: row._mapping[f"c_{key}"] for key in CONTACT_FIELDS}
             jobs.append(
                 Job(
-                    id=row.id,
-                    contact_id=row.contact_id,
-                    email=row.c_email,
-                    contact=context_of(contact, row.c_fields),
-                    template_id=row.template_id,
-                    message_class=row.message_class,
-                    context=row.context or {},
-                    token=row.message_id,
-                    attempts=row.attempts + 1,
-                    broadcast_id=row.broadcast_id,
+                    id=oid,
+                    contact_id=contact_id,
+                    email=contact["email"],
+                    contact=context_of(contact, custom),
+                    template_id=template_id,
+                    message_class=message_class,
+                    context=context or {},
+                    token=message_id,
+                    attempts=attempts + 1,
+                    broadcast_id=broadcast_id,
                 )
             )
         _refuse(session, refused, now)
@@ -389,9 +405,14 @@ def claim(
 def _refusal(contact_status: str | None, message_class: str, suppressed: Any) -> str | None:
     """Why a message may not go to its contact now, or None: the contact is gone (its status,
     from an outer join, is None), or may_send's reason."""
+    return _refusal_of(contact_status, message_class, bool(suppressed))
+
+
+@functools.lru_cache(maxsize=256)  # a claim asks the same few questions a thousand times
+def _refusal_of(contact_status: str | None, message_class: str, suppressed: bool) -> str | None:
     if contact_status is None:
         return "the contact no longer exists"
-    decision = may_send(contact_status, message_class, suppressed=bool(suppressed))
+    decision = may_send(contact_status, message_class, suppressed=suppressed)
     return None if decision else decision.reason
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tidings.errors import ValidationFailed
@@ -157,6 +158,10 @@ class CompiledTemplate:
         self._parts = {
             part: _env(part, strict=False).from_string(text) for part, text in source.parts()
         }
+        # The environment's globals (range, dict, ...), as a plain dict taken once: Jinja's
+        # render() merges them from a ChainMap for every part of every message, which cost
+        # more than rendering a short template.
+        self._globals = {part: dict(template.globals) for part, template in self._parts.items()}
         # The variables the template reads (so the sender signs only the links it shows).
         self.names = frozenset().union(
             *(
@@ -168,13 +173,28 @@ class CompiledTemplate:
     def render(self, context: Mapping[str, Any]) -> Rendered:
         merged = {**self.source.variables, **context}
         try:
-            subject = self._parts["subject"].render(merged)
-            html = self._parts["html"].render(merged)
-            text = self._parts["text"].render(merged) if "text" in self._parts else None
+            subject = self._render("subject", merged)
+            html = self._render("html", merged)
+            text = self._render("text", merged) if "text" in self._parts else None
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
             raise ValidationFailed(f"template cannot be rendered: {exc}") from exc
         # A header never spans lines: newlines in a subject would inject headers.
         return Rendered(" ".join(subject.split()), html, text)
+
+    def _render(self, part: str, values: Mapping[str, Any]) -> str:
+        """`Template.render(values)` with the globals merged from the plain dict: the same
+        context (the globals, then the values), the same sandboxed code."""
+        template = self._parts[part]
+        globals_ = self._globals[part]
+        context = new_context(
+            template.environment,
+            template.name,
+            template.blocks,
+            {**globals_, **values},
+            shared=True,
+            globals=globals_,
+        )
+        return template.environment.concat(template.root_render_func(context))
 
 
 def contact_context(contact: Any) -> dict[str, Any]:

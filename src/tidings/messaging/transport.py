@@ -111,6 +111,11 @@ class SmtpConnection:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._client: aiosmtplib.SMTP | None = None
+        # The reply awaited now, the time by which it must come, and the one timer that
+        # checks it (see _reply).
+        self._awaited: asyncio.Future[aiosmtplib.SMTPResponse] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._client is not None and self._client.is_connected:
@@ -131,6 +136,7 @@ class SmtpConnection:
         return client
 
     async def close(self) -> None:
+        self._stop_timer()
         client, self._client = self._client, None
         if client is not None and client.is_connected:
             try:
@@ -139,9 +145,15 @@ class SmtpConnection:
                 client.close()
 
     def _drop(self) -> None:
+        self._stop_timer()
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     async def send(
         self, mail_from: str, rcpt_to: str, data: bytes, before_dot: BeforeDot
@@ -161,14 +173,13 @@ class SmtpConnection:
             # (address parsing, a lock and a wait_for() per command): about half of this
             # client's work per message.
             async with protocol._command_lock:
-                reply = await self._command(protocol, b"MAIL FROM:" + smtp_path(mail_from))
-                if reply.code != 250:
-                    raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail_from)
-                stage = "rcpt"
-                reply = await self._command(protocol, b"RCPT TO:" + smtp_path(rcpt_to))
-                if reply.code not in (250, 251):
-                    raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, rcpt_to)
-                stage = "data"
+                envelope = _Envelope(self, protocol, mail_from, rcpt_to)
+                try:
+                    reply = await self._reply(protocol)
+                finally:
+                    stage = envelope.stage
+                if reply.code not in envelope.expected:
+                    raise envelope.refused(reply)
                 response, handed_over = await self._data(protocol, data, before_dot)
             return SmtpResult(True, response.code, response.message, stage, True)
         except aiosmtplib.SMTPResponseException as exc:
@@ -194,39 +205,47 @@ class SmtpConnection:
         except (aiosmtplib.SMTPException, OSError):
             self._drop()
 
-    async def _command(self, protocol: SMTPProtocol, line: bytes) -> aiosmtplib.SMTPResponse:
-        protocol._response_pending = True
-        protocol.write(line + b"\r\n")
-        return await self._reply(protocol)
-
     async def _reply(self, protocol: SMTPProtocol) -> aiosmtplib.SMTPResponse:
-        """protocol.read_response() with a timer handle instead of wait_for() (which costs a
-        task-like future, callbacks and a handle per reply)."""
+        """protocol.read_response(), each reply due within the timeout, without a timer per
+        reply: wait_for() costs a task-like future, callbacks and a handle per reply, and a
+        call_later() a heap entry to make and cancel. Here a reply only sets its deadline;
+        one timer per connection checks it (_check_deadline)."""
         waiter = protocol._response_waiter
         if waiter is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         protocol._response_pending = True
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.config.timeout, _time_out, waiter)
+        self._awaited, self._deadline = waiter, loop.time() + self.config.timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
         try:
             return await waiter
         finally:
-            timer.cancel()
+            self._awaited = None
             protocol._response_pending = False
             protocol._response_waiter = None if protocol.transport is None else loop.create_future()
+
+    def _check_deadline(self) -> None:
+        """The timer: times out the reply awaited now if its deadline has passed, else waits
+        for that deadline (a later reply's); with no reply awaited it stops until the next."""
+        self._timer = None
+        if self._awaited is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+        else:
+            _time_out(self._awaited)
 
     async def _data(
         self, protocol: SMTPProtocol, data: bytes, before_dot: BeforeDot
     ) -> tuple[aiosmtplib.SMTPResponse, bool]:
-        # aiosmtplib's execute_data_command, split at the final dot (the caller holds the
-        # protocol's command lock, as that method does).
+        # aiosmtplib's execute_data_command after its 354, split at the final dot (the caller
+        # holds the protocol's command lock, as that method does).
         body = _dot_stuffed(data)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         body += b".\r\n"
-        start = await self._command(protocol, b"DATA")
-        if start.code != 354:
-            raise aiosmtplib.SMTPDataError(start.code, start.message)
         written = False
 
         def write_dot() -> None:
@@ -246,6 +265,58 @@ class SmtpConnection:
         if response.code != 250:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
         return response, True
+
+
+class _Envelope(asyncio.Future[aiosmtplib.SMTPResponse]):
+    """MAIL, RCPT and DATA of one message, each written as soon as the previous one's reply
+    is the expected one, right inside the protocol's data_received (which hands this waiter
+    each reply through set_result). It resolves, waking the sender, only with DATA's reply or
+    the first unexpected one: one pass of the event loop and one wake-up of the sender per
+    message instead of one per command. The bytes and checks are client.mail(), rcpt() and
+    data()'s; each reply is still due within the timeout after its command."""
+
+    def __init__(
+        self, connection: SmtpConnection, protocol: SMTPProtocol, mail_from: str, rcpt_to: str
+    ) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self.connection, self.protocol = connection, protocol
+        self.mail_from, self.rcpt_to = mail_from, rcpt_to
+        self.commands = (
+            ("mail", b"MAIL FROM:" + smtp_path(mail_from) + b"\r\n", (250,)),
+            ("rcpt", b"RCPT TO:" + smtp_path(rcpt_to) + b"\r\n", (250, 251)),
+            ("data", b"DATA\r\n", (354,)),
+        )
+        self.step = 0
+        protocol._response_waiter = self
+        protocol._response_pending = True
+        protocol.write(self.commands[0][1])
+
+    @property
+    def stage(self) -> str:
+        return self.commands[self.step][0]
+
+    @property
+    def expected(self) -> tuple[int, ...]:
+        return self.commands[self.step][2]
+
+    def refused(self, reply: aiosmtplib.SMTPResponse) -> aiosmtplib.SMTPResponseException:
+        """The exception aiosmtplib raises for this unexpected reply at this stage."""
+        if self.stage == "mail":
+            return aiosmtplib.SMTPSenderRefused(reply.code, reply.message, self.mail_from)
+        if self.stage == "rcpt":
+            return aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, self.rcpt_to)
+        return aiosmtplib.SMTPDataError(reply.code, reply.message)
+
+    def set_result(self, result: aiosmtplib.SMTPResponse, /) -> None:
+        if result.code not in self.expected or self.step + 1 == len(self.commands):
+            super().set_result(result)
+            return
+        self.step += 1
+        self.connection._deadline = self.get_loop().time() + self.connection.config.timeout
+        try:
+            self.protocol.write(self.commands[self.step][1])
+        except Exception as exc:  # the connection is closing: the sender sees why
+            self.set_exception(exc)
 
 
 def _time_out(waiter: asyncio.Future[aiosmtplib.SMTPResponse]) -> None:
