@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -125,9 +127,6 @@ def test_smtp_paths_and_data_are_what_aiosmtplib_sends() -> None:
 def test_a_reply_that_never_comes_times_out(silent_at: str) -> None:
     """Each reply is due within the timeout after its command, the second message's too (the
     connection's one timer follows the replies' deadlines)."""
-    import time
-
-    from tidings.messaging.transport import SmtpConfig, SmtpConnection
 
     async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 ready\r\n")
@@ -149,34 +148,10 @@ def test_a_reply_that_never_comes_times_out(silent_at: str) -> None:
             else:
                 writer.write(b"250 ok\r\n")
 
-    async def main() -> list[tuple[object, ...]]:
-        listening = await asyncio.start_server(server, "127.0.0.1", 0)
-        port = listening.sockets[0].getsockname()[1]
-        connection = SmtpConnection(SmtpConfig("127.0.0.1", port, timeout=0.4))
-
-        async def before_dot(write_dot: object) -> bool:
-            return True
-
-        seen = []
-        try:
-            for _ in range(2):
-                start = time.monotonic()
-                sending = connection.send(
-                    "a@example.com", "b@example.org", b"Subject: x\r\n\r\nhi\r\n", before_dot
-                )
-                result = await asyncio.wait_for(sending, 5)  # fails, not hangs, without a timeout
-                took = time.monotonic() - start
-                seen.append((result.ok, result.code, result.stage, result.message, took))
-        finally:
-            await connection.close()
-            listening.close()
-        return seen
-
-    first, second = asyncio.run(main())
-    assert first[:3] == (True, 250, "data") and first[4] < 0.4
-    ok, code, stage, message, took = second
-    assert (ok, code) == (False, 421) and "Timed out" in message
-    assert stage == {"MAIL": "mail", "RCPT": "rcpt", "dot": "data"}[silent_at]
+    (first, took_first), (second, took) = _send_two(server, timeout=0.4)
+    assert (first.ok, first.code, first.stage) == (True, 250, "data") and took_first < 0.4
+    assert (second.ok, second.code) == (False, 421) and "Timed out" in second.message
+    assert second.stage == {"MAIL": "mail", "RCPT": "rcpt", "dot": "data"}[silent_at]
     assert 0.35 <= took < 3
 
 
@@ -193,8 +168,6 @@ def test_a_refusal_mid_envelope_stops_the_message_and_the_next_one_goes(
 ) -> None:
     """MAIL, RCPT and DATA go out one after the other as their replies come; the first
     unexpected reply ends the message at its stage, with aiosmtplib's code and text."""
-    from tidings.messaging.transport import SmtpConfig, SmtpConnection
-
     commands: list[str] = []
 
     async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -216,10 +189,28 @@ def test_a_refusal_mid_envelope_stops_the_message_and_the_next_one_goes(
             else:
                 writer.write(b"250 ok\r\n")
 
-    async def main() -> list[tuple[object, ...]]:
+    refused, then = (result for result, _ in _send_two(server, timeout=5))
+    code = int(reply[:3])
+    assert (refused.ok, refused.code, refused.stage, refused.message) == (
+        False,
+        code,
+        stage,
+        reply[4:].decode(),
+    )
+    assert (then.ok, then.code, then.stage, then.message) == (True, 250, "data", "queued")
+    after = commands[commands.index(refuse_at) + 1 :]
+    assert after[:1] == (["RSET"] if stage in ("mail", "rcpt") else ["EHLO"])  # else reconnects
+
+
+def _send_two(server: Any, *, timeout: float) -> list[tuple[Any, float]]:
+    """Two messages through one SmtpConnection to `server` (an asyncio stream handler) on
+    loopback: each one's result and how long it took."""
+    from tidings.messaging.transport import SmtpConfig, SmtpConnection
+
+    async def main() -> list[tuple[Any, float]]:
         listening = await asyncio.start_server(server, "127.0.0.1", 0)
         port = listening.sockets[0].getsockname()[1]
-        connection = SmtpConnection(SmtpConfig("127.0.0.1", port, timeout=5))
+        connection = SmtpConnection(SmtpConfig("127.0.0.1", port, timeout=timeout))
 
         async def before_dot(write_dot: object) -> bool:
             return True
@@ -227,19 +218,15 @@ def test_a_refusal_mid_envelope_stops_the_message_and_the_next_one_goes(
         seen = []
         try:
             for _ in range(2):
+                start = time.monotonic()
                 sending = connection.send(
                     "a@example.com", "b@example.org", b"Subject: x\r\n\r\nhi\r\n", before_dot
                 )
-                result = await asyncio.wait_for(sending, 5)
-                seen.append((result.ok, result.code, result.stage, result.message))
+                result = await asyncio.wait_for(sending, 5)  # fails, not hangs, without a timeout
+                seen.append((result, time.monotonic() - start))
         finally:
             await connection.close()
             listening.close()
         return seen
 
-    refused, then = asyncio.run(main())
-    code = int(reply[:3])
-    assert refused == (False, code, stage, reply[4:].decode())
-    assert then == (True, 250, "data", "queued")
-    after = commands[commands.index(refuse_at) + 1 :]
-    assert after[:1] == (["RSET"] if stage in ("mail", "rcpt") else ["EHLO"])  # else reconnects
+    return asyncio.run(main())
