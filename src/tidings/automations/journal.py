@@ -34,6 +34,9 @@ def own_shard() -> int:
 
 
 class Journal:
+    """Collects, per enrolment, the steps a transaction ran it through; `write` stores them
+    (at `now`) with the transaction, as history rows and additions to the shard's counts."""
+
     def __init__(self, now: datetime, shard: int = 0) -> None:
         self.now, self.shard = now, shard
         # enrolment id -> (automation id, contact id, [[step, outcome, detail], ...])
