@@ -89,8 +89,8 @@ class Enrolment(Base):
 
     # The two indexes the engine works through hold only active runs (partial indexes): ended
     # runs, the bulk of the table over time, cost them nothing, and ending a run only
-    # removes entries. Queries must say `state = 'active'` as a literal (ACTIVE_ONLY) for
-    # PostgreSQL's prepared statements to use them.
+    # removes entries. Queries say `state = 'active'` as a literal (enrolments.is_active())
+    # for PostgreSQL's prepared statements to use them.
     __table_args__ = (
         Index("ix_enrolments_due", "wake_at", **ACTIVE_ONLY),
         Index("ix_enrolments_waiting", "automation_id", "step", **ACTIVE_ONLY),

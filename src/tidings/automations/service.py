@@ -217,13 +217,7 @@ def enrol_contacts(
 def step_counts(session: Session, automation: Automation) -> list[dict[str, Any]]:
     """Per step of the current version: contacts waiting there, passed, failed, refused."""
     definition: Definition = parse_definition(definition_of(session, automation))
-    waiting = dict(
-        session.execute(
-            select(Enrolment.step, func.count())
-            .where(Enrolment.automation_id == automation.id, is_active())
-            .group_by(Enrolment.step)
-        ).all()
-    )
+    waiting = waiting_by_step(session, automation.id)
     outcomes: dict[tuple[str, str], int] = {
         (step, outcome): n
         for step, outcome, n in session.execute(
@@ -257,6 +251,17 @@ def step_kind(step: Any) -> str:
         if hasattr(step, kind):
             return kind.rstrip("_")
     return "step"
+
+
+def waiting_by_step(session: Session, automation_id: int) -> dict[str | None, int]:
+    """How many active runs of the automation are at each step (the partial waiting index)."""
+    return dict(
+        session.execute(
+            select(Enrolment.step, func.count())
+            .where(Enrolment.automation_id == automation_id, is_active())
+            .group_by(Enrolment.step)
+        ).all()
+    )
 
 
 def enrolment_totals(session: Session, automation_id: int) -> dict[str, int]:

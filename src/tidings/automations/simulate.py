@@ -22,15 +22,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.automations.actions import EmailOutcome
 from tidings.automations.definition import parse_definition
 from tidings.automations.engine import Engine
-from tidings.automations.enrolments import is_active
-from tidings.automations.models import Automation, Enrolment
-from tidings.automations.service import create_automation, enrol_contacts, update_automation
+from tidings.automations.models import Automation
+from tidings.automations.service import (
+    create_automation,
+    enrol_contacts,
+    enrolment_totals,
+    update_automation,
+    waiting_by_step,
+)
 from tidings.clock import FakeClock, SystemClock
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
@@ -198,20 +203,8 @@ def _day_line(
     database: Any, automation_id: int, definition: Any, day: int, sender: RecordingSender
 ) -> str:
     with database.session() as session:
-        waiting = dict(
-            session.execute(
-                select(Enrolment.step, func.count())
-                .where(Enrolment.automation_id == automation_id, is_active())
-                .group_by(Enrolment.step)
-            ).all()
-        )
-        ended = dict(
-            session.execute(
-                select(Enrolment.state, func.count())
-                .where(Enrolment.automation_id == automation_id)
-                .group_by(Enrolment.state)
-            ).all()
-        )
+        waiting = waiting_by_step(session, automation_id)
+        ended = enrolment_totals(session, automation_id)
     cells = " ".join(f"{waiting.get(s.id, 0):>12}" for s in definition.steps)
     sent = ", ".join(f"{t}: {n}" for t, n in sorted(sender.sent[day - 1].items())) or "-"
     refused = sum(sender.refused[day - 1].values())
