@@ -108,3 +108,34 @@ def _old_row(
         "detail": detail,
         "at": at,
     }
+
+
+def test_0006_sequences_hand_out_ids_in_blocks(database: Database) -> None:
+    """PostgreSQL: the busy tables' sequences cache 1,000 ids per connection; 0005 had none."""
+    from alembic import command
+
+    from tidings.db.migrate import alembic_config
+
+    if database.is_sqlite:
+        return
+    config = alembic_config()
+    query = (
+        "SELECT sequencename, cache_size FROM pg_sequences WHERE sequencename IN "
+        "('enrolments_id_seq', 'automation_step_log_id_seq', 'activities_id_seq')"
+    )
+
+    def caches() -> dict[str, int]:
+        with database.engine.connect() as connection:
+            return {name: size for name, size in connection.exec_driver_sql(query).all()}
+
+    assert set(caches().values()) == {1000}
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    try:
+        assert set(caches().values()) == {1}
+    finally:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    assert len(caches()) == 3

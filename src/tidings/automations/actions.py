@@ -24,7 +24,16 @@ from tidings.activities.service import (
     record_tuples,
 )
 from tidings.automations import definition as d
-from tidings.automations.enrolments import Entered, enrol, enrol_returning, exit_active
+from tidings.automations.enrolments import (
+    ACTIVE,
+    ACTIVE_SLOT,
+    EXITED,
+    Entered,
+    enrol,
+    exit_active,
+    run_slot,
+    start_runs,
+)
 from tidings.automations.journal import Journal
 from tidings.automations.models import Effect
 from tidings.automations.registry import Loaded, Registry
@@ -104,6 +113,10 @@ class Context:
     # Enrolments started by start_automation in this transaction, for the engine to run at
     # once; None: leave them due (they run in a later batch).
     entered: list[Entered] | None = None
+    # Runs started in this transaction, not stored until its end: (automation, contact) ->
+    # enrolment id, and the engine's run of each id once it has taken it up.
+    started: dict[tuple[int, int], int] = field(default_factory=dict)
+    started_runs: dict[int, Any] = field(default_factory=dict)
 
 
 Outcomes = dict[int, tuple[str, str | None]]  # enrolment id -> (outcome, detail); absent: passed
@@ -371,7 +384,8 @@ def _start(
     if ctx.entered is None:
         enrol(ctx.session, target, now=ctx.now, contact_ids=ids)
     else:
-        ctx.entered.append(enrol_returning(ctx.session, target, now=ctx.now, contact_ids=ids))
+        started = start_runs(ctx.session, target, now=ctx.now, contact_ids=ids, held=ctx.started)
+        ctx.entered.append(started)
     return {}
 
 
@@ -391,6 +405,28 @@ def _exit_contacts(ctx: Context, automation_id: int, contact_ids: list[int], rea
         ctx.session, automation_id, contact_ids, now=ctx.now, reason=reason, journal=ctx.journal
     )
     ctx.exited.update(eid for eid, _, _ in ended)
+    _exit_started(ctx, automation_id, contact_ids, reason)
+
+
+def _exit_started(ctx: Context, automation_id: int, contact_ids: list[int], reason: str) -> None:
+    """Runs started in this transaction are not stored yet: the SQL exit cannot see them, so
+    they are ended here (the engine ends every run whose id is in `ctx.exited`)."""
+    for contact_id in contact_ids:
+        enrolment_id = ctx.started.get((automation_id, contact_id))
+        if enrolment_id is None or enrolment_id in ctx.exited:
+            continue
+        run = ctx.started_runs.get(enrolment_id)
+        loaded = ctx.registry.snapshot.current[automation_id]
+        if run is None:  # not taken up yet: still at its first step
+            step = loaded.definition.steps[0].id
+        elif run.state != ACTIVE:
+            continue
+        else:
+            step = run.step
+        ctx.exited.add(enrolment_id)
+        if run_slot(loaded) == ACTIVE_SLOT:  # runs multiple: the contact may enter again
+            del ctx.started[(automation_id, contact_id)]
+        ctx.journal.add(enrolment_id, automation_id, contact_id, step, EXITED, reason)
 
 
 HANDLERS: dict[type, Callable[..., Outcomes]] = {

@@ -39,13 +39,17 @@ from tidings.automations.actions import (
 )
 from tidings.automations.enrolments import (
     ACTIVE,
+    ACTIVE_SLOT,
     COMPLETED,
     EXITED,
     Entered,
+    SlotTaken,
     enrol,
-    enrol_returning,
     is_active,
     released_slot,
+    run_slot,
+    start_runs,
+    store_started,
 )
 from tidings.automations.journal import Journal, own_shard
 from tidings.automations.models import EngineState, Enrolment
@@ -65,6 +69,7 @@ CURSOR_KEY = "activity_cursor"
 MAX_HOPS = 200  # steps one enrolment may run in one batch before yielding (no wait in a loop)
 STATUS_CHANGED = "status_changed"
 GAP_SECONDS = 120
+SLOT_RETRIES = 3
 MAX_GAPS = 10_000
 
 
@@ -87,6 +92,7 @@ class Run:
     end_reason: str | None = None
     moving: bool = True  # still has steps to run in this batch
     contact_status: str | None = None
+    stored: bool = True  # False: started in this transaction, inserted at its end
 
 
 @dataclass(slots=True)
@@ -166,7 +172,8 @@ class Engine:
             if not self.database.is_sqlite:
                 rows.extend(self._fill_gaps(session, query, cursor, new_cursor, gaps, now))
             stats.matched = len(rows)
-            entered = self._enrol_matches(session, snapshot, rows, now)
+            started: dict[tuple[int, int], int] = {}
+            entered = self._enrol_matches(session, snapshot, rows, now, started)
             stats.enrolled = sum(len(e.rows) for e in entered)
             self._recheck(session, snapshot, rows, now)
             session.execute(
@@ -174,13 +181,20 @@ class Engine:
                 .where(EngineState.key == CURSOR_KEY)
                 .values(value={"id": new_cursor, "gaps": gaps})
             )
-            stats.steps = self._run_entered(session, entered, now)
+            stats.steps = self._run_entered(session, entered, started, now)
         return stats
 
-    def _run_entered(self, session: Session, entered: list[Entered], now: datetime) -> int:
-        """Run the enrolments the triggers just made, in this transaction: in a batch of their
-        own they would be read back and their rows written a second time. A step that raises
-        rolls back only this part; the enrolments then run (isolated) in a batch of their own.
+    def _run_entered(
+        self,
+        session: Session,
+        entered: list[Entered],
+        started: dict[tuple[int, int], int],
+        now: datetime,
+    ) -> int:
+        """Run the enrolments the triggers just started, in this transaction: in a batch of
+        their own they would be stored, read back and written a second time. A step that
+        raises rolls back only this part; the enrolments are then stored as they entered and
+        run (isolated) in a batch of their own.
         """
         if not any(e.rows for e in entered):
             return 0
@@ -193,13 +207,18 @@ class Engine:
                     self.registry,
                     Journal(now, self.shard),
                     send_email=self.send_email,
-                    entered=entered,
+                    entered=list(entered),
+                    started=started,
                 )
                 return self._advance(ctx, [])
         except DBAPIError:
             raise
-        except Exception:
-            log.exception("new enrolments failed; they run in a batch of their own")
+        except Exception as exc:
+            if not isinstance(exc, SlotTaken):
+                log.exception("new enrolments failed; they run in a batch of their own")
+            for e in entered:
+                contact_ids = [contact_id for _, contact_id in e.rows]
+                enrol(session, e.loaded, now=e.at, contact_ids=contact_ids)
             return 0
 
     def _fill_gaps(
@@ -297,7 +316,12 @@ class Engine:
         return dict(value)
 
     def _enrol_matches(
-        self, session: Session, snapshot: Snapshot, rows: list[Any], now: datetime
+        self,
+        session: Session,
+        snapshot: Snapshot,
+        rows: list[Any],
+        now: datetime,
+        started: dict[tuple[int, int], int],
     ) -> list[Entered]:
         targets: dict[int, set[int]] = defaultdict(set)
         index = snapshot.index
@@ -307,8 +331,12 @@ class Engine:
                 if triggers.matches(trigger, kind, data or {}, bool(machine)):
                     targets[loaded.automation_id].add(contact_id)
         return [
-            enrol_returning(
-                session, snapshot.current[automation_id], now=now, contact_ids=sorted(contact_ids)
+            start_runs(
+                session,
+                snapshot.current[automation_id],
+                now=now,
+                contact_ids=sorted(contact_ids),
+                held=started,
             )
             for automation_id, contact_ids in targets.items()
         ]
@@ -355,7 +383,7 @@ class Engine:
 
     def process_batch(self, only: int | None = None) -> PassStats:
         try:
-            return self._process_batch(only)
+            return self._process_batch_again(only)
         except (DBAPIError, TidingsError):
             raise  # the database's trouble (deadlock, lost connection): retry the whole batch
         except Exception:
@@ -365,6 +393,16 @@ class Engine:
             # by one, and fail those that still raise.
             log.exception("a batch failed; running its enrolments one by one")
             return self._isolate()
+
+    def _process_batch_again(self, only: int | None) -> PassStats:
+        """A batch whose new run lost its slot to another worker is rolled back and redone:
+        the second time its steps see that run and do not start their own."""
+        for _ in range(SLOT_RETRIES - 1):
+            try:
+                return self._process_batch(only)
+            except SlotTaken:
+                log.info("a new run lost its slot to another worker; redoing the batch")
+        return self._process_batch(only)
 
     def _isolate(self) -> PassStats:
         total = PassStats()
@@ -442,12 +480,17 @@ class Engine:
                 0,
                 [],
                 e.at,
+                stored=False,
             )
             for e in ctx.entered
             for enrolment_id, contact_id in e.rows
         ]
         ctx.entered.clear()
         runs.extend(fresh)
+        for run in fresh:
+            ctx.started_runs[run.id] = run
+            if run.id in ctx.exited:  # exited before it ran a step
+                self._end(run, EXITED, ctx.now, "exited by another automation")
         self._check_goals(ctx, fresh)
         return fresh
 
@@ -705,11 +748,16 @@ class Engine:
         return len(over)
 
     def _write_back(self, session: Session, runs: list[Run]) -> None:
-        """Runs that moved together share their new values: one UPDATE per shape of values."""
+        """Runs that moved together share their new values: one UPDATE per shape of values.
+        Runs started in this transaction are inserted, as they are now."""
         shapes: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        new: list[tuple[Any, ...]] = []
         for run in runs:
             if run.moving:  # not reachable: _run_steps settles every run
                 run.moving, run.wake_at = False, self.clock.now()
+            if not run.stored:
+                new.append(self._new_row(session, run))
+                continue
             shape = (
                 run.state,
                 run.step,
@@ -741,6 +789,27 @@ class Engine:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+        store_started(session, new)
+
+    def _new_row(self, session: Session, run: Run) -> tuple[Any, ...]:
+        """A run started in this transaction as stored (enrolments.STARTED_COLUMNS)."""
+        slot = run_slot(self._loaded(session, run))
+        return (
+            run.id,
+            run.automation_id,
+            run.version,
+            run.contact_id,
+            run.state,
+            run.step,
+            run.wake_at,
+            run.wait_until,
+            run.hops,
+            run.goals_hit,
+            None if run.state != ACTIVE and slot == ACTIVE_SLOT else slot,
+            run.entered_at,
+            run.ended_at,
+            run.end_reason,
+        )
 
 
 class _Timestamps(dict[Any, datetime]):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     case,
@@ -17,13 +19,14 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tidings.automations.journal import Journal
 from tidings.automations.models import Enrolment
 from tidings.automations.registry import Loaded
 from tidings.contacts.models import Contact
-from tidings.db.bulk import dialect_insert, in_values
+from tidings.db.bulk import dialect_insert, in_values, insert_tuples, reserve_ids
 from tidings.db.types import JSONType, UTCDateTime
 
 ENROLMENTS: Any = Enrolment.__table__
@@ -39,15 +42,6 @@ def run_slot(loaded: Loaded) -> str:
     """Unique per (contact, automation): forever for runs once, only while active for runs
     multiple (freed to NULL when the run ends; NULLs never clash)."""
     return ACTIVE_SLOT if loaded.definition.runs == "multiple" else ONCE
-
-
-@dataclass(frozen=True, slots=True)
-class Entered:
-    """Enrolments made in the current transaction: (id, contact id) of each."""
-
-    loaded: Loaded
-    at: datetime
-    rows: list[tuple[int, int]]
 
 
 def enrol(
@@ -73,17 +67,96 @@ def enrol(
     return len(session.execute(statement.returning(ENROLMENTS.c.id)).all())
 
 
-def enrol_returning(
-    session: Session, loaded: Loaded, *, now: datetime, contact_ids: Sequence[int]
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """Runs started in the current transaction and not stored yet: (reserved id, contact id)
+    each. The engine runs them at once and inserts each row ONCE, in the state the run ends
+    the transaction in (`store_started`): an INSERT now and an UPDATE at the end of the batch
+    would write every new row, and each of its index entries, twice."""
+
+    loaded: Loaded
+    at: datetime
+    rows: list[tuple[int, int]]
+
+
+def start_runs(
+    session: Session,
+    loaded: Loaded,
+    *,
+    now: datetime,
+    contact_ids: Sequence[int],
+    held: dict[tuple[int, int], int],
 ) -> Entered:
-    """Like enrol(), and says which enrolments it made, so that the engine can run them in
-    this very transaction (nobody else can claim them before it commits)."""
-    statement = _enrol_statement(session, loaded, now, contact_ids, None)
-    if statement is None:
+    """The contacts of these that may enter now, each with a reserved enrolment id: status
+    allowed, run slot free in the database and not held by a run this transaction started
+    before (`held`: (automation, contact) -> enrolment id, updated here).
+
+    A concurrent transaction may still take a slot before this one stores its run: the
+    INSERT of `store_started` then skips the row and the engine redoes the batch.
+    """
+    if not contact_ids:
         return Entered(loaded, now, [])
-    returning = statement.returning(ENROLMENTS.c.id, ENROLMENTS.c.contact_id)
-    rows = [(r[0], r[1]) for r in session.connection().execute(returning).all()]
-    return Entered(loaded, now, rows)
+    automation_id, wanted = loaded.automation_id, sorted(set(contact_ids))
+    # Two index lookups (a NOT EXISTS made PostgreSQL scan every enrolment without statistics).
+    taken = set(
+        session.scalars(
+            select(ENROLMENTS.c.contact_id).where(
+                in_values(session, ENROLMENTS.c.contact_id, wanted),
+                ENROLMENTS.c.automation_id == automation_id,
+                ENROLMENTS.c.run_slot == run_slot(loaded),
+            )
+        )
+    )
+    allowed = session.scalars(
+        select(Contact.id).where(
+            in_values(session, Contact.id, wanted), Contact.status.in_(sorted(loaded.allowed))
+        )
+    )
+    free = sorted(c for c in allowed if c not in taken and (automation_id, c) not in held)
+    ids = reserve_ids(session, ENROLMENTS, len(free))
+    for enrolment_id, contact_id in zip(ids, free, strict=True):
+        held[(automation_id, contact_id)] = enrolment_id
+    return Entered(loaded, now, list(zip(ids, free, strict=True)))
+
+
+class SlotTaken(Exception):
+    """A run started in this transaction lost its run slot to a concurrent transaction."""
+
+
+def store_started(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert runs started in this transaction (STARTED_COLUMNS: reserved ids, final state).
+
+    A run that another transaction's run beat to its slot violates the unique run-slot index:
+    SlotTaken, and the whole batch (its effects included) rolls back.
+    """
+    if not rows:
+        return
+    try:
+        insert_tuples(session, ENROLMENTS, STARTED_COLUMNS, rows)
+    except (IntegrityError, sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
+        # The drivers' own errors too: insert_tuples talks to them directly (COPY, executemany).
+        if SLOT_INDEX in str(exc) or "enrolments.run_slot" in str(exc):
+            raise SlotTaken(str(exc)) from exc
+        raise
+
+
+STARTED_COLUMNS = (
+    "id",
+    "automation_id",
+    "version",
+    "contact_id",
+    "state",
+    "step",
+    "wake_at",
+    "wait_until",
+    "hops",
+    "goals_hit",
+    "run_slot",
+    "entered_at",
+    "ended_at",
+    "end_reason",
+)
+SLOT_INDEX = "uq_enrolments_contact_id_automation_id_run_slot"
 
 
 def _enrol_statement(

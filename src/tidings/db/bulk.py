@@ -222,3 +222,32 @@ def in_values(session: Session, column: Any, values: Sequence[Any]) -> ColumnEle
         items = func.json_each(bindparam(None, orjson.dumps(list(values)).decode(), type_=String))
         return column.in_(select(literal_column("value")).select_from(items))  # type: ignore[no-any-return]
     return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+
+
+_SEQUENCES: dict[str, str] = {}  # table -> its id sequence (PostgreSQL)
+
+
+def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
+    """`count` ids for rows of `table` that this transaction will insert later, with these ids.
+
+    PostgreSQL takes them from the id sequence (never handed out twice). SQLite gives a new
+    row max(rowid) + 1 and every write transaction holds the write lock from its start, so the
+    ids above both the table's largest and the last reserved (remembered in the session) are
+    free until the transaction inserts them.
+    """
+    if count <= 0:
+        return []
+    if session.get_bind().dialect.name != "sqlite":
+        sequence = _SEQUENCES.get(table.name)
+        if sequence is None:
+            found = session.scalar(select(func.pg_get_serial_sequence(table.name, "id")))
+            sequence = _SEQUENCES[table.name] = str(found)
+        # The sequence as a constant: looked up per row, it costs ten times the nextval().
+        regclass: ColumnElement[Any] = literal_column(f"'{sequence}'::regclass")
+        statement = select(func.nextval(regclass)).select_from(func.generate_series(1, count))
+        return list(session.scalars(statement))
+    key = f"reserved_ids:{table.name}"
+    stored = session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    first = max(int(stored), session.info.get(key, 0)) + 1
+    session.info[key] = first + count - 1
+    return list(range(first, first + count))
