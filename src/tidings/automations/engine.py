@@ -48,6 +48,7 @@ from tidings.automations.enrolments import (
     is_active,
     released_slot,
     run_slot,
+    runs_of,
     start_runs,
     store_started,
 )
@@ -347,26 +348,31 @@ class Engine:
         """Wake enrolments whose goals, condition waits or status rule may now decide."""
         status_changed = {r.contact_id for r in rows if r.type == STATUS_CHANGED}
         if status_changed:
-            self._wake(session, sorted(status_changed), None, now)
+            # Runs of paused automations are checked when they are claimed after resuming.
+            self._wake(session, sorted(status_changed), snapshot.active_ids(), now)
         if snapshot.recheck_ids:
             contacts = sorted({r.contact_id for r in rows})
             self._wake(session, contacts, sorted(snapshot.recheck_ids), now)
 
     def _wake(
-        self,
-        session: Session,
-        contact_ids: list[int],
-        automation_ids: list[int] | None,
-        now: datetime,
+        self, session: Session, contact_ids: list[int], automation_ids: list[int], now: datetime
     ) -> None:
-        statement = update(Enrolment).where(
-            is_active(),
-            Enrolment.wake_at > now,
-            in_values(session, Enrolment.contact_id, contact_ids),
-        )
-        if automation_ids is not None:
-            statement = statement.where(Enrolment.automation_id.in_(automation_ids))
-        session.execute(statement.values(wake_at=now).execution_options(synchronize_session=False))
+        """Due now: the waiting runs of these contacts in these automations."""
+        for automation_id in automation_ids:
+            waiting = runs_of(
+                session,
+                automation_id,
+                contact_ids,
+                Enrolment.id,
+                is_active(),
+                Enrolment.wake_at > now,
+            )
+            session.execute(
+                update(Enrolment)
+                .where(Enrolment.id.in_(waiting))
+                .values(wake_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
     # --- steps -------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     case,
     func,
@@ -26,7 +27,13 @@ from tidings.automations.journal import Journal
 from tidings.automations.models import Enrolment
 from tidings.automations.registry import Loaded
 from tidings.contacts.models import Contact
-from tidings.db.bulk import dialect_insert, in_values, insert_tuples, reserve_ids
+from tidings.db.bulk import (
+    dialect_insert,
+    in_values,
+    insert_tuples,
+    reserve_ids,
+    values_select,
+)
 from tidings.db.types import JSONType, UTCDateTime
 
 ENROLMENTS: Any = Enrolment.__table__
@@ -97,15 +104,9 @@ def start_runs(
     if not contact_ids:
         return Entered(loaded, now, [])
     automation_id, wanted = loaded.automation_id, sorted(set(contact_ids))
-    # Two index lookups (a NOT EXISTS made PostgreSQL scan every enrolment without statistics).
+    holding = Enrolment.run_slot == run_slot(loaded)
     taken = set(
-        session.scalars(
-            select(ENROLMENTS.c.contact_id).where(
-                in_values(session, ENROLMENTS.c.contact_id, wanted),
-                ENROLMENTS.c.automation_id == automation_id,
-                ENROLMENTS.c.run_slot == run_slot(loaded),
-            )
-        )
+        session.scalars(runs_of(session, automation_id, wanted, Enrolment.contact_id, holding))
     )
     allowed = session.scalars(
         select(Contact.id).where(
@@ -117,6 +118,44 @@ def start_runs(
     for enrolment_id, contact_id in zip(ids, free, strict=True):
         held[(automation_id, contact_id)] = enrolment_id
     return Entered(loaded, now, list(zip(ids, free, strict=True)))
+
+
+def runs_of(
+    session: Session,
+    automation_id: int,
+    contact_ids: Sequence[int],
+    column: Any,
+    *conditions: ColumnElement[bool],
+) -> Any:
+    """SELECT `column` of these contacts' runs of the automation that meet `conditions`:
+    one probe of the run-slot index (automation, contact, slot) per contact.
+
+    PostgreSQL gets the probes as a LATERAL subquery per contact (OFFSET 0 keeps it one): as a
+    join or `contact_id = ANY(array)`, its planner, without statistics, searched the index
+    by the automation alone and matched every run of it against the contacts. SQLite probes
+    for `contact_id IN (values)` (as a join it would read the automation's runs instead).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        statement = select(column).where(
+            Enrolment.automation_id == automation_id,
+            in_values(session, Enrolment.contact_id, contact_ids),
+            *conditions,
+        )
+    else:
+        contacts = values_select(session, contact_ids, BigInteger()).subquery()
+        probe = (
+            select(column)
+            .where(
+                Enrolment.automation_id == automation_id,
+                Enrolment.contact_id == contacts.c.value,
+                *conditions,
+            )
+            .offset(0)
+            .lateral()
+        )
+        statement = select(*probe.c).select_from(contacts.join(probe, true()))
+    # Never correlated: inside UPDATE enrolments ... WHERE id IN (this) it reads its own rows.
+    return statement.correlate(None)
 
 
 class SlotTaken(Exception):
@@ -156,7 +195,7 @@ STARTED_COLUMNS = (
     "ended_at",
     "end_reason",
 )
-SLOT_INDEX = "uq_enrolments_contact_id_automation_id_run_slot"
+SLOT_INDEX = "uq_enrolments_automation_id_contact_id_run_slot"
 
 
 def _enrol_statement(
@@ -204,7 +243,7 @@ def _enrol_statement(
     return (
         dialect_insert(session, ENROLMENTS)  # the table: a Core statement, no ORM bookkeeping
         .from_select(columns, select_)
-        .on_conflict_do_nothing(index_elements=["contact_id", "automation_id", "run_slot"])
+        .on_conflict_do_nothing(index_elements=["automation_id", "contact_id", "run_slot"])
     )
 
 
@@ -221,17 +260,19 @@ def exit_active(
     """End the active enrolments of these contacts in an automation; (id, contact, step) each."""
     if not contact_ids:
         return []
-    # An active run holds a run slot: the unique (contact, automation, slot) index finds
-    # exactly these rows. `state` is compared through coalesce so that no planner (SQLite has
-    # no statistics) scans the automation's active runs by another index instead.
+    # An active run holds a run slot. `state` is compared through coalesce so that no
+    # planner (SQLite has no statistics) searches the automation's active runs by another index.
+    active = runs_of(
+        session,
+        automation_id,
+        sorted(set(contact_ids)),
+        Enrolment.id,
+        Enrolment.run_slot.is_not(None),
+        func.coalesce(Enrolment.state, "") == ACTIVE,
+    )
     statement = (
         update(Enrolment)
-        .where(
-            in_values(session, Enrolment.contact_id, sorted(set(contact_ids))),
-            Enrolment.automation_id == automation_id,
-            Enrolment.run_slot.is_not(None),
-            func.coalesce(Enrolment.state, "") == ACTIVE,
-        )
+        .where(Enrolment.id.in_(active))
         .values(
             state=EXITED,
             wake_at=None,

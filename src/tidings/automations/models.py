@@ -58,7 +58,7 @@ class Enrolment(Base):
 
     The worker claims due rows (wake_at <= now) and advances them in ONE transaction together
     with every effect of the steps it runs, so a crash rolls both back: nothing lost, nothing
-    doubled. `run_slot` with the unique (contact, automation, slot) index enforces "runs
+    doubled. `run_slot` with the unique (automation, contact, slot) index enforces "runs
     once" (slot `once`, kept forever) and "one active run" for runs multiple (slot `active`,
     cleared when the run ends).
     """
@@ -94,16 +94,16 @@ class Enrolment(Base):
     __table_args__ = (
         Index("ix_enrolments_due", "wake_at", **ACTIVE_ONLY),
         Index("ix_enrolments_waiting", "automation_id", "step", **ACTIVE_ONLY),
-        # A contact's enrolments, and the run-once / one-active rule: one index for both, so
-        # a new run writes one entry where it used to write two in different places.
+        # The run-once / one-active rule, an automation's enrolments and (with the list of
+        # automation ids in front, see service.contact_automations) a contact's: one index for
+        # all three, so a new or ended run writes one entry where it would write three.
         Index(
-            "uq_enrolments_contact_id_automation_id_run_slot",
-            "contact_id",
+            "uq_enrolments_automation_id_contact_id_run_slot",
             "automation_id",
+            "contact_id",
             "run_slot",
             unique=True,
         ),
-        Index("ix_enrolments_automation_id", "automation_id"),
     )
 
 

@@ -279,13 +279,15 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
     """Where a contact is in every automation, with the history of each enrolment."""
     if session.get(Contact, contact_id) is None:
         raise NotFound(f"contact {contact_id} does not exist")
-    rows = session.execute(
-        select(Enrolment, Automation.name)
-        .join(Automation, Automation.id == Enrolment.automation_id)
-        .where(Enrolment.contact_id == contact_id)
+    names = dict(session.execute(select(Automation.id, Automation.name)).all())
+    # Every automation id in front: the run-slot index (automation, contact, slot) then finds
+    # the contact's runs with one probe per automation.
+    rows = session.scalars(
+        select(Enrolment)
+        .where(Enrolment.automation_id.in_(sorted(names)), Enrolment.contact_id == contact_id)
         .order_by(Enrolment.id)
     ).all()
-    ids = [e.id for e, _ in rows]
+    ids = [e.id for e in rows]
     history: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
         for log in session.scalars(
@@ -299,7 +301,7 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
         {
             "enrolment_id": e.id,
             "automation_id": e.automation_id,
-            "automation": name,
+            "automation": names[e.automation_id],
             "version": e.version,
             "state": e.state,
             "step": e.step if e.state == ACTIVE else None,
@@ -310,7 +312,7 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
             "goals_hit": e.goals_hit,
             "history": history[e.id],
         }
-        for e, name in rows
+        for e in rows
     ]
 
 
