@@ -12,8 +12,8 @@ from sqlalchemy import select
 from tests.automations.helpers import activities, automation, make_contacts
 from tidings.automations import engine as engine_module
 from tidings.automations.engine import Engine
-from tidings.automations.models import Automation, Enrolment, StepLog
-from tidings.automations.service import enrol_contacts, get_automation
+from tidings.automations.models import Automation, Enrolment
+from tidings.automations.service import contact_automations, enrol_contacts, get_automation
 from tidings.clock import FakeClock
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
@@ -64,13 +64,12 @@ def test_a_run_restarted_in_the_transaction_that_started_it(
     assert _runs(database, long.id) == Counter({"exited": 1, "active": 1})
     assert len(activities(database, cid, "score_changed")) == 1
     with database.session() as session:
-        exited = session.scalars(
-            select(Enrolment.id).where(Enrolment.state == "exited", Enrolment.contact_id == cid)
-        ).one()
-        history = session.scalars(select(StepLog.steps).where(StepLog.enrolment_id == exited))
-        assert [entry for steps in history for entry in steps] == [
-            ["a", "exited", "restarted by Starter"]
-        ]
+        runs = contact_automations(session, cid)
+    exited = next(run for run in runs if run["state"] == "exited")
+    assert exited["end_reason"] == "restarted by Starter"
+    assert [(h["step"], h["outcome"], h["detail"]) for h in exited["history"]] == [
+        ("a", "exited", "restarted by Starter")
+    ]
 
 
 class _Rival:

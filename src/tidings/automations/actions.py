@@ -108,7 +108,7 @@ class Context:
     journal: Journal  # the history and step counts of this transaction
     send_email: EmailSender = messaging_sender
     # Enrolments ended by exit/start actions in this transaction (they may be in the batch).
-    exited: set[int] = field(default_factory=set)
+    exited: dict[int, str] = field(default_factory=dict)  # enrolment id -> reason
     activities: int = 0
     # Enrolments started by start_automation in this transaction, for the engine to run at
     # once; None: leave them due (they run in a later batch).
@@ -404,7 +404,7 @@ def _exit_contacts(ctx: Context, automation_id: int, contact_ids: list[int], rea
     ended = exit_active(
         ctx.session, automation_id, contact_ids, now=ctx.now, reason=reason, journal=ctx.journal
     )
-    ctx.exited.update(eid for eid, _, _ in ended)
+    ctx.exited.update((eid, reason) for eid, _, _ in ended)
     _exit_started(ctx, automation_id, contact_ids, reason)
 
 
@@ -423,10 +423,10 @@ def _exit_started(ctx: Context, automation_id: int, contact_ids: list[int], reas
             continue
         else:
             step = run.step
-        ctx.exited.add(enrolment_id)
+        ctx.exited[enrolment_id] = reason
         if run_slot(loaded) == ACTIVE_SLOT:  # runs multiple: the contact may enter again
             del ctx.started[(automation_id, contact_id)]
-        ctx.journal.add(enrolment_id, automation_id, contact_id, step, EXITED, reason)
+        ctx.journal.count(automation_id, step, EXITED)
 
 
 HANDLERS: dict[type, Callable[..., Outcomes]] = {

@@ -496,7 +496,7 @@ class Engine:
         for run in fresh:
             ctx.started_runs[run.id] = run
             if run.id in ctx.exited:  # exited before it ran a step
-                self._end(run, EXITED, ctx.now, "exited by another automation")
+                self._end(run, EXITED, ctx.now, ctx.exited[run.id])
         self._check_goals(ctx, fresh)
         return fresh
 
@@ -580,7 +580,7 @@ class Engine:
             elif status not in allowed[key]:
                 reason = f"status {status} is not allowed in this automation"
                 self._end(run, EXITED, now, reason)
-                journal.add(run.id, run.automation_id, run.contact_id, run.step, EXITED, reason)
+                journal.count(run.automation_id, run.step, EXITED)
 
     def _check_goals(self, ctx: Context, runs: list[Run]) -> None:
         groups: dict[tuple[int, int], list[Run]] = defaultdict(list)
@@ -616,7 +616,7 @@ class Engine:
             groups: dict[tuple[int, int, str], list[Run]] = defaultdict(list)
             for run in moving:
                 if run.moving and run.id in ctx.exited:
-                    self._end(run, EXITED, ctx.now, "exited by another automation")
+                    self._end(run, EXITED, ctx.now, ctx.exited[run.id])
                 if run.moving:
                     groups[(run.automation_id, run.version, run.step)].append(run)
             if not groups:
@@ -638,7 +638,7 @@ class Engine:
         (the SQL exit happened in this transaction; the write-back must not undo it)."""
         for run in runs:
             if run.id in ctx.exited and run.state == ACTIVE:
-                self._end(run, EXITED, ctx.now, "exited by another automation")
+                self._end(run, EXITED, ctx.now, ctx.exited[run.id])
 
     def _pass(
         self,

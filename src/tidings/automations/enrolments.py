@@ -284,8 +284,8 @@ def exit_active(
         .execution_options(synchronize_session=False)  # no Enrolment objects are loaded
     )
     rows = [(r[0], r[1], r[2]) for r in session.connection().execute(statement).all()]
-    for eid, cid, step in rows:
-        journal.add(eid, automation_id, cid, step or step_hint, EXITED, reason)
+    for _, _, step in rows:
+        journal.count(automation_id, step or step_hint, EXITED)
     return rows
 
 

@@ -41,6 +41,7 @@ class Journal:
         self.now, self.shard = now, shard
         # enrolment id -> (automation id, contact id, [[step, outcome, detail], ...])
         self.trails: dict[int, tuple[int, int, list[tuple[str, str, str | None]]]] = {}
+        self.tallies: Counter[tuple[int, str, str]] = Counter()  # counted, no history entry
 
     def add(
         self,
@@ -56,6 +57,11 @@ class Journal:
             self.trails[enrolment_id] = (automation_id, contact_id, [(step, outcome, detail)])
         else:
             trail[2].append((step, outcome, detail))
+
+    def count(self, automation_id: int, step: str, outcome: str) -> None:
+        """Count an outcome without a history entry: a run's end, which its enrolment row
+        records (state, step, ended_at, end_reason)."""
+        self.tallies[(automation_id, step, outcome)] += 1
 
     def add_all(
         self,
@@ -89,6 +95,7 @@ class Journal:
             for automation_id, _, steps in self.trails.values()
             for step, outcome, _ in steps
         )
+        counts.update(self.tallies)
         if counts:
             insert = dialect_insert(session, STEP_COUNTS)
             session.execute(
@@ -108,3 +115,4 @@ class Journal:
                 ],
             )
         self.trails.clear()
+        self.tallies.clear()

@@ -92,7 +92,7 @@ class Enrolment(Base):
     # removes entries. Queries say `state = 'active'` as a literal (enrolments.is_active())
     # for PostgreSQL's prepared statements to use them.
     __table_args__ = (
-        Index("ix_enrolments_due", "wake_at", **ACTIVE_ONLY),
+        Index("ix_enrolments_due", "wake_at", "id", **ACTIVE_ONLY),  # the claim's order
         Index("ix_enrolments_waiting", "automation_id", "step", **ACTIVE_ONLY),
         # The run-once / one-active rule, an automation's enrolments and (with the list of
         # automation ids in front, see service.contact_automations) a contact's: one index for
@@ -110,9 +110,10 @@ class Enrolment(Base):
 class StepLog(Base):
     """What one enrolment went through in one transaction of the engine: its steps in order,
     each [step, outcome, detail], all at `at` (outcome: passed | failed | refused | timed_out |
-    goal | exited). One row per enrolment and batch, not per step: a run passes several
-    steps at once (and the engine writes a fraction of the rows). The history of a contact's
-    enrolment; the per-step totals are in StepCount."""
+    goal). One row per enrolment and batch, not per step: a run passes several steps at once
+    (and the engine writes a fraction of the rows). The history of a contact's enrolment; its
+    end when exited or failed is on the enrolment row itself (step, ended_at, end_reason), so
+    ending a waiting run writes no row here. The per-step totals are in StepCount."""
 
     __tablename__ = "automation_step_log"
 

@@ -275,6 +275,9 @@ def enrolment_totals(session: Session, automation_id: int) -> dict[str, int]:
     }
 
 
+ENDED_BY_ROW = ("exited", "failed")  # outcomes no history row holds (see StepLog)
+
+
 def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any]]:
     """Where a contact is in every automation, with the history of each enrolment."""
     if session.get(Contact, contact_id) is None:
@@ -297,6 +300,10 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
                 {"step": step, "outcome": outcome, "detail": detail, "at": log.at}
                 for step, outcome, detail in log.steps
             )
+    for e in rows:  # an exit or failure ends the history; the enrolment row records it
+        if e.state in ENDED_BY_ROW and e.ended_at is not None:
+            entry = {"step": e.step, "outcome": e.state, "detail": e.end_reason, "at": e.ended_at}
+            history[e.id].append(entry)
     return [
         {
             "enrolment_id": e.id,
