@@ -79,7 +79,7 @@ def step_entries(database: Database, step: str) -> list[tuple[int, str, str | No
     with database.session() as session:
         return [
             (log.contact_id, outcome, detail)
-            for log in session.scalars(select(StepLog).order_by(StepLog.id))
+            for log in session.scalars(select(StepLog).order_by(StepLog.at, StepLog.id))
             for name, outcome, detail in log.steps
             if name == step
         ]

@@ -111,7 +111,8 @@ def _old_row(
 
 
 def test_0006_sequences_hand_out_ids_in_blocks(database: Database) -> None:
-    """PostgreSQL: the busy tables' sequences cache 1,000 ids per connection; 0005 had none."""
+    """PostgreSQL: enrolment and history ids come 1,000 per connection; activities one by one
+    (the engine's cursor reads them in id order)."""
     from alembic import command
 
     from tidings.db.migrate import alembic_config
@@ -128,7 +129,11 @@ def test_0006_sequences_hand_out_ids_in_blocks(database: Database) -> None:
         with database.engine.connect() as connection:
             return {name: size for name, size in connection.exec_driver_sql(query).all()}
 
-    assert set(caches().values()) == {1000}
+    assert caches() == {
+        "enrolments_id_seq": 1000,
+        "automation_step_log_id_seq": 1000,
+        "activities_id_seq": 1,
+    }
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0005")
@@ -138,4 +143,4 @@ def test_0006_sequences_hand_out_ids_in_blocks(database: Database) -> None:
         with database.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    assert len(caches()) == 3
+    assert caches()["enrolments_id_seq"] == 1000

@@ -288,13 +288,13 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
     rows = session.scalars(
         select(Enrolment)
         .where(Enrolment.automation_id.in_(sorted(names)), Enrolment.contact_id == contact_id)
-        .order_by(Enrolment.id)
+        .order_by(Enrolment.entered_at, Enrolment.id)  # ids: one block per connection
     ).all()
     ids = [e.id for e in rows]
     history: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
         for log in session.scalars(
-            select(StepLog).where(StepLog.enrolment_id.in_(ids)).order_by(StepLog.id)
+            select(StepLog).where(StepLog.enrolment_id.in_(ids)).order_by(StepLog.at, StepLog.id)
         ):
             history[log.enrolment_id].extend(
                 {"step": step, "outcome": outcome, "detail": detail, "at": log.at}
