@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tidings.contacts.models import ContactTag
+from tidings.db.engine import Database
 
 PROBLEM = "application/problem+json"
 
@@ -184,3 +188,22 @@ def test_force_resubscribe_needs_a_reason(client: TestClient) -> None:
     body = {"contacts": [{"email": "a@example.com"}], "force_resubscribe": True}
     response = client.post("/api/v1/contacts/bulk", json=body)
     assert response.status_code == 422 and "reason" in response.json()["detail"]
+
+
+def test_deleting_a_contact_or_a_tag_takes_the_tag_off(
+    client: TestClient, database: Database
+) -> None:
+    """contact_tags has no foreign keys: the deletes themselves remove its rows."""
+    ann = _create(client, email="ann@example.org", tags=["VIP", "Hot"])
+    bob = _create(client, email="bob@example.org", tags=["VIP", "Hot"])
+    tags = {t["name"]: t["id"] for t in client.get("/api/v1/tags").json()}
+
+    def tag_rows() -> set[tuple[int, int]]:
+        with database.session() as session:
+            return set(session.execute(select(ContactTag.contact_id, ContactTag.tag_id)).all())
+
+    assert client.delete(f"/api/v1/contacts/{ann['id']}").status_code == 204
+    assert tag_rows() == {(bob["id"], tags["VIP"]), (bob["id"], tags["Hot"])}
+    assert client.delete(f"/api/v1/tags/{tags['Hot']}").status_code == 204
+    assert tag_rows() == {(bob["id"], tags["VIP"])}
+    assert client.get(f"/api/v1/contacts/{bob['id']}").json()["tags"] == ["VIP"]

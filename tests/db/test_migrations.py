@@ -144,3 +144,41 @@ def test_0006_sequences_hand_out_ids_in_blocks(database: Database) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     assert caches()["enrolments_id_seq"] == 1000
+
+
+def test_0009_drops_the_contact_tag_keys_and_back(database: Database) -> None:
+    """Without keys on contact_tags; the downgrade removes orphans and restores them."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from tidings.db.migrate import alembic_config
+
+    config = alembic_config()
+
+    def migrate(action: Any, revision: str) -> None:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            action(config, revision)
+
+    def keys() -> int:
+        with database.engine.connect() as connection:
+            return len(sa.inspect(connection).get_foreign_keys("contact_tags"))
+
+    assert keys() == 0
+    at = datetime(2026, 1, 5, tzinfo=UTC).isoformat()
+    with database.engine.begin() as connection:  # an orphan, as a race could leave one
+        connection.execute(
+            sa.text("INSERT INTO contact_tags (contact_id, tag_id, created_at) VALUES (7, 9, :at)"),
+            {"at": at},
+        )
+    migrate(command.downgrade, "0008")
+    try:
+        assert keys() == 2
+        with database.engine.connect() as connection:
+            count = connection.execute(sa.text("SELECT count(*) FROM contact_tags")).scalar()
+        assert count == 0
+    finally:
+        migrate(command.upgrade, "head")
+    assert keys() == 0

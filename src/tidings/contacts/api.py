@@ -349,7 +349,7 @@ def patch_tag(tag_id: int, body: TagPatch, session: SessionDep) -> TagOut:
 
 @router.delete("/tags/{tag_id}", status_code=204, tags=["tags"])
 def delete_tag(tag_id: int, session: SessionDep) -> Response:
-    session.delete(_get(session, Tag, tag_id, "tag"))
+    service.delete_tag(session, _get(session, Tag, tag_id, "tag"))
     return Response(status_code=204)
 
 

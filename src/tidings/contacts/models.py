@@ -50,14 +50,16 @@ class Tag(Base):
 
 
 class ContactTag(Base):
+    """A contact has a tag. No foreign keys, on purpose: this is the busiest join table (every
+    tag step of every automation writes it), and PostgreSQL checks a key by locking the
+    referenced contact AND tag row for each new row, a WAL record each and one hot tag row
+    locked by every worker at once. Deleting a contact or a tag deletes its rows here
+    (contacts.service.delete_contact, delete_tag); reads always join contacts and tags."""
+
     __tablename__ = "contact_tags"
 
-    contact_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
-    )
-    tag_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True
-    )
+    contact_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tag_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     # "has tag X" in segments scans by tag.

@@ -777,7 +777,15 @@ def unsubscribe_list(
 
 def delete_contact(session: Session, contact: Contact, *, now: datetime, cause: str) -> None:
     record(session, contact.id, ActivityType.CONTACT_DELETED, cause, now, {"email": contact.email})
+    session.execute(delete(ContactTag).where(ContactTag.contact_id == contact.id))  # no FK
     session.delete(contact)
+    session.flush()
+
+
+def delete_tag(session: Session, tag: Tag) -> None:
+    """Delete a tag and take it off every contact (contact_tags has no foreign keys)."""
+    session.execute(delete(ContactTag).where(ContactTag.tag_id == tag.id))
+    session.delete(tag)
     session.flush()
 
 
