@@ -379,13 +379,17 @@ def _start(
         return {r.id: (FAILED, reason) for r in runs}
     target = snapshot.current[target_id]
     ids = sorted({r.contact_id for r in runs})
+    freed: set[int] = set()
     if step.restart:
-        _exit_contacts(ctx, target_id, ids, f"restarted by {loaded.name}")
+        freed = _exit_contacts(ctx, target_id, ids, f"restarted by {loaded.name}")
     if ctx.entered is None:
         enrol(ctx.session, target, now=ctx.now, contact_ids=ids)
     else:
-        started = start_runs(ctx.session, target, now=ctx.now, contact_ids=ids, held=ctx.started)
-        ctx.entered.append(started)
+        ctx.entered.append(
+            start_runs(
+                ctx.session, target, now=ctx.now, contact_ids=ids, held=ctx.started, freed=freed
+            )
+        )
     return {}
 
 
@@ -399,18 +403,25 @@ def _exit(
     return {}
 
 
-def _exit_contacts(ctx: Context, automation_id: int, contact_ids: list[int], reason: str) -> None:
-    """End these contacts' active runs of an automation (those in this batch stay ended)."""
+def _exit_contacts(
+    ctx: Context, automation_id: int, contact_ids: list[int], reason: str
+) -> set[int]:
+    """End these contacts' active runs of an automation (those in this batch stay ended);
+    returns the contacts whose run was ended."""
     ended = exit_active(
         ctx.session, automation_id, contact_ids, now=ctx.now, reason=reason, journal=ctx.journal
     )
     ctx.exited.update((eid, reason) for eid, _, _ in ended)
-    _exit_started(ctx, automation_id, contact_ids, reason)
+    return {cid for _, cid, _ in ended} | _exit_started(ctx, automation_id, contact_ids, reason)
 
 
-def _exit_started(ctx: Context, automation_id: int, contact_ids: list[int], reason: str) -> None:
+def _exit_started(
+    ctx: Context, automation_id: int, contact_ids: list[int], reason: str
+) -> set[int]:
     """Runs started in this transaction are not stored yet: the SQL exit cannot see them, so
-    they are ended here (the engine ends every run whose id is in `ctx.exited`)."""
+    they are ended here (the engine ends every run whose id is in `ctx.exited`); returns
+    their contacts."""
+    ended: set[int] = set()
     for contact_id in contact_ids:
         enrolment_id = ctx.started.get((automation_id, contact_id))
         if enrolment_id is None or enrolment_id in ctx.exited:
@@ -427,6 +438,8 @@ def _exit_started(ctx: Context, automation_id: int, contact_ids: list[int], reas
         if run_slot(loaded) == ACTIVE_SLOT:  # runs multiple: the contact may enter again
             del ctx.started[(automation_id, contact_id)]
         ctx.journal.count(automation_id, step, EXITED)
+        ended.add(contact_id)
+    return ended
 
 
 HANDLERS: dict[type, Callable[..., Outcomes]] = {

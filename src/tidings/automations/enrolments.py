@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,41 +93,56 @@ def start_runs(
     now: datetime,
     contact_ids: Sequence[int],
     held: dict[tuple[int, int], int],
+    freed: Collection[int] = (),
 ) -> Entered:
     """The contacts of these that may enter now, each with a reserved enrolment id: status
     allowed, run slot free in the database and not held by a run this transaction started
-    before (`held`: (automation, contact) -> enrolment id, updated here).
+    before (`held`: (automation, contact) -> enrolment id, updated here). `freed`: contacts
+    whose active run this transaction has just ended (a restart); in a runs-multiple
+    automation their slot is free, so only their status is looked up.
 
     A concurrent transaction may still take a slot before this one stores its run: its
     INSERT in `store_started` then fails (SlotTaken) and the engine redoes the batch.
     """
     if not contact_ids:
         return Entered(loaded, now, [])
-    automation_id = loaded.automation_id
-    # One probe of the run-slot index per contact. OFFSET 0 keeps the NOT EXISTS a subquery
-    # per contact: PostgreSQL, without statistics, turned it into an anti-join that read all
-    # of the automation's runs.
-    holder = (
-        select(ENROLMENTS.c.id)
-        .where(
-            ENROLMENTS.c.automation_id == automation_id,
-            ENROLMENTS.c.contact_id == Contact.id,
-            ENROLMENTS.c.run_slot == run_slot(loaded),
-        )
-        .offset(0)
-    )
-    allowed = session.scalars(
-        select(Contact.id).where(
-            in_values(session, Contact.id, sorted(set(contact_ids))),
-            Contact.status.in_(sorted(loaded.allowed)),
-            ~holder.exists(),
-        )
-    )
+    automation_id, slot = loaded.automation_id, run_slot(loaded)
+    wanted = set(contact_ids)
+    known_free = wanted & set(freed) if slot == ACTIVE_SLOT else set()
+    allowed = _allowed(session, loaded, known_free, None)
+    allowed += _allowed(session, loaded, wanted - known_free, slot)
     free = sorted(c for c in allowed if (automation_id, c) not in held)
     ids = reserve_ids(session, ENROLMENTS, len(free))
     for enrolment_id, contact_id in zip(ids, free, strict=True):
         held[(automation_id, contact_id)] = enrolment_id
     return Entered(loaded, now, list(zip(ids, free, strict=True)))
+
+
+def _allowed(
+    session: Session, loaded: Loaded, contact_ids: set[int], slot: str | None
+) -> list[int]:
+    """Those of these contacts whose status the automation allows and, unless `slot` is None,
+    who have no run in that slot: one probe of the run-slot index per contact (OFFSET 0 keeps
+    the NOT EXISTS a subquery per contact; PostgreSQL, without statistics, turned it into an
+    anti-join that read all of the automation's runs)."""
+    if not contact_ids:
+        return []
+    query = select(Contact.id).where(
+        in_values(session, Contact.id, sorted(contact_ids)),
+        Contact.status.in_(sorted(loaded.allowed)),
+    )
+    if slot is not None:
+        holder = (
+            select(ENROLMENTS.c.id)
+            .where(
+                ENROLMENTS.c.automation_id == loaded.automation_id,
+                ENROLMENTS.c.contact_id == Contact.id,
+                ENROLMENTS.c.run_slot == slot,
+            )
+            .offset(0)
+        )
+        query = query.where(~holder.exists())
+    return list(session.scalars(query))
 
 
 def runs_of(
