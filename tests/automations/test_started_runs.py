@@ -12,6 +12,7 @@ from sqlalchemy import select
 from tests.automations.helpers import activities, automation, make_contacts
 from tidings.automations import engine as engine_module
 from tidings.automations.engine import Engine
+from tidings.automations.enrolments import STARTED_COLUMNS
 from tidings.automations.models import Automation, Enrolment
 from tidings.automations.service import contact_automations, enrol_contacts, get_automation
 from tidings.clock import FakeClock
@@ -90,11 +91,11 @@ class _Rival:
                 "contact_id": self.contact_id,
                 "state": "active",
                 "step": "w",
-                "wake_at": rows[0][12] or rows[0][11],
+                "wake_at": rows[0][ENDED_AT] or rows[0][ENTERED_AT],
                 "hops": 1,
                 "goals_hit": [],
                 "run_slot": "active",
-                "entered_at": rows[0][11],
+                "entered_at": rows[0][ENTERED_AT],
             }
             if self.database.is_sqlite:
                 session.execute(Enrolment.__table__.insert(), [rival])
@@ -105,6 +106,8 @@ class _Rival:
 
 
 STORE = engine_module.store_started
+ENTERED_AT = STARTED_COLUMNS.index("entered_at")
+ENDED_AT = STARTED_COLUMNS.index("ended_at")
 
 
 @pytest.mark.parametrize("trigger", ["", "trigger: {type: tag_added, tag: Go}"])

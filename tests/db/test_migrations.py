@@ -20,6 +20,16 @@ def test_migrated_schema_matches_the_models(database: Database) -> None:
     assert differences == []
 
 
+def _migrate(database: Database, action: Any, revision: str) -> None:
+    """Run an alembic command (upgrade, downgrade) to `revision` on the test database."""
+    from tidings.db.migrate import alembic_config
+
+    config = alembic_config()
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        action(config, revision)
+
+
 def test_sqlite_pragmas(database: Database) -> None:
     if not database.is_sqlite:
         return
@@ -36,15 +46,10 @@ def test_0005_keeps_step_history_and_counts(database: Database) -> None:
     from alembic import command
 
     from tidings.automations.models import Enrolment, StepCount, StepLog
-    from tidings.db.migrate import alembic_config
     from tidings.db.types import JSONType, UTCDateTime
 
-    config = alembic_config()
-
     def migrate(action: Any, revision: str) -> None:
-        with database.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            action(config, revision)
+        _migrate(database, action, revision)
 
     migrate(command.downgrade, "0004")
     try:
@@ -115,11 +120,8 @@ def test_0006_sequences_hand_out_ids_in_blocks(database: Database) -> None:
     (the engine's cursor reads them in id order)."""
     from alembic import command
 
-    from tidings.db.migrate import alembic_config
-
     if database.is_sqlite:
         return
-    config = alembic_config()
     query = (
         "SELECT sequencename, cache_size FROM pg_sequences WHERE sequencename IN "
         "('enrolments_id_seq', 'automation_step_log_id_seq', 'activities_id_seq')"
@@ -134,15 +136,11 @@ def test_0006_sequences_hand_out_ids_in_blocks(database: Database) -> None:
         "automation_step_log_id_seq": 1000,
         "activities_id_seq": 1,
     }
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0005")
+    _migrate(database, command.downgrade, "0005")
     try:
         assert set(caches().values()) == {1}
     finally:
-        with database.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        _migrate(database, command.upgrade, "head")
     assert caches()["enrolments_id_seq"] == 1000
 
 
@@ -153,14 +151,8 @@ def test_0009_drops_the_contact_tag_keys_and_back(database: Database) -> None:
     import sqlalchemy as sa
     from alembic import command
 
-    from tidings.db.migrate import alembic_config
-
-    config = alembic_config()
-
     def migrate(action: Any, revision: str) -> None:
-        with database.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            action(config, revision)
+        _migrate(database, action, revision)
 
     def keys() -> int:
         with database.engine.connect() as connection:

@@ -808,11 +808,11 @@ class Engine:
             run.state,
             run.step,
             run.wake_at,
-            run.wait_until,
             run.hops,
             run.goals_hit,
             None if run.state != ACTIVE and slot == ACTIVE_SLOT else slot,
             run.entered_at,
+            run.wait_until,
             run.ended_at,
             run.end_reason,
         )

@@ -204,22 +204,20 @@ def store_started(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
         raise
 
 
-STARTED_COLUMNS = (
-    "id",
+# A run as it enters (bulk enrolment), and as a run started in a transaction is stored.
+ENTERED_COLUMNS = (
     "automation_id",
     "version",
     "contact_id",
     "state",
     "step",
     "wake_at",
-    "wait_until",
     "hops",
     "goals_hit",
     "run_slot",
     "entered_at",
-    "ended_at",
-    "end_reason",
 )
+STARTED_COLUMNS = ("id", *ENTERED_COLUMNS, "wait_until", "ended_at", "end_reason")
 SLOT_INDEX = "uq_enrolments_automation_id_contact_id_run_slot"
 
 
@@ -253,18 +251,7 @@ def _enrol_statement(
         literal(run_slot(loaded)),
         literal(now, UTCDateTime()),
     ).where(*conditions)
-    columns = [
-        "automation_id",
-        "version",
-        "contact_id",
-        "state",
-        "step",
-        "wake_at",
-        "hops",
-        "goals_hit",
-        "run_slot",
-        "entered_at",
-    ]
+    columns = list(ENTERED_COLUMNS)
     return (
         dialect_insert(session, ENROLMENTS)  # the table: a Core statement, no ORM bookkeeping
         .from_select(columns, select_)
