@@ -54,6 +54,13 @@ class RunLike(Protocol):
     hops: int
 
 
+class StartedRun(RunLike, Protocol):
+    """The engine's run of an enrolment started in this transaction (an exit looks at it)."""
+
+    state: str
+    step: str
+
+
 @dataclass(frozen=True, slots=True)
 class EmailOutcome:
     queued: bool
@@ -116,7 +123,7 @@ class Context:
     # Runs started in this transaction, not stored until its end: (automation, contact) ->
     # enrolment id, and the engine's run of each id once it has taken it up.
     started: dict[tuple[int, int], int] = field(default_factory=dict)
-    started_runs: dict[int, Any] = field(default_factory=dict)
+    started_runs: dict[int, StartedRun] = field(default_factory=dict)
 
 
 Outcomes = dict[int, tuple[str, str | None]]  # enrolment id -> (outcome, detail); absent: passed
