@@ -3,6 +3,10 @@
 Baseline, measured in the same run: the sink's own maximum rate, reached by a bare aiosmtplib
 loop sending pre-built messages over the same number of connections. The sink runs in its own
 process for both, so the sender's CPU is not shared with it.
+
+Each phase also prints the CPU time per message of the client side (the bare loop, or the sender
+with its compose threads or processes) and of the sink, and how busy that kept the machine's
+cores: on a machine where sink and sender share few cores, these say how far the ratio can go.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import resource
 import socket
 import sys
 from datetime import UTC, datetime
@@ -52,6 +57,37 @@ def _sink(port: int, counter: Any, ready: Any) -> None:
     controller.start()
     ready.set()
     asyncio.run(asyncio.Event().wait())
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def _helpers_cpu(sink_pid: int) -> float:
+    """CPU of this process's children but the sink: the compose processes, while they live."""
+    return sum(
+        _cpu_of(p.pid) for p in multiprocessing.active_children() if p.pid not in (None, sink_pid)
+    )
+
+
+def _report_cpu(who: str, client: float, sink: float, wall: float) -> None:
+    busy = (client + sink) / (wall * (os.cpu_count() or 1))
+    print(
+        f"  CPU per message: {who} {client / RECIPIENTS * 1e6:,.0f} µs, "
+        f"sink {sink / RECIPIENTS * 1e6:,.0f} µs; {os.cpu_count()} cores {busy:.0%} busy",
+        flush=True,
+    )
 
 
 def _free_port() -> int:
@@ -154,7 +190,7 @@ def _prepare(path: Path) -> tuple[Any, int]:
 
 
 def _run_broadcast(
-    port: int, counter: Any, signer: DkimSigner, baseline: float, processes: int
+    port: int, counter: Any, signer: DkimSigner, baseline: float, processes: int, sink_pid: int
 ) -> None:
     database, _ = _prepare(fresh_sqlite(f"send{processes}.db"))
     options = SenderOptions(
@@ -172,6 +208,7 @@ def _run_broadcast(
     )
     clock = SystemClock()
     before = counter.value
+    helpers = [0.0]
 
     async def send() -> Any:
         sender = Sender(
@@ -180,10 +217,13 @@ def _run_broadcast(
         try:
             return await sender.run_once()
         finally:
+            helpers[0] = _helpers_cpu(sink_pid)  # before close() ends the compose processes
             await sender.close()
 
+    own, sink = _own_cpu(), _cpu_of(sink_pid)
     with timed() as took:
         stats = asyncio.run(send())
+    own, sink = _own_cpu() - own + helpers[0], _cpu_of(sink_pid) - sink
     assert stats.sent == RECIPIENTS, stats
     assert counter.value - before == RECIPIENTS, counter.value
     how = f"{processes} compose processes" if processes else "compose threads"
@@ -194,6 +234,7 @@ def _run_broadcast(
         baseline,
         "ratio >= 0.7",
     )
+    _report_cpu("sender", own, sink, took[0])
     database.dispose()
 
 
@@ -202,24 +243,31 @@ def main() -> None:
     counter = context.Value("l", 0)
     ready = context.Event()
     port = _free_port()
-    sink = context.Process(target=_sink, args=(port, counter, ready), daemon=True)
-    sink.start()
+    sink_process = context.Process(target=_sink, args=(port, counter, ready), daemon=True)
+    sink_process.start()
     ready.wait(30)
     signer = DkimSigner.from_pem("example.com", "bench", generate_key(2048))
     try:
-        messages = [_message(i, signer) for i in range(RECIPIENTS)]
+        with timed() as took:
+            messages = [_message(i, signer) for i in range(RECIPIENTS)]
+        report(
+            "build and DKIM-sign a bare message (RSA 2048), each", took[0] / RECIPIENTS * 1e6, "µs"
+        )
+        own, sink = _own_cpu(), _cpu_of(sink_pid := sink_process.pid or 0)
         with timed() as bare:
             asyncio.run(_bare_loop(port, messages))
+        own, sink = _own_cpu() - own, _cpu_of(sink_pid) - sink
         baseline = RECIPIENTS / bare[0]
         report(
             f"bare aiosmtplib loop, pre-built messages, {CONNECTIONS} connections",
             baseline,
             "msg/s",
         )
+        _report_cpu("client", own, sink, bare[0])
         for processes in PROCESSES:
-            _run_broadcast(port, counter, signer, baseline, processes)
+            _run_broadcast(port, counter, signer, baseline, processes, sink_pid)
     finally:
-        sink.terminate()
+        sink_process.terminate()
 
 
 if __name__ == "__main__":
