@@ -19,14 +19,13 @@ from __future__ import annotations
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from _common import fresh_sqlite, report, scale, timed
+from _common import free_port, fresh_sqlite, report, scale, timed
 from sqlalchemy import create_engine, func, select, text
 
 from tidings.activities.models import Activity
@@ -203,12 +202,6 @@ def tidings_process(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def bench_latency() -> None:

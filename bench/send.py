@@ -15,7 +15,6 @@ import asyncio
 import multiprocessing
 import os
 import resource
-import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.messaging helpers
 
 import aiosmtplib
-from _common import fresh_sqlite, report, scale, timed
+from _common import cpu_seconds, free_port, fresh_sqlite, report, scale, timed
 
 from tidings.clock import SystemClock
 from tidings.contacts.models import MailingList
@@ -59,16 +58,6 @@ def _sink(port: int, counter: Any, ready: Any) -> None:
     asyncio.run(asyncio.Event().wait())
 
 
-def _cpu_of(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc; 0.0 elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
     return usage.ru_utime + usage.ru_stime
@@ -77,7 +66,9 @@ def _own_cpu() -> float:
 def _helpers_cpu(sink_pid: int) -> float:
     """CPU of this process's children but the sink: the compose processes, while they live."""
     return sum(
-        _cpu_of(p.pid) for p in multiprocessing.active_children() if p.pid not in (None, sink_pid)
+        cpu_seconds(p.pid)
+        for p in multiprocessing.active_children()
+        if p.pid not in (None, sink_pid)
     )
 
 
@@ -88,12 +79,6 @@ def _report_cpu(who: str, client: float, sink: float, wall: float) -> None:
         f"sink {sink / RECIPIENTS * 1e6:,.0f} µs; {os.cpu_count()} cores {busy:.0%} busy",
         flush=True,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _message(i: int, signer: DkimSigner) -> bytes:
@@ -220,10 +205,10 @@ def _run_broadcast(
             helpers[0] = _helpers_cpu(sink_pid)  # before close() ends the compose processes
             await sender.close()
 
-    own, sink = _own_cpu(), _cpu_of(sink_pid)
+    own, sink = _own_cpu(), cpu_seconds(sink_pid)
     with timed() as took:
         stats = asyncio.run(send())
-    own, sink = _own_cpu() - own + helpers[0], _cpu_of(sink_pid) - sink
+    own, sink = _own_cpu() - own + helpers[0], cpu_seconds(sink_pid) - sink
     assert stats.sent == RECIPIENTS, stats
     assert counter.value - before == RECIPIENTS, counter.value
     how = f"{processes} compose processes" if processes else "compose threads"
@@ -242,7 +227,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     counter = context.Value("l", 0)
     ready = context.Event()
-    port = _free_port()
+    port = free_port()
     sink_process = context.Process(target=_sink, args=(port, counter, ready), daemon=True)
     sink_process.start()
     ready.wait(30)
@@ -253,10 +238,10 @@ def main() -> None:
         report(
             "build and DKIM-sign a bare message (RSA 2048), each", took[0] / RECIPIENTS * 1e6, "µs"
         )
-        own, sink = _own_cpu(), _cpu_of(sink_pid := sink_process.pid or 0)
+        own, sink = _own_cpu(), cpu_seconds(sink_pid := sink_process.pid or 0)
         with timed() as bare:
             asyncio.run(_bare_loop(port, messages))
-        own, sink = _own_cpu() - own, _cpu_of(sink_pid) - sink
+        own, sink = _own_cpu() - own, cpu_seconds(sink_pid) - sink
         baseline = RECIPIENTS / bare[0]
         report(
             f"bare aiosmtplib loop, pre-built messages, {CONNECTIONS} connections",

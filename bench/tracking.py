@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import fresh_sqlite, report, scale
+from _common import cpu_seconds, free_port, fresh_sqlite, report, scale
 
 from tidings.clock import FakeClock
 from tidings.events.tokens import TrackingTokens
@@ -32,12 +32,6 @@ CONNECTIONS = 64
 CONTACTS = 1_000
 SECRET = "bench-secret"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(db_path: Path, port: int) -> subprocess.Popen[bytes]:
@@ -99,15 +93,6 @@ async def fire(port: int, paths: list[bytes]) -> float:
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
     return len(paths) / (time.perf_counter() - start)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used so far (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
