@@ -53,6 +53,8 @@ class BounceOutcome:
     outbox_id: int | None = None
     contacts: list[int] = field(default_factory=list)
     status_changed: list[int] = field(default_factory=list)
+    # per contact: what was recorded (hard: bounced, soft: counted) and why
+    applied: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class BounceOutcome:
             "outbox_id": self.outbox_id,
             "contacts": self.contacts,
             "status_changed": self.status_changed,
+            "applied": self.applied,
         }
 
 
@@ -103,7 +106,9 @@ def apply_report(
             (r for r in report.recipients if contact is not None and r.address == contact.email),
             None,
         )
-        if contact is not None:
+        # A report that names our recipient as delivered (an alias expanded, another
+        # address failed) changes nothing for it.
+        if contact is not None and (mine is None or mine.kind != BounceKind.NONE):
             targets.append((contact, mine))
         outcome.outbox_id = message.id
     else:
@@ -123,18 +128,24 @@ def apply_report(
         return outcome
     outcome.matched = True
     for contact, recipient in targets:
-        kind = (
-            recipient.kind
-            if recipient is not None and recipient.kind != BounceKind.NONE
-            else report.kind
-        )
-        status = recipient.status if recipient is not None else report.status
-        diagnostic = recipient.diagnostic if recipient is not None else report.diagnostic
+        # Each recipient with its own outcome; the report's only for a contact it does not name.
+        about = recipient if recipient is not None else report
+        kind = recipient.kind if recipient is not None else report.kind
+        status, diagnostic = about.status, about.diagnostic
         outcome.contacts.append(contact.id)
-        if _apply_one(
+        changed = _apply_one(
             session, contact, kind, status, diagnostic, message, report, now, soft_limit, soft_days
-        ):
+        )
+        if changed:
             outcome.status_changed.append(contact.id)
+        outcome.applied.append(
+            {
+                "contact_id": contact.id,
+                "kind": kind.value,
+                "rule": about.rule,
+                "status_changed": changed,
+            }
+        )
     return outcome
 
 
