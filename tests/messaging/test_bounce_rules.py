@@ -210,9 +210,11 @@ def test_addresses_in_text_skip_senders_and_daemons() -> None:
     text = (
         "Your message to ann@example.org from news@example.com failed.\n"
         "Reply to Postmaster@mx.example.net or MAILER-DAEMON@mx.example.net.\n"
-        "Return path: bounce+0123456789abcdef0123456789abcdef@bounces.example.com"
+        "Return path: bounce+0123456789abcdef0123456789abcdef@bounces.example.com\n"
+        "Sender Address:    shop@example.com\nFrom: Shop <deals@example.com>\n"
+        "Recipient Address: bob@example.org"
     )
-    assert addresses_in(text, ["news@example.com"]) == ["ann@example.org"]
+    assert addresses_in(text, ["news@example.com"]) == ["ann@example.org", "bob@example.org"]
 
 
 def test_notice_text_cuts_the_original() -> None:

@@ -42,6 +42,12 @@ _ADDRESS_IN_TEXT = re.compile(
     r"(?<![\w.+%=-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,10}"
     r"[A-Za-z]{2,63}(?![\w-])"
 )
+# "Sender Address: news@example.com" (Microsoft 365), "From: <...>": the sender, not a recipient.
+_SENDER_LABEL = re.compile(
+    r"(?:^|\n)[ \t]*(?:from|sender(?: address)?|reply-to|return-path|mail from|envelope-from)"
+    r"[ \t]*:[ \t]*(?:[^\n<]*<)?[ \t]*$",
+    re.IGNORECASE,
+)
 _UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 # Gateway-internal forms that look like addresses but are not the one we sent to:
 # Exchange's encapsulated X.400/X.500 (IMCEAEX-..., IMCEAX400-...) and X.400 O/R names.
@@ -187,8 +193,10 @@ def addresses_in(text: str, exclude: Iterable[str] = ()) -> list[str]:
     recipient (the sender, postmasters, our own return path)."""
     skip = {a.lower() for a in exclude}
     found: list[str] = []
-    for candidate in find_addresses(text):
-        address = clean_address(candidate)
+    for match in _ADDRESS_IN_TEXT.finditer(text):
+        if _SENDER_LABEL.search(text, max(0, match.start() - 40), match.start()):
+            continue
+        address = clean_address(match.group(0))
         if address and address not in skip and address not in found and is_recipient(address):
             found.append(address)
     return found
