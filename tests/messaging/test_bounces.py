@@ -372,3 +372,25 @@ def test_cli_bounces_parse_explains_rules(tmp_path: Path) -> None:
     parsed = json.loads(runner.invoke(app, ["bounces", "parse", str(path)]).stdout)
     assert parsed["kind"] == "none" and parsed["recipients"] == []
     assert parsed["rule"] == "auto-reply subject 'automatic reply'"
+
+
+def test_control_characters_never_reach_the_database(
+    client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    """NUL and raw 8-bit bytes in a report are replaced before anything is stored (PostgreSQL
+    refuses NUL in text and JSON)."""
+    ann, token = _sent_message(database, clock, "ann@example.org")
+    raw = samples.fill(samples.POSTFIX_HARD, token, "ann@example.org").replace(
+        b"Recipient address rejected: User", b"Recipient\x00 address rejected: \xff\xfeUser"
+    )
+    response = client.post("/api/v1/webhooks/bounce", content=raw)
+    assert response.status_code == 200, response.text
+    assert "\x00" not in response.text and "\\u0000" not in response.text
+    assert _status(database, ann) == "bounced"
+    with database.session() as session:
+        data = session.scalars(
+            select(Activity.data).where(
+                Activity.contact_id == ann, Activity.type == "email_bounced"
+            )
+        ).one()
+    assert "address rejected" in data["diagnostic"] and "\x00" not in data["diagnostic"]
