@@ -4,6 +4,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+CORPUS = Path(__file__).parent / "bounce_corpus"
+
 POSTFIX_HARD = """\
 Return-Path: <>
 Received: by mx.example.net (Postfix) id 3F2A1C0F1; Mon,  2 Mar 2026 09:01:02 +0000 (UTC)
@@ -368,3 +373,40 @@ Thanks for the newsletter!
 
 def fill(template: str, token: str, rcpt: str) -> bytes:
     return template.replace("TOKEN", token).replace("RCPT", rcpt).replace("\n", "\r\n").encode()
+
+
+@dataclass(frozen=True)
+class CorpusMessage:
+    """One file of bounce_corpus/: the message and what it should be read as (README.md)."""
+
+    name: str
+    raw: bytes
+    kind: str
+    recipients: dict[str, str] | None  # None: any recipients, none of them hard or soft
+    rule: str
+    token: str | None
+
+
+def corpus() -> list[CorpusMessage]:
+    out: list[CorpusMessage] = []
+    for path in sorted(CORPUS.glob("*.eml")):
+        lines = path.read_bytes().split(b"\n")
+        expect: dict[str, str] = {}
+        while lines and lines[0].startswith(b"X-Corpus-"):
+            name, _, value = lines.pop(0).decode().partition(":")
+            expect[name.removeprefix("X-Corpus-").lower()] = value.strip()
+        recipients = None
+        if "expect-recipients" in expect:
+            pairs = [p.strip() for p in expect["expect-recipients"].split(",") if p.strip()]
+            recipients = dict(p.split("=", 1) for p in pairs)
+        out.append(
+            CorpusMessage(
+                name=path.stem,
+                raw=b"\r\n".join(lines),
+                kind=expect["expect-kind"],
+                recipients=recipients,
+                rule=expect["expect-rule"],
+                token=expect.get("expect-token"),
+            )
+        )
+    return out

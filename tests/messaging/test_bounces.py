@@ -16,11 +16,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from tests.messaging import samples
 from tests.messaging.conftest import free_port
 from tests.messaging.helpers import make_contact, make_template
 from tidings.activities.models import Activity
+from tidings.cli import app
 from tidings.clock import FakeClock
 from tidings.config import Settings
 from tidings.contacts.models import Contact
@@ -202,10 +204,10 @@ def test_cli_bounces_parse(tmp_path: Path) -> None:
     assert parsed["status"] == "5.1.10" and "RecipientNotFound" in parsed["diagnostic"]
 
 
-def test_inbound_listener(database: Database, clock: FakeClock, settings: Settings) -> None:
-    ann, token = _sent_message(database, clock, "ann@example.org")
-    bob, token_b = _sent_message(database, clock, "bob@example.org")
-    settings.unsubscribe_mailto = "unsubscribe@example.com"
+def _deliver_inbound(
+    database: Database, clock: FakeClock, settings: Settings, mails: list[tuple[bytes, str, str]]
+) -> InboundHandler:
+    """Send each (message, envelope sender, envelope recipient) to a real inbound listener."""
     handler = InboundHandler(database, clock, settings)
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
@@ -213,32 +215,182 @@ def test_inbound_listener(database: Database, clock: FakeClock, settings: Settin
     try:
 
         async def deliver() -> None:
-            await aiosmtplib.send(
-                samples.fill(samples.EXIM_HARD, token, "ann@example.org"),
-                sender="mailer-daemon@mx.example.net",
-                recipients=[f"bounce+{token}@bounces.example.com"],
-                hostname="127.0.0.1",
-                port=port,
-            )
-            await aiosmtplib.send(
-                f"From: bob@example.org\r\nTo: unsubscribe@example.com\r\n"
-                f"Subject: unsubscribe-{token_b}\r\n\r\n".encode(),
-                sender="bob@example.org",
-                recipients=["unsubscribe@example.com"],
-                hostname="127.0.0.1",
-                port=port,
-            )
-            await aiosmtplib.send(
-                samples.fill(samples.NOT_A_BOUNCE, "", ""),
-                sender="x@example.org",
-                recipients=["bounce+nothing@bounces.example.com"],
-                hostname="127.0.0.1",
-                port=port,
-            )
+            for raw, sender, recipient in mails:
+                await aiosmtplib.send(
+                    raw, sender=sender, recipients=[recipient], hostname="127.0.0.1", port=port
+                )
 
         asyncio.run(deliver())
     finally:
         controller.stop()
+    return handler
+
+
+def test_inbound_listener(database: Database, clock: FakeClock, settings: Settings) -> None:
+    ann, token = _sent_message(database, clock, "ann@example.org")
+    bob, token_b = _sent_message(database, clock, "bob@example.org")
+    settings.unsubscribe_mailto = "unsubscribe@example.com"
+    unsubscribe = (
+        f"From: bob@example.org\r\nTo: unsubscribe@example.com\r\n"
+        f"Subject: unsubscribe-{token_b}\r\n\r\n".encode()
+    )
+    handler = _deliver_inbound(
+        database,
+        clock,
+        settings,
+        [
+            (
+                samples.fill(samples.EXIM_HARD, token, "ann@example.org"),
+                "mailer-daemon@mx.example.net",
+                f"bounce+{token}@bounces.example.com",
+            ),
+            (unsubscribe, "bob@example.org", "unsubscribe@example.com"),
+            (
+                samples.fill(samples.NOT_A_BOUNCE, "", ""),
+                "x@example.org",
+                "bounce+nothing@bounces.example.com",
+            ),
+        ],
+    )
     assert [r.kind for r in handler.results] == ["hard", "unsubscribe", "none"]
     assert _status(database, ann) == "bounced"
     assert _status(database, bob) == "unsubscribed"
+
+
+def _corpus(name: str) -> bytes:
+    return next(c.raw for c in samples.corpus() if c.name == name)
+
+
+def _activities(database: Database, contact_id: int) -> list[str]:
+    with database.session() as session:
+        return list(
+            session.scalars(
+                select(Activity.type)
+                .where(Activity.contact_id == contact_id, Activity.type.like("email_%"))
+                .order_by(Activity.id)
+            )
+        )
+
+
+def test_webhook_acts_per_recipient(
+    client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    """One DSN, five recipients, five outcomes: hard → bounced, soft → counted, delivered →
+    nothing."""
+    names = ["gone", "full", "fine", "nobody", "stuffed"]
+    with database.session() as session:
+        ids = {n: make_contact(session, f"{n}@example.org", clock.now()).id for n in names}
+    response = client.post(
+        "/api/v1/webhooks/bounce",
+        content=_corpus("dsn_mixed"),
+        headers={"content-type": "message/rfc822"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    rules = {r["address"]: r["rule"] for r in body["report"]["per_recipient"]}
+    assert rules["nobody@example.org"] == "dsn diagnostic text: smtp 550 (hard)"
+    applied = {a["contact_id"]: a["kind"] for a in body["outcome"]["applied"]}
+    assert applied == {
+        ids["gone"]: "hard",
+        ids["full"]: "soft",
+        ids["nobody"]: "hard",
+        ids["stuffed"]: "soft",
+    }
+    assert sorted(body["outcome"]["status_changed"]) == sorted([ids["gone"], ids["nobody"]])
+    statuses = {n: _status(database, ids[n]) for n in names}
+    assert statuses == {
+        "gone": "bounced",
+        "full": "subscribed",
+        "fine": "subscribed",
+        "nobody": "bounced",
+        "stuffed": "subscribed",
+    }
+    assert _activities(database, ids["full"]) == ["email_soft_bounced"]
+    assert _activities(database, ids["stuffed"]) == ["email_soft_bounced"]
+    assert _activities(database, ids["fine"]) == []
+
+
+def test_inbound_non_dsn_mixed_and_auto_reply(
+    database: Database, clock: FakeClock, settings: Settings
+) -> None:
+    """A qmail bounce (no DSN) for two recipients acts on each; an auto-reply sent to a real
+    message's VERP address changes nothing."""
+    with database.session() as session:
+        lea = make_contact(session, "lea@example.net", clock.now()).id
+        max_ = make_contact(session, "max@mail.example.net", clock.now()).id
+    jan, token = _sent_message(database, clock, "jan@example.org")
+    auto_reply = _corpus("autoreply_vacation").replace(
+        b"2a2b2c2d2e2f20212223242526272829", token.encode()
+    )
+    handler = _deliver_inbound(
+        database,
+        clock,
+        settings,
+        [
+            (_corpus("qmail_mixed"), "mailer-daemon@mx.example.net", "news@example.com"),
+            (auto_reply, "jan@example.org", f"bounce+{token}@bounces.example.com"),
+        ],
+    )
+    assert [(r.kind, r.matched) for r in handler.results] == [("hard", True), ("none", False)]
+    assert _status(database, lea) == "bounced"
+    assert _status(database, max_) == "subscribed"
+    assert _activities(database, max_) == ["email_soft_bounced"]
+    assert _status(database, jan) == "subscribed"
+    assert "email_bounced" not in _activities(database, jan)
+    with database.session() as session:
+        message = session.scalar(select(OutboxMessage).where(OutboxMessage.message_id == token))
+        assert message is not None and message.status == "sent"
+
+
+def test_token_match_respects_the_recipients_own_outcome(
+    database: Database, clock: FakeClock
+) -> None:
+    """A report found by its token that names our recipient as delivered (another address of
+    an expanded alias failed) leaves our contact alone."""
+    ann, token = _sent_message(database, clock, "fine@example.org")
+    report = parse_bounce(_corpus("dsn_mixed"), [f"bounce+{token}@bounces.example.com"])
+    assert report.kind == "hard" and report.token == token
+    with database.session() as session:
+        outcome = apply_report(session, report, now=clock.now())
+    assert outcome.matched and outcome.contacts == []
+    assert _status(database, ann) == "subscribed"
+
+
+def test_cli_bounces_parse_explains_rules(tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = tmp_path / "mixed.eml"
+    path.write_bytes(_corpus("qmail_mixed"))
+    result = runner.invoke(app, ["bounces", "parse", str(path)])
+    assert result.exit_code == 0, result.output
+    parsed = json.loads(result.stdout)
+    assert parsed["rule"] == "text: status 5.1.1 (hard)"
+    assert {r["address"]: (r["kind"], r["rule"], r["source"]) for r in parsed["per_recipient"]} == {
+        "lea@example.net": ("hard", "text: status 5.1.1 (hard)", "flufl.bounce"),
+        "max@mail.example.net": ("soft", "text: status 4.2.2 (soft)", "flufl.bounce"),
+    }
+    path.write_bytes(_corpus("autoreply_ooo_html"))
+    parsed = json.loads(runner.invoke(app, ["bounces", "parse", str(path)]).stdout)
+    assert parsed["kind"] == "none" and parsed["recipients"] == []
+    assert parsed["rule"] == "auto-reply subject 'automatic reply'"
+
+
+def test_control_characters_never_reach_the_database(
+    client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    """NUL and raw 8-bit bytes in a report are replaced before anything is stored (PostgreSQL
+    refuses NUL in text and JSON)."""
+    ann, token = _sent_message(database, clock, "ann@example.org")
+    raw = samples.fill(samples.POSTFIX_HARD, token, "ann@example.org").replace(
+        b"Recipient address rejected: User", b"Recipient\x00 address rejected: \xff\xfeUser"
+    )
+    response = client.post("/api/v1/webhooks/bounce", content=raw)
+    assert response.status_code == 200, response.text
+    assert "\x00" not in response.text and "\\u0000" not in response.text
+    assert _status(database, ann) == "bounced"
+    with database.session() as session:
+        data = session.scalars(
+            select(Activity.data).where(
+                Activity.contact_id == ann, Activity.type == "email_bounced"
+            )
+        ).one()
+    assert "address rejected" in data["diagnostic"] and "\x00" not in data["diagnostic"]

@@ -1,22 +1,15 @@
 """Bounces (RFC 3464 delivery-status notifications and the non-standard shapes real servers
-send) and complaints (RFC 5965 ARF feedback reports): parsing, matching, and their effect.
+send) and complaints (RFC 5965 ARF feedback reports): their effect on messages and contacts.
 
-Matching, most precise first: the VERP token in the return path the report was sent to
-(`bounce+<token>@bounce_domain`), the Message-ID of the original message embedded in the report
-(`<token>@from_domain`), then the failed recipient addresses (flufl.bounce as a last resort).
+Reading a report lives in bounce_parse (structure), bounce_text (the notice's words) and
+bounce_rules (what they mean); the names are re-exported here.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
-import logging
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import Message
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -27,322 +20,27 @@ from tidings.activities.service import Cause, record
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 from tidings.contacts.service import change_status
+from tidings.messaging.bounce_parse import (
+    BounceParseError,
+    BounceReport,
+    RecipientResult,
+    parse_bounce,
+)
+from tidings.messaging.bounce_rules import BounceKind
 from tidings.messaging.models import OutboxMessage
 from tidings.messaging.outbox import EmailActivity, OutboxStatus
 
-log = logging.getLogger(__name__)
-
-
-class _QuietDetectors(logging.Filter):
-    """flufl.bounce logs a traceback whenever one of its detectors trips over odd input; we
-    treat that as "nothing found", so keep those out of the error log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Exception in detector")
-
-
-logging.getLogger("flufl.bounce").addFilter(_QuietDetectors())
-
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_SMTP_CODE = re.compile(r"\b([45])\d\d\b")
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_VERP = re.compile(r"bounce\+([0-9a-f]{32})@", re.IGNORECASE)
-_TOKEN_MESSAGE_ID = re.compile(r"<?([0-9a-f]{32})@", re.IGNORECASE)
-
-
-class BounceKind(StrEnum):
-    HARD = "hard"
-    SOFT = "soft"
-    COMPLAINT = "complaint"
-    NONE = "none"
-
-
-class BounceParseError(ValueError):
-    """A report that claims to be a DSN or ARF report but cannot be read."""
-
-
-@dataclass
-class RecipientResult:
-    address: str
-    kind: BounceKind
-    status: str | None
-    diagnostic: str | None
-
-
-@dataclass
-class BounceReport:
-    kind: BounceKind
-    recipients: list[RecipientResult] = field(default_factory=list)
-    status: str | None = None
-    diagnostic: str | None = None
-    token: str | None = None  # the outbox message this report is about, when known
-    feedback_type: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind.value,
-            "recipients": [r.address for r in self.recipients],
-            "status": self.status,
-            "diagnostic": self.diagnostic,
-            "message_token": self.token,
-            "per_recipient": [
-                {
-                    "address": r.address,
-                    "kind": r.kind.value,
-                    "status": r.status,
-                    "diagnostic": r.diagnostic,
-                }
-                for r in self.recipients
-            ],
-        }
-
-
-def _kind_of(status: str | None, action: Any) -> BounceKind:
-    # str(): with 8-bit bytes in a header, the email package hands back a Header object.
-    action = str(action or "").strip().lower()
-    if action in ("delivered", "relayed", "expanded"):
-        return BounceKind.NONE
-    if status and status.startswith("5"):
-        return BounceKind.HARD
-    if (status and status.startswith("4")) or action == "delayed":
-        return BounceKind.SOFT
-    if action == "failed":
-        return BounceKind.HARD
-    return BounceKind.NONE
-
-
-def _worst(kinds: Iterable[BounceKind]) -> BounceKind:
-    order = [BounceKind.COMPLAINT, BounceKind.HARD, BounceKind.SOFT, BounceKind.NONE]
-    present = set(kinds)
-    return next((k for k in order if k in present), BounceKind.NONE)
-
-
-def _address_field(value: str | None) -> str | None:
-    """'rfc822; ann@example.com' -> 'ann@example.com'."""
-    if not value:
-        return None
-    _, _, address = str(value).partition(";")
-    address = (address or str(value)).strip().strip("<>").strip()
-    return address.lower() or None
-
-
-def _clean(value: Any) -> str | None:
-    if value is None:
-        return None
-    return " ".join(str(value).split()) or None
-
-
-def _status_of(value: Any) -> str | None:
-    match = _STATUS.search(str(value or ""))
-    return ".".join(match.groups()) if match else None
-
-
-def _token_from_headers(headers: Message) -> str | None:
-    for name in ("Message-ID", "Message-Id"):
-        value = headers.get(name)
-        if value:
-            match = _TOKEN_MESSAGE_ID.search(str(value))
-            if match:
-                return match.group(1).lower()
-    return None
-
-
-def _embedded_headers(message: Message) -> Message | None:
-    for part in message.walk():
-        ctype = part.get_content_type()
-        if ctype == "message/rfc822":
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                return payload[0]
-        if ctype in ("text/rfc822-headers", "message/rfc822-headers"):
-            raw = part.get_payload(decode=True) or b""
-            if isinstance(raw, bytes):
-                return email.message_from_bytes(raw.lstrip(), policy=email.policy.compat32)
-    return None
-
-
-def _verp_token(message: Message, envelope_recipients: Sequence[str]) -> str | None:
-    candidates = list(envelope_recipients)
-    for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To", "X-Envelope-To"):
-        candidates.extend(str(v) for v in message.get_all(name, []))
-    for value in candidates:
-        match = _VERP.search(value)
-        if match:
-            return match.group(1).lower()
-    return None
-
-
-def _delivery_status_blocks(part: Message) -> list[Message]:
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
-    # Some servers send it base64 or as a plain string: parse the blocks ourselves.
-    raw = part.get_payload(decode=True)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
-    blocks = re.split(r"\r?\n\s*\r?\n", text.strip())
-    return [
-        email.message_from_string(b.strip() + "\n", policy=email.policy.compat32) for b in blocks
-    ]
-
-
-def _parse_dsn(message: Message) -> list[RecipientResult]:
-    part = next(
-        (
-            p
-            for p in message.walk()
-            if p.get_content_type() in ("message/delivery-status", "message/global-delivery-status")
-        ),
-        None,
-    )
-    if part is None:
-        return []
-    blocks = _delivery_status_blocks(part)
-    results: list[RecipientResult] = []
-    for block in blocks[1:] if len(blocks) > 1 else blocks:
-        address = _address_field(block.get("Final-Recipient")) or _address_field(
-            block.get("Original-Recipient")
-        )
-        if not address:
-            continue
-        status = _status_of(block.get("Status"))
-        diagnostic = _clean(block.get("Diagnostic-Code"))
-        if diagnostic and ";" in diagnostic.split(" ")[0] + " ":
-            diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
-        results.append(
-            RecipientResult(address, _kind_of(status, block.get("Action")), status, diagnostic)
-        )
-    return results
-
-
-def _body_text(message: Message) -> str:
-    texts: list[str] = []
-    for part in message.walk():
-        if part.get_content_type() in ("text/plain", "text/html") and not _inside_rfc822(
-            message, part
-        ):
-            raw = part.get_payload(decode=True)
-            if isinstance(raw, bytes):
-                texts.append(raw.decode(part.get_content_charset() or "utf-8", "replace"))
-    return "\n".join(texts)
-
-
-def _inside_rfc822(root: Message, target: Message) -> bool:
-    for part in root.walk():
-        if part.get_content_type() == "message/rfc822" and part is not target:
-            for inner in part.walk():
-                if inner is target and inner is not part:
-                    return True
-    return False
-
-
-def _flufl_recipients(message: Message) -> set[str]:
-    """flufl.bounce's heuristics for non-standard bounces. It can raise on odd input."""
-    try:
-        from flufl.bounce import scan_message
-
-        found = scan_message(message)
-    except Exception:
-        log.debug("flufl.bounce could not read the message", exc_info=True)
-        return set()
-    out: set[str] = set()
-    for value in found:
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-        if "@" in text:
-            out.add(text.strip().strip("<>").lower())
-    return out
-
-
-def _parse_plain(message: Message) -> list[RecipientResult]:
-    """Exim-style and other text bounces: X-Failed-Recipients and codes in the text."""
-    text = _body_text(message)
-    status = _status_of(text)
-    code = _SMTP_CODE.search(text)
-    kind = BounceKind.NONE
-    lowered = text.lower()
-    if status:
-        kind = BounceKind.HARD if status.startswith("5") else BounceKind.SOFT
-    elif code:
-        kind = BounceKind.HARD if code.group(1) == "5" else BounceKind.SOFT
-    elif "permanent error" in lowered or "could not be delivered" in lowered:
-        kind = BounceKind.HARD
-    elif "temporary" in lowered or "delayed" in lowered:
-        kind = BounceKind.SOFT
-    if "this is a permanent error" in lowered and kind == BounceKind.SOFT:
-        kind = BounceKind.HARD
-    addresses: list[str] = []
-    for value in message.get_all("X-Failed-Recipients", []):
-        addresses.extend(a.strip().lower() for a in str(value).split(",") if "@" in a)
-    if not addresses:
-        addresses = sorted(_flufl_recipients(message))
-    diagnostic = None
-    for line in text.splitlines():
-        if _STATUS.search(line) or _SMTP_CODE.match(line.strip()):
-            diagnostic = _clean(line)
-            break
-    return [RecipientResult(a, kind, status, diagnostic) for a in addresses]
-
-
-def _parse_arf(message: Message) -> BounceReport:
-    part = next(
-        (p for p in message.walk() if p.get_content_type() == "message/feedback-report"), None
-    )
-    if part is None:
-        raise BounceParseError("ARF report without a message/feedback-report part")
-    blocks = _delivery_status_blocks(part)
-    if not blocks or blocks[0].get("Feedback-Type") is None:
-        raise BounceParseError("ARF report: the feedback-report part has no Feedback-Type field")
-    fields = blocks[0]
-    embedded = _embedded_headers(message)
-    token = _token_from_headers(embedded) if embedded is not None else None
-    recipients: list[str] = []
-    for name in ("Original-Rcpt-To", "Removal-Recipient"):
-        recipients.extend(a.lower() for a in _ADDRESS.findall(str(fields.get(name) or "")))
-    if not recipients and embedded is not None:
-        recipients.extend(a.lower() for a in _ADDRESS.findall(str(embedded.get("To") or "")))
-    if token is None and not recipients:
-        raise BounceParseError(
-            "ARF report names neither the original message (Message-ID) nor a recipient"
-        )
-    feedback_type = str(fields.get("Feedback-Type")).strip().lower()
-    return BounceReport(
-        kind=BounceKind.COMPLAINT,
-        recipients=[RecipientResult(a, BounceKind.COMPLAINT, None, None) for a in recipients],
-        diagnostic=f"feedback-type {feedback_type}",
-        token=token,
-        feedback_type=feedback_type,
-    )
-
-
-def parse_bounce(raw: bytes, envelope_recipients: Sequence[str] = ()) -> BounceReport:
-    """Read a bounce or complaint. Raises BounceParseError on a malformed report."""
-    if not raw.strip():
-        raise BounceParseError("empty message")
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    if message.defects and not message.keys():
-        raise BounceParseError("not an RFC 822 message")
-    report_type = (message.get_param("report-type") or "") if message.is_multipart() else ""
-    report_type = str(report_type).lower()
-    verp = _verp_token(message, envelope_recipients)
-    if report_type == "feedback-report" or any(
-        p.get_content_type() == "message/feedback-report" for p in message.walk()
-    ):
-        report = _parse_arf(message)
-        report.token = verp or report.token
-        return report
-    recipients = _parse_dsn(message)
-    if not recipients:
-        recipients = _parse_plain(message)
-    embedded = _embedded_headers(message)
-    token = verp or (_token_from_headers(embedded) if embedded is not None else None)
-    kind = _worst(r.kind for r in recipients)
-    first = next((r for r in recipients if r.kind == kind), None)
-    return BounceReport(
-        kind=kind,
-        recipients=recipients,
-        status=first.status if first else None,
-        diagnostic=first.diagnostic if first else None,
-        token=token,
-    )
+__all__ = [
+    "BounceKind",
+    "BounceOutcome",
+    "BounceParseError",
+    "BounceReport",
+    "RecipientResult",
+    "apply_report",
+    "hard_failures_bounce",
+    "parse_bounce",
+    "soft_bounces_since",
+]
 
 
 # --- applying a report --------------------------------------------------------------------
@@ -355,6 +53,8 @@ class BounceOutcome:
     outbox_id: int | None = None
     contacts: list[int] = field(default_factory=list)
     status_changed: list[int] = field(default_factory=list)
+    # per contact: what was recorded (hard: bounced, soft: counted) and why
+    applied: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -363,6 +63,7 @@ class BounceOutcome:
             "outbox_id": self.outbox_id,
             "contacts": self.contacts,
             "status_changed": self.status_changed,
+            "applied": self.applied,
         }
 
 
@@ -405,7 +106,9 @@ def apply_report(
             (r for r in report.recipients if contact is not None and r.address == contact.email),
             None,
         )
-        if contact is not None:
+        # A report that names our recipient as delivered (an alias expanded, another
+        # address failed) changes nothing for it.
+        if contact is not None and (mine is None or mine.kind != BounceKind.NONE):
             targets.append((contact, mine))
         outcome.outbox_id = message.id
     else:
@@ -425,18 +128,24 @@ def apply_report(
         return outcome
     outcome.matched = True
     for contact, recipient in targets:
-        kind = (
-            recipient.kind
-            if recipient is not None and recipient.kind != BounceKind.NONE
-            else report.kind
-        )
-        status = recipient.status if recipient is not None else report.status
-        diagnostic = recipient.diagnostic if recipient is not None else report.diagnostic
+        # Each recipient with its own outcome; the report's only for a contact it does not name.
+        about = recipient if recipient is not None else report
+        kind = recipient.kind if recipient is not None else report.kind
+        status, diagnostic = about.status, about.diagnostic
         outcome.contacts.append(contact.id)
-        if _apply_one(
+        changed = _apply_one(
             session, contact, kind, status, diagnostic, message, report, now, soft_limit, soft_days
-        ):
+        )
+        if changed:
             outcome.status_changed.append(contact.id)
+        outcome.applied.append(
+            {
+                "contact_id": contact.id,
+                "kind": kind.value,
+                "rule": about.rule,
+                "status_changed": changed,
+            }
+        )
     return outcome
 
 

@@ -84,7 +84,8 @@ def dkim_generate(
 def bounces_parse(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
 ) -> None:
-    """Print how Tidings reads a bounce or complaint: one JSON object."""
+    """Print how Tidings reads a bounce or complaint: one JSON object, with the rule that
+    decided each recipient's kind."""
     from tidings.messaging.bounces import BounceParseError, parse_bounce
 
     raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
@@ -98,6 +99,8 @@ def bounces_parse(
                     "recipients": [],
                     "status": None,
                     "diagnostic": None,
+                    "rule": None,
+                    "per_recipient": [],
                     "error": str(exc),
                 }
             )
