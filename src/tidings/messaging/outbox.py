@@ -1,28 +1,44 @@
-"""The outbox: the only way a message leaves Tidings.
+"""The outbox: the only way a message leaves Tidings, and its one writer (`queue_many`).
 
 A message is written here, in the transaction that decides to send it, keyed by an idempotency
 key (a second call with the same key changes nothing). A refusal by the sending policy is kept
 too, with its reason, as an outbox row in status `refused` and an `email_refused` activity.
-The sender (tidings.messaging.sender) claims rows with a lease and checks the policy again.
+Broadcasts, the automation `send_email` step, transactional mail and double-opt-in
+confirmations all queue through `queue_many` (set-wise) or its per-message forms `queue_each`
+and `queue_email`. The sender (tidings.messaging.sender) claims rows with a lease and checks
+the policy again right before the final dot.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
-from tidings.activities.service import Cause, record
+from tidings.activities.service import Cause, record_tuples
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import MessageClass, may_send
-from tidings.contacts.repository import is_suppressed
-from tidings.db.bulk import dialect_insert
+from tidings.db.bulk import dialect_insert, in_values, rows_select
+from tidings.db.types import UTCDateTime
 from tidings.messaging.models import EmailTemplate, OutboxMessage
+from tidings.messaging.policy_sql import may_receive, refusal_reason
 
 
 class OutboxStatus(StrEnum):
@@ -65,27 +81,186 @@ def new_message_token() -> str:
     return uuid.uuid4().hex
 
 
-def insert_ignoring_duplicates(session: Session, values: dict[str, Any]) -> bool:
-    """Insert one outbox row unless its idempotency key exists; True if inserted."""
-    statement = (
-        dialect_insert(session, OutboxMessage)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+def random_token(session: Session) -> ColumnElement[str]:
+    """SQL: a new message token per row (what new_message_token makes in Python)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.replace(cast(func.gen_random_uuid(), String), "-", "")
+    return func.lower(func.hex(func.randomblob(16)))
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """One outbox row that a queue_many call wrote."""
+
+    id: int
+    key: str
+    contact_id: int
+    queued: bool
+    reason: str | None
+
+
+_COLUMNS = (
+    "idempotency_key",
+    "contact_id",
+    "template_id",
+    "broadcast_id",
+    "message_class",
+    "context",
+    "status",
+    "reason",
+    "attempts",
+    "next_attempt_at",
+    "message_id",
+    "recipient",
+    "created_at",
+    "updated_at",
+)
+
+
+def queue_many(
+    session: Session,
+    recipients: Select[int, str],
+    *,
+    template: str,
+    message_class: str,
+    now: datetime,
+    cause: str,
+    context: dict[str, Any] | None = None,
+    broadcast_id: int | None = None,
+) -> list[Written]:
+    """THE outbox writer: one message per row of `recipients`, decided by the sending policy
+    in SQL, in one INSERT ... SELECT (plus one insert of the refusals' activity rows).
+
+    `recipients` selects (contact id, idempotency key) FROM the contacts table, outer-joined
+    when a contact may be missing (see queue_each). Every row becomes an outbox row: `queued`,
+    or `refused` with the policy's reason (contact missing, template missing, suppressed, or
+    the contact's status) and an `email_refused` activity. A key that exists already is left
+    alone (ON CONFLICT DO NOTHING), so running the same call twice queues nothing twice.
+    Returns the rows written by this call.
+    """
+    klass = MessageClass(message_class)  # an unknown class is a programming error: fail loudly
+    template_id = session.scalar(select(EmailTemplate.id).where(EmailTemplate.name == template))
+    contact_id, key = recipients.selected_columns
+    missing = (
+        Contact.id.is_(None),
+        literal("contact ") + cast(contact_id, String) + " does not exist",
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
-
-
-def _existing(session: Session, key: str) -> QueueResult | None:
-    row = session.execute(
-        select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.reason).where(
-            OutboxMessage.idempotency_key == key
+    if template_id is None:
+        reason: ColumnElement[Any] = case(
+            missing, else_=literal(f"template {template!r} does not exist")
         )
-    ).first()
-    if row is None:
-        return None
-    queued = row.status != OutboxStatus.REFUSED
-    reason = f"already {'queued' if queued else 'refused'} under this key: {row.reason or ''}"
-    return QueueResult(queued, reason.rstrip(": "), row.id, duplicate=True)
+        status: ColumnElement[Any] = literal(OutboxStatus.REFUSED.value)
+    else:
+        reason = case(missing, else_=refusal_reason(Contact.status, Contact.email, klass))
+        status = case(
+            (may_receive(Contact.status, Contact.email, klass), literal(OutboxStatus.QUEUED.value)),
+            else_=literal(OutboxStatus.REFUSED.value),
+        )
+    table = OutboxMessage.__table__
+    rows = recipients.with_only_columns(
+        key,
+        contact_id,
+        literal(template_id, BigInteger()),
+        literal(broadcast_id, BigInteger()),
+        literal(klass.value),
+        literal(context or {}, type_=table.c.context.type),
+        status,
+        reason,
+        literal(0),
+        literal(now, type_=UTCDateTime()),
+        random_token(session),
+        Contact.email,
+        literal(now, type_=UTCDateTime()),
+        literal(now, type_=UTCDateTime()),
+        maintain_column_froms=True,
+    )
+    # SQLite needs a WHERE on INSERT ... SELECT ... ON CONFLICT to parse it.
+    statement = (
+        dialect_insert(session, table)
+        .from_select(_COLUMNS, rows.where(true()))
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(
+            table.c.id,
+            table.c.idempotency_key,
+            table.c.contact_id,
+            table.c.status,
+            table.c.reason,
+            table.c.recipient,
+        )
+    )
+    written: list[Written] = []
+    refusals: list[tuple[Any, ...]] = []
+    refused_type = EmailActivity.REFUSED.value
+    for oid, okey, cid, ostatus, oreason, recipient in session.execute(statement):
+        queued = ostatus == OutboxStatus.QUEUED
+        written.append(Written(oid, okey, cid, queued, oreason))
+        if not queued and recipient is not None:  # a contact that is gone has no history
+            data: dict[str, Any] = {
+                "reason": oreason,
+                "template": template,
+                "message_class": klass.value,
+                "outbox_id": oid,
+            }
+            if broadcast_id is not None:
+                data["broadcast_id"] = broadcast_id
+            refusals.append((cid, refused_type, cause, now, data))
+    record_tuples(session, refusals)
+    return written
+
+
+def queue_each(
+    session: Session,
+    messages: Sequence[tuple[int, str]],
+    *,
+    template: str,
+    message_class: str,
+    now: datetime,
+    cause: str,
+    context: dict[str, Any] | None = None,
+) -> dict[str, QueueResult]:
+    """queue_many for messages given as (contact id, idempotency key) pairs: the result of
+    each key, including keys queued (or refused) before, which are left as they are."""
+    if not messages:
+        return {}
+    given = rows_select(
+        session, [("contact_id", BigInteger()), ("idempotency_key", String())], messages
+    ).subquery("messages")
+    recipients = select(given.c.contact_id, given.c.idempotency_key).select_from(
+        given.outerjoin(Contact, Contact.id == given.c.contact_id)
+    )
+    written = queue_many(
+        session,
+        recipients,
+        template=template,
+        message_class=message_class,
+        now=now,
+        cause=cause,
+        context=context,
+    )
+    results = {w.key: QueueResult(w.queued, w.reason or "", w.id) for w in written}
+    earlier = sorted({key for _, key in messages} - results.keys())
+    if earlier:
+        results.update(_existing(session, earlier))
+    return results
+
+
+def _existing(session: Session, keys: Sequence[str]) -> dict[str, QueueResult]:
+    """The results of keys written before: 'already queued (or refused) under this key'."""
+    found: dict[str, QueueResult] = {}
+    for row in session.execute(
+        select(
+            OutboxMessage.idempotency_key,
+            OutboxMessage.id,
+            OutboxMessage.status,
+            OutboxMessage.reason,
+        ).where(in_values(session, OutboxMessage.idempotency_key, keys))
+    ):
+        queued = row.status != OutboxStatus.REFUSED
+        reason = f"already {'queued' if queued else 'refused'} under this key: {row.reason or ''}"
+        found[row.idempotency_key] = QueueResult(
+            queued, reason.rstrip(": "), row.id, duplicate=True
+        )
+    return found
 
 
 def queue_email(
@@ -99,56 +274,18 @@ def queue_email(
     context: dict[str, Any] | None = None,
     cause: str = Cause.SYSTEM,
 ) -> QueueResult:
-    """Queue one message to one contact, or record why the policy refuses it."""
-    done = _existing(session, idempotency_key)
-    if done is not None:
-        return done
-    MessageClass(message_class)  # an unknown class is a programming error: fail loudly
-    contact = session.get(Contact, contact_id)
-    template_id = session.scalar(select(EmailTemplate.id).where(EmailTemplate.name == template))
-    if contact is None:
-        queued, reason = False, f"contact {contact_id} does not exist"
-    elif template_id is None:
-        queued, reason = False, f"template {template!r} does not exist"
-    else:
-        decision = may_send(
-            contact.status, message_class, suppressed=is_suppressed(session, contact.email)
-        )
-        queued, reason = decision.allowed, decision.reason
-    values = {
-        "idempotency_key": idempotency_key,
-        "contact_id": contact_id,
-        "template_id": template_id,
-        "broadcast_id": None,
-        "message_class": message_class,
-        "context": context or {},
-        "status": OutboxStatus.QUEUED if queued else OutboxStatus.REFUSED,
-        "reason": None if queued else reason,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "message_id": new_message_token(),
-        "recipient": contact.email if contact is not None else None,
-        "created_at": now,
-        "updated_at": now,
-    }
-    if not insert_ignoring_duplicates(session, values):
-        # Another transaction queued the same key in the meantime.
-        return _existing(session, idempotency_key) or QueueResult(False, "duplicate key")
-    outbox_id = session.scalar(
-        select(OutboxMessage.id).where(OutboxMessage.idempotency_key == idempotency_key)
-    )
-    if not queued and contact is not None:
-        record(
-            session,
-            contact_id,
-            EmailActivity.REFUSED,
-            cause,
-            now,
-            {
-                "reason": reason,
-                "template": template,
-                "message_class": message_class,
-                "outbox_id": outbox_id,
-            },
-        )
-    return QueueResult(queued, reason, outbox_id)
+    """Queue one message to one contact, or record why the policy refuses it (queue_each for
+    one message; a queued result says which rule allowed it)."""
+    result = queue_each(
+        session,
+        [(contact_id, idempotency_key)],
+        template=template,
+        message_class=message_class,
+        now=now,
+        cause=cause,
+        context=context,
+    )[idempotency_key]
+    if result.queued and not result.duplicate:
+        status = session.scalar(select(Contact.status).where(Contact.id == contact_id))
+        result = QueueResult(True, may_send(str(status), message_class).reason, result.outbox_id)
+    return result
