@@ -538,10 +538,12 @@ steps:
     )
     good, bad, other = make_contacts(database, clock, 3)
 
-    def sender(session: object, *, contact_id: int, **_: object) -> EmailOutcome:
-        if contact_id == bad:
+    def sender(
+        session: object, messages: list[tuple[int, str]], **_: object
+    ) -> dict[str, EmailOutcome]:
+        if any(contact_id == bad for contact_id, _ in messages):
             raise RuntimeError("template engine exploded")
-        return EmailOutcome(True, "queued")
+        return {key: EmailOutcome(True, "queued") for _, key in messages}
 
     with database.session() as session:
         enrol_contacts(session, get_automation(session, a.id), now=clock.now(), everyone=True)
@@ -570,10 +572,12 @@ steps:
     )
     good, bad = make_contacts(database, clock, 2)
 
-    def sender(session: object, *, contact_id: int, **_: object) -> EmailOutcome:
-        if contact_id == bad:
+    def sender(
+        session: object, messages: list[tuple[int, str]], **_: object
+    ) -> dict[str, EmailOutcome]:
+        if any(contact_id == bad for contact_id, _ in messages):
             raise RuntimeError("template engine exploded")
-        return EmailOutcome(True, "queued")
+        return {key: EmailOutcome(True, "queued") for _, key in messages}
 
     engine = Engine(database, clock, send_email=sender)
     engine.run_until_idle()  # the activity cursor starts here

@@ -8,7 +8,7 @@ transaction that advances the enrolment is the one that records the effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from tidings.contacts.models import Contact, ContactTag, MailingList, Tag
 from tidings.db.bulk import dialect_insert, in_values, values_select
 from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
+from tidings.messaging.outbox import queue_each
 
 CAUSE = Cause.AUTOMATION.value
 CONTACT_TAGS: Any = ContactTag.__table__
@@ -68,43 +69,42 @@ class EmailOutcome:
 
 
 class EmailSender(Protocol):
+    """Queues the emails of one send_email step for a whole batch, set-wise: `messages` are
+    (contact id, idempotency key) pairs; returns the outcome per key."""
+
     def __call__(
         self,
         session: Session,
+        messages: Sequence[tuple[int, str]],
         *,
-        contact_id: int,
         template: str,
         message_class: str,
-        idempotency_key: str,
         now: datetime,
         context: dict[str, Any] | None = None,
-    ) -> EmailOutcome: ...
+    ) -> Mapping[str, EmailOutcome]: ...
 
 
 def messaging_sender(
     session: Session,
+    messages: Sequence[tuple[int, str]],
     *,
-    contact_id: int,
     template: str,
     message_class: str,
-    idempotency_key: str,
     now: datetime,
     context: dict[str, Any] | None = None,
-) -> EmailOutcome:
-    """The messaging outbox (issue 5): applies may_send and suppression, records refusals."""
-    from tidings.messaging.outbox import queue_email
-
-    result = queue_email(
+) -> dict[str, EmailOutcome]:
+    """The outbox's one writer: the sending policy and suppression applied in SQL, refusals
+    recorded with their reason, a key queued before left as it is."""
+    results = queue_each(
         session,
-        contact_id=contact_id,
+        messages,
         template=template,
         message_class=message_class,
-        idempotency_key=idempotency_key,
         now=now,
         context=context,
         cause=CAUSE,
     )
-    return EmailOutcome(result.queued, result.reason)
+    return {key: EmailOutcome(r.queued, r.reason) for key, r in results.items()}
 
 
 @dataclass(slots=True)
@@ -307,21 +307,22 @@ def _set_status(
 def _send_email(
     ctx: Context, loaded: Loaded, step: d.SendEmailAction, runs: Sequence[RunLike]
 ) -> Outcomes:
-    outcomes: Outcomes = {}
-    for run in runs:
-        result = ctx.send_email(
-            ctx.session,
-            contact_id=run.contact_id,
-            template=step.template,
-            message_class=step.message_class,
-            idempotency_key=effect_key(loaded, run, step.id),
-            now=ctx.now,
-            context={"automation": loaded.name, "step": step.id},
-        )
-        if not result.queued:
-            outcomes[run.id] = (REFUSED, result.reason)
+    """One set-wise call for the batch: a handful of statements, however many runs."""
+    keys = {run.id: effect_key(loaded, run, step.id) for run in runs}
+    results = ctx.send_email(
+        ctx.session,
+        [(run.contact_id, keys[run.id]) for run in runs],
+        template=step.template,
+        message_class=step.message_class,
+        now=ctx.now,
+        context={"automation": loaded.name, "step": step.id},
+    )
     ctx.activities += 1
-    return outcomes
+    return {
+        run.id: (REFUSED, result.reason)
+        for run in runs
+        if not (result := results[keys[run.id]]).queued
+    }
 
 
 def _effects(

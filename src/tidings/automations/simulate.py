@@ -18,6 +18,7 @@ import random
 import shutil
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,12 @@ from tidings.automations.service import (
 from tidings.clock import FakeClock, SystemClock
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
-from tidings.contacts.policy import may_send
-from tidings.contacts.repository import is_suppressed
+from tidings.db.bulk import in_values
 from tidings.db.engine import create_database
 from tidings.db.migrate import upgrade
 from tidings.errors import ValidationFailed
 from tidings.events.service import ingest_events
+from tidings.messaging.policy_sql import refusal_reason
 
 
 class RecordingSender:
@@ -59,23 +60,32 @@ class RecordingSender:
     def __call__(
         self,
         session: Session,
+        messages: Sequence[tuple[int, str]],
         *,
-        contact_id: int,
         template: str,
         message_class: str,
-        idempotency_key: str,
         now: datetime,
         context: dict[str, Any] | None = None,
-    ) -> EmailOutcome:
-        contact = session.get(Contact, contact_id)
+    ) -> dict[str, EmailOutcome]:
         day = (now - self.start).days
-        if contact is None:
-            return EmailOutcome(False, "contact does not exist")
-        decision = may_send(
-            contact.status, message_class, suppressed=is_suppressed(session, contact.email)
+        ids = sorted({contact_id for contact_id, _ in messages})
+        # The outbox writer's policy SQL, so the simulation refuses what a real run would.
+        reasons = dict(
+            session.execute(
+                select(
+                    Contact.id, refusal_reason(Contact.status, Contact.email, message_class)
+                ).where(in_values(session, Contact.id, ids))
+            ).all()
         )
-        (self.sent if decision.allowed else self.refused)[day][template] += 1
-        return EmailOutcome(decision.allowed, decision.reason)
+        outcomes: dict[str, EmailOutcome] = {}
+        for contact_id, key in messages:
+            if contact_id not in reasons:
+                outcomes[key] = EmailOutcome(False, "contact does not exist")
+                continue
+            reason = reasons[contact_id]
+            (self.sent if reason is None else self.refused)[day][template] += 1
+            outcomes[key] = EmailOutcome(reason is None, reason or "")
+        return outcomes
 
 
 def run_simulation(
