@@ -3,6 +3,7 @@ queued or refused with the policy's reason, and a key that exists left alone."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -155,9 +156,39 @@ def test_queue_many_takes_any_select_over_contacts(database: Database, clock: Fa
             now=clock.now(),
             cause="system",
         )
-    assert len(written) == 7 and sum(w.queued for w in written) == 5
-    assert all(w.key == f"job:1:{w.contact_id}" for w in written)
+    assert len(written) == 7 and sum(w.status == "queued" for w in written) == 5
+    assert all(w.idempotency_key == f"job:1:{w.contact_id}" for w in written)
     assert (
         sorted(status for status, _ in outbox(database).values())
         == ["queued"] * 5 + ["refused"] * 2
     )
+
+
+def test_message_tokens_are_unguessable_and_kept_together_per_call(
+    database: Database, clock: FakeClock
+) -> None:
+    """32 hex digits (the Message-ID and VERP form), unique; the rows of one call share a
+    prefix so that they land together in the token's unique index."""
+    add_contacts(database, clock, 50)
+    with database.session() as session:
+        make_template(session, clock.now())
+        ids = list(session.scalars(select(Contact.id)))
+    for half in (ids[:25], ids[25:]):
+        with database.session() as session:
+            queue_each(
+                session,
+                [(cid, f"t:{cid}") for cid in half],
+                template="welcome",
+                message_class="campaign",
+                now=clock.now(),
+                cause="api",
+            )
+    with database.session() as session:
+        tokens = dict(
+            session.execute(select(OutboxMessage.contact_id, OutboxMessage.message_id)).all()
+        )
+    assert all(re.fullmatch(r"[0-9a-f]{32}", token) for token in tokens.values())
+    assert len(set(tokens.values())) == 50
+    first, second = ({tokens[cid][:8] for cid in half} for half in (ids[:25], ids[25:]))
+    assert len(first) == 1 and len(second) == 1 and first != second
+    assert len({tokens[cid][8:] for cid in ids}) == 50

@@ -62,15 +62,10 @@ class StartedRun(RunLike, Protocol):
     step: str
 
 
-@dataclass(frozen=True, slots=True)
-class EmailOutcome:
-    queued: bool
-    reason: str
-
-
 class EmailSender(Protocol):
     """Queues the emails of one send_email step for a whole batch, set-wise: `messages` are
-    (contact id, idempotency key) pairs; returns the outcome per key."""
+    (contact id, idempotency key) pairs. Returns the refusals: the reason per key refused
+    (now, or when the key was queued before); every other key is queued."""
 
     def __call__(
         self,
@@ -81,7 +76,7 @@ class EmailSender(Protocol):
         message_class: str,
         now: datetime,
         context: dict[str, Any] | None = None,
-    ) -> Mapping[str, EmailOutcome]: ...
+    ) -> Mapping[str, str]: ...
 
 
 def messaging_sender(
@@ -92,7 +87,7 @@ def messaging_sender(
     message_class: str,
     now: datetime,
     context: dict[str, Any] | None = None,
-) -> dict[str, EmailOutcome]:
+) -> dict[str, str]:
     """The outbox's one writer: the sending policy and suppression applied in SQL, refusals
     recorded with their reason, a key queued before left as it is."""
     results = queue_each(
@@ -104,7 +99,7 @@ def messaging_sender(
         context=context,
         cause=CAUSE,
     )
-    return {key: EmailOutcome(r.queued, r.reason) for key, r in results.items()}
+    return {key: result.reason for key, result in results.items() if not result.queued}
 
 
 @dataclass(slots=True)
@@ -308,10 +303,10 @@ def _send_email(
     ctx: Context, loaded: Loaded, step: d.SendEmailAction, runs: Sequence[RunLike]
 ) -> Outcomes:
     """One set-wise call for the batch: a handful of statements, however many runs."""
-    keys = {run.id: effect_key(loaded, run, step.id) for run in runs}
-    results = ctx.send_email(
+    keys = [effect_key(loaded, run, step.id) for run in runs]
+    refused = ctx.send_email(
         ctx.session,
-        [(run.contact_id, keys[run.id]) for run in runs],
+        [(run.contact_id, key) for run, key in zip(runs, keys, strict=True)],
         template=step.template,
         message_class=step.message_class,
         now=ctx.now,
@@ -319,9 +314,9 @@ def _send_email(
     )
     ctx.activities += 1
     return {
-        run.id: (REFUSED, result.reason)
-        for run in runs
-        if not (result := results[keys[run.id]]).queued
+        run.id: (REFUSED, refused[key])
+        for run, key in zip(runs, keys, strict=True)
+        if key in refused
     }
 
 

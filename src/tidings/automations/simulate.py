@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tidings.automations.actions import EmailOutcome
 from tidings.automations.definition import parse_definition
 from tidings.automations.engine import Engine
 from tidings.automations.models import Automation
@@ -66,7 +65,7 @@ class RecordingSender:
         message_class: str,
         now: datetime,
         context: dict[str, Any] | None = None,
-    ) -> dict[str, EmailOutcome]:
+    ) -> dict[str, str]:
         day = (now - self.start).days
         ids = sorted({contact_id for contact_id, _ in messages})
         # The outbox writer's policy SQL, so the simulation refuses what a real run would.
@@ -77,15 +76,16 @@ class RecordingSender:
                 ).where(in_values(session, Contact.id, ids))
             ).all()
         )
-        outcomes: dict[str, EmailOutcome] = {}
+        refusals: dict[str, str] = {}
         for contact_id, key in messages:
             if contact_id not in reasons:
-                outcomes[key] = EmailOutcome(False, "contact does not exist")
+                refusals[key] = "contact does not exist"
                 continue
             reason = reasons[contact_id]
             (self.sent if reason is None else self.refused)[day][template] += 1
-            outcomes[key] = EmailOutcome(reason is None, reason or "")
-        return outcomes
+            if reason is not None:
+                refusals[key] = reason
+        return refusals
 
 
 def run_simulation(

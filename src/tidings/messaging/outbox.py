@@ -11,12 +11,13 @@ the policy again right before the final dot.
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 from sqlalchemy import (
     BigInteger,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause, record_tuples
@@ -68,8 +70,7 @@ class EmailActivity(StrEnum):
     OPT_IN_CONFIRMED = "opt_in_confirmed"
 
 
-@dataclass(frozen=True, slots=True)
-class QueueResult:
+class QueueResult(NamedTuple):  # a tuple: a batch makes a thousand of them
     queued: bool
     reason: str
     outbox_id: int | None = None
@@ -77,26 +78,32 @@ class QueueResult:
 
 
 def new_message_token() -> str:
-    """The unique part of the Message-ID (and of the VERP return path)."""
+    """A random token of the same form as the Message-ID tokens (32 hex digits)."""
     return uuid.uuid4().hex
 
 
-def random_token(session: Session) -> ColumnElement[str]:
-    """SQL: a new message token per row (what new_message_token makes in Python)."""
+# Message tokens are a prefix shared by the rows of one queue_many call, growing call by call
+# (from a random start per process), and 96 random bits. Wholly random tokens put each
+# batch's thousand new entries all over the unique index on the token, so every commit
+# rewrote most of that index's pages, more as the outbox grew; with the prefix they land
+# together. The random part keeps a token unguessable.
+_TOKEN_PREFIXES = itertools.count(secrets.randbits(32))
+
+
+def token_column(session: Session) -> ColumnElement[str]:
+    """SQL: a new message token per row (the unique part of its Message-ID and VERP return
+    path): 32 hex digits."""
+    prefix = literal(f"{next(_TOKEN_PREFIXES) % 2**32:08x}")
     if session.get_bind().dialect.name == "postgresql":
-        return func.replace(cast(func.gen_random_uuid(), String), "-", "")
-    return func.lower(func.hex(func.randomblob(16)))
+        uuid_hex = func.replace(cast(func.gen_random_uuid(), String), "-", "")
+        return prefix + func.substr(uuid_hex, 9)
+    return prefix + func.lower(func.hex(func.randomblob(12)))
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    """One outbox row that a queue_many call wrote."""
-
-    id: int
-    key: str
-    contact_id: int
-    queued: bool
-    reason: str | None
+# A row written by queue_many, as RETURNING gives it (named columns: id, idempotency_key,
+# contact_id, status, reason, recipient); the rows are not copied into objects of their own,
+# which cost as much again as fetching them for a broadcast of 100,000.
+Written: TypeAlias = Row[int, str, int, str, str | None, str | None]
 
 
 _COLUMNS = (
@@ -127,7 +134,7 @@ def queue_many(
     cause: str,
     context: dict[str, Any] | None = None,
     broadcast_id: int | None = None,
-) -> list[Written]:
+) -> Sequence[Written]:
     """THE outbox writer: one message per row of `recipients`, decided by the sending policy
     in SQL, in one INSERT ... SELECT (plus one insert of the refusals' activity rows).
 
@@ -168,7 +175,7 @@ def queue_many(
         reason,
         literal(0),
         literal(now, type_=UTCDateTime()),
-        random_token(session),
+        token_column(session),
         Contact.email,
         literal(now, type_=UTCDateTime()),
         literal(now, type_=UTCDateTime()),
@@ -188,23 +195,31 @@ def queue_many(
             table.c.recipient,
         )
     )
-    written: list[Written] = []
-    refusals: list[tuple[Any, ...]] = []
-    refused_type = EmailActivity.REFUSED.value
-    for oid, okey, cid, ostatus, oreason, recipient in session.execute(statement):
-        queued = ostatus == OutboxStatus.QUEUED
-        written.append(Written(oid, okey, cid, queued, oreason))
-        if not queued and recipient is not None:  # a contact that is gone has no history
-            data: dict[str, Any] = {
-                "reason": oreason,
-                "template": template,
-                "message_class": klass.value,
-                "outbox_id": oid,
-            }
-            if broadcast_id is not None:
-                data["broadcast_id"] = broadcast_id
-            refusals.append((cid, refused_type, cause, now, data))
-    record_tuples(session, refusals)
+    # Fetched at once: iterating the result would fetch row by row.
+    written: Sequence[Written] = session.execute(statement).all()
+    refused, queued = EmailActivity.REFUSED.value, OutboxStatus.QUEUED.value
+    extra = {} if broadcast_id is None else {"broadcast_id": broadcast_id}
+    record_tuples(
+        session,
+        [
+            (
+                contact,
+                refused,
+                cause,
+                now,
+                {
+                    "reason": why,
+                    "template": template,
+                    "message_class": klass.value,
+                    "outbox_id": oid,
+                    **extra,
+                },
+            )
+            for oid, _, contact, status, why, recipient in written
+            # a contact that does not exist has no history to write to
+            if status != queued and recipient is not None
+        ],
+    )
     return written
 
 
@@ -237,7 +252,11 @@ def queue_each(
         cause=cause,
         context=context,
     )
-    results = {w.key: QueueResult(w.queued, w.reason or "", w.id) for w in written}
+    queued = OutboxStatus.QUEUED.value
+    results = {
+        key: QueueResult(status == queued, why or "", oid)
+        for oid, key, _, status, why, _ in written
+    }
     earlier = sorted({key for _, key in messages} - results.keys())
     if earlier:
         results.update(_existing(session, earlier))
