@@ -150,7 +150,9 @@ def test_queue_many_takes_any_select_over_contacts(database: Database, clock: Fa
         key = literal("job:1:") + cast(Contact.id, String)
         written = queue_many(
             session,
-            select(Contact.id, key).where(Contact.email.like("%@example.com")),
+            select(Contact.id, key, Contact.status, Contact.email).where(
+                Contact.email.like("%@example.com")
+            ),
             template="welcome",
             message_class="transactional",
             now=clock.now(),

@@ -94,7 +94,9 @@ def queue_broadcast(session: Session, broadcast: Broadcast, *, now: datetime) ->
     key = literal(f"broadcast:{broadcast.id}:") + cast(Contact.id, String)
     queue_many(
         session,
-        select(Contact.id, key).where(_audience(session, broadcast, now)),
+        select(Contact.id, key, Contact.status, Contact.email).where(
+            _audience(session, broadcast, now)
+        ),
         template=template.name,
         message_class=MessageClass.CAMPAIGN,
         now=now,

@@ -126,7 +126,7 @@ _COLUMNS = (
 
 def queue_many(
     session: Session,
-    recipients: Select[int, str],
+    recipients: Select[int, str, str, str],
     *,
     template: str,
     message_class: str,
@@ -138,18 +138,20 @@ def queue_many(
     """THE outbox writer: one message per row of `recipients`, decided by the sending policy
     in SQL, in one INSERT ... SELECT (plus one insert of the refusals' activity rows).
 
-    `recipients` selects (contact id, idempotency key) FROM the contacts table, outer-joined
-    when a contact may be missing (see queue_each). Every row becomes an outbox row: `queued`,
-    or `refused` with the policy's reason (contact missing, template missing, suppressed, or
-    the contact's status) and an `email_refused` activity. A key that exists already is left
-    alone (ON CONFLICT DO NOTHING), so running the same call twice queues nothing twice.
-    Returns the rows written by this call.
+    `recipients` selects (contact id, idempotency key, the contact's status, its email), one
+    row per message; status and email are NULL for a contact that does not exist (see
+    queue_each). Every row becomes an outbox row: `queued`, or `refused` with the policy's
+    reason (contact missing, template missing, suppressed, or the contact's status) and an
+    `email_refused` activity. A key that exists already is left alone (ON CONFLICT DO
+    NOTHING), so running the same call twice queues nothing twice. Returns the rows written
+    by this call.
     """
     klass = MessageClass(message_class)  # an unknown class is a programming error: fail loudly
     template_id = session.scalar(select(EmailTemplate.id).where(EmailTemplate.name == template))
-    contact_id, key = recipients.selected_columns
+    given = recipients.subquery("recipients")
+    contact_id, key, contact_status, email = given.c
     missing = (
-        Contact.id.is_(None),
+        contact_status.is_(None),
         literal("contact ") + cast(contact_id, String) + " does not exist",
     )
     if template_id is None:
@@ -158,13 +160,13 @@ def queue_many(
         )
         status: ColumnElement[Any] = literal(OutboxStatus.REFUSED.value)
     else:
-        reason = case(missing, else_=refusal_reason(Contact.status, Contact.email, klass))
+        reason = case(missing, else_=refusal_reason(contact_status, email, klass))
         status = case(
-            (may_receive(Contact.status, Contact.email, klass), literal(OutboxStatus.QUEUED.value)),
+            (may_receive(contact_status, email, klass), literal(OutboxStatus.QUEUED.value)),
             else_=literal(OutboxStatus.REFUSED.value),
         )
     table = OutboxMessage.__table__
-    rows = recipients.with_only_columns(
+    rows = select(
         key,
         contact_id,
         literal(template_id, BigInteger()),
@@ -176,10 +178,9 @@ def queue_many(
         literal(0),
         literal(now, type_=UTCDateTime()),
         token_column(session),
-        Contact.email,
+        email,
         literal(now, type_=UTCDateTime()),
         literal(now, type_=UTCDateTime()),
-        maintain_column_froms=True,
     )
     # SQLite needs a WHERE on INSERT ... SELECT ... ON CONFLICT to parse it.
     statement = (
@@ -237,15 +238,9 @@ def queue_each(
     each key, including keys queued (or refused) before, which are left as they are."""
     if not messages:
         return {}
-    given = rows_select(
-        session, [("contact_id", BigInteger()), ("idempotency_key", String())], messages
-    ).subquery("messages")
-    recipients = select(given.c.contact_id, given.c.idempotency_key).select_from(
-        given.outerjoin(Contact, Contact.id == given.c.contact_id)
-    )
     written = queue_many(
         session,
-        recipients,
+        _with_contacts(session, messages),
         template=template,
         message_class=message_class,
         now=now,
@@ -261,6 +256,33 @@ def queue_each(
     if earlier:
         results.update(_existing(session, earlier))
     return results
+
+
+def _with_contacts(
+    session: Session, messages: Sequence[tuple[int, str]]
+) -> Select[int, str, str, str]:
+    """The recipients of queue_many for (contact id, key) pairs: each pair with its contact's
+    status and email (NULL when the contact does not exist), one primary-key probe each.
+
+    PostgreSQL gets the probe as a LATERAL subquery per pair (OFFSET 0 keeps it one): as a
+    plain join its planner hashed the whole contacts table for every batch, with or without
+    statistics. SQLite probes by primary key for a plain join (it has no LATERAL)."""
+    given = rows_select(
+        session, [("contact_id", BigInteger()), ("idempotency_key", String())], messages
+    ).subquery("messages")
+    if session.get_bind().dialect.name == "sqlite":
+        return select(
+            given.c.contact_id, given.c.idempotency_key, Contact.status, Contact.email
+        ).select_from(given.outerjoin(Contact, Contact.id == given.c.contact_id))
+    contact = (
+        select(Contact.status, Contact.email)
+        .where(Contact.id == given.c.contact_id)
+        .offset(0)
+        .lateral("contact")
+    )
+    return select(
+        given.c.contact_id, given.c.idempotency_key, contact.c.status, contact.c.email
+    ).select_from(given.outerjoin(contact, true()))
 
 
 def _existing(session: Session, keys: Sequence[str]) -> dict[str, QueueResult]:
