@@ -9,9 +9,13 @@
 (d) with TIDINGS_BENCH_POSTGRES_URL: 1, 2 and 4 `tidings worker` processes on 100,000 due
     enrolments (speed-up printed, double processing checked);
 (e) durability at the issue's size: 10,000 contacts through a 6-step automation while
-    `tidings worker` processes are SIGKILLed at random moments; every effect checked once.
-`--quick` or BENCH_SCALE=0.05 runs small. SQLite always; PostgreSQL for (a), (b), (d) when
-TIDINGS_BENCH_POSTGRES_URL is set. BENCH_ENGINE_PARTS=b (or "ab", ...) runs only those parts.
+    `tidings worker` processes are SIGKILLed at random moments; every effect checked once;
+(f) the send_email step: 100,000 contacts through one automation whose step is send_email
+    (queued emails/s of the engine pass), with the ratio to a broadcast's INSERT ... SELECT
+    of the same rows into the outbox in the same run.
+`--quick` or BENCH_SCALE=0.05 runs small. SQLite always; PostgreSQL for (a), (b), (d), (e),
+(f) when TIDINGS_BENCH_POSTGRES_URL is set. BENCH_ENGINE_PARTS=b (or "ab", ...) runs only
+those parts.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from _common import free_port, fresh_sqlite, report, scale, timed
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.automations.engine import Engine
@@ -34,11 +39,14 @@ from tidings.automations.models import Enrolment
 from tidings.automations.service import create_automation, enrol_contacts, get_automation
 from tidings.automations.templates import install_engagement_tagging
 from tidings.clock import FakeClock
-from tidings.contacts.models import Contact, ContactTag
+from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList
 from tidings.db.bulk import insert_tuples
 from tidings.db.engine import Database, create_database
 from tidings.db.migrate import upgrade
 from tidings.events.service import ingest_events
+from tidings.messaging.broadcasts import create_broadcast, queue_broadcast
+from tidings.messaging.models import OutboxMessage
+from tidings.messaging.service import create_template
 
 S = scale()
 ENROL_CONTACTS = max(2_000, int(1_000_000 * S))
@@ -48,6 +56,7 @@ DAYS = 60
 LATENCY_EVENTS = max(50, int(1_000 * S))
 SCALE_OUT = max(2_000, int(100_000 * S))
 DURABLE = max(1_000, int(10_000 * S))
+EMAIL_CONTACTS = max(2_000, int(100_000 * S))
 SIX_STEPS = {
     "name": "Durable",
     "steps": [
@@ -61,7 +70,7 @@ SIX_STEPS = {
 }
 START = datetime(2026, 1, 5, tzinfo=UTC)
 PG_URL = os.environ.get("TIDINGS_BENCH_POSTGRES_URL")
-PARTS = os.environ.get("BENCH_ENGINE_PARTS", "abcde")
+PARTS = os.environ.get("BENCH_ENGINE_PARTS", "abcdef")
 WORKER_COUNTS = (1, 2, 4)  # (d); the first is the baseline
 KINDS = (
     {"type": "email_opened"},
@@ -347,26 +356,96 @@ def bench_scale_out() -> None:
         )
 
 
+def add_template(session: Session) -> int:
+    template = create_template(
+        session,
+        name="welcome",
+        now=START,
+        subject="Hello",
+        html="<p>Hi</p>",
+        text="Hi",
+        variables={},
+        track_opens=False,
+        track_clicks=False,
+    )
+    return template.id
+
+
+def outbox_rows(database: Database) -> int:
+    with database.session() as session:
+        return int(session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)
+
+
+def bench_email_step(backend: str) -> None:
+    """The send_email step against the broadcast's INSERT ... SELECT, both into an empty
+    outbox, in the same database."""
+    database = database_for(f"engine_email_{backend}.db", backend)
+    add_contacts(database, EMAIL_CONTACTS)
+    with database.session() as session:
+        template_id = add_template(session)
+        newsletter = MailingList(name="All", double_opt_in=False, created_at=START)
+        session.add(newsletter)
+        session.flush()
+        rows = [
+            (cid, newsletter.id, "active", START, START)
+            for cid in session.scalars(select(Contact.id))
+        ]
+        insert_tuples(
+            session,
+            ListMembership.__table__,  # type: ignore[arg-type]
+            ("contact_id", "list_id", "status", "created_at", "updated_at"),
+            rows,
+        )
+        broadcast = create_broadcast(
+            session,
+            name="Same rows",
+            template_id=template_id,
+            list_id=newsletter.id,
+            segment=None,
+            scheduled_at=None,
+            now=START,
+        )
+    with timed() as took, database.session() as session:
+        queue_broadcast(session, session.merge(broadcast), now=START)
+    assert outbox_rows(database) == EMAIL_CONTACTS
+    baseline = EMAIL_CONTACTS / took[0]
+    with database.session() as session:
+        session.execute(OutboxMessage.__table__.delete())
+        automation = create_automation(
+            session,
+            {
+                "name": "Mail",
+                "steps": [{"id": "mail", "action": "send_email", "template": "welcome"}],
+            },
+            now=START,
+        )
+        enrol_contacts(session, automation, now=START, everyone=True)
+    engine = Engine(database, FakeClock(START), batch_size=1000, activity_batch=20_000)
+    with timed() as took:
+        engine.run_until_idle()
+    assert outbox_rows(database) == EMAIL_CONTACTS
+    report(
+        f"(f) {backend}: broadcast INSERT ... SELECT of {EMAIL_CONTACTS:,} rows",
+        baseline,
+        "rows/s",
+    )
+    report(
+        f"(f) {backend}: {EMAIL_CONTACTS:,} contacts through send_email: queued",
+        EMAIL_CONTACTS / took[0],
+        "emails/s",
+        baseline,
+        ">= 20,000 on SQLite",
+    )
+    database.dispose()
+
+
 def bench_durability(backend: str) -> None:
     import signal
-
-    from tidings.messaging.models import OutboxMessage
-    from tidings.messaging.service import create_template
 
     database = database_for(f"engine_durable_{backend}.db", backend)
     add_contacts(database, DURABLE)
     with database.session() as session:
-        create_template(
-            session,
-            name="welcome",
-            now=START,
-            subject="Hello",
-            html="<p>Hi</p>",
-            text="Hi",
-            variables={},
-            track_opens=False,
-            track_clicks=False,
-        )
+        add_template(session)
         automation = create_automation(session, SIX_STEPS, now=START)
         enrol_contacts(session, automation, now=START, everyone=True)
     url = database.engine.url.render_as_string(hide_password=False)
@@ -429,6 +508,9 @@ def main() -> None:
     if "e" in PARTS:
         for backend in backends:
             bench_durability(backend)
+    if "f" in PARTS:
+        for backend in backends:
+            bench_email_step(backend)
 
 
 if __name__ == "__main__":

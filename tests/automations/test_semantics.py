@@ -524,8 +524,6 @@ steps:
 
 
 def test_a_run_that_raises_fails_alone(database: Database, clock: FakeClock) -> None:
-    from tidings.automations.actions import EmailOutcome
-
     a = automation(
         database,
         clock,
@@ -538,10 +536,10 @@ steps:
     )
     good, bad, other = make_contacts(database, clock, 3)
 
-    def sender(session: object, *, contact_id: int, **_: object) -> EmailOutcome:
-        if contact_id == bad:
+    def sender(session: object, messages: list[tuple[int, str]], **_: object) -> dict[str, str]:
+        if any(contact_id == bad for contact_id, _ in messages):
             raise RuntimeError("template engine exploded")
-        return EmailOutcome(True, "queued")
+        return {}  # every message queued
 
     with database.session() as session:
         enrol_contacts(session, get_automation(session, a.id), now=clock.now(), everyone=True)
@@ -555,8 +553,6 @@ steps:
 def test_a_triggered_run_that_raises_fails_alone(database: Database, clock: FakeClock) -> None:
     """Runs a trigger starts run in the matching transaction; when one raises, that part rolls
     back, the matching itself stands, and the runs are retried one by one in batches."""
-    from tidings.automations.actions import EmailOutcome
-
     a = automation(
         database,
         clock,
@@ -570,10 +566,10 @@ steps:
     )
     good, bad = make_contacts(database, clock, 2)
 
-    def sender(session: object, *, contact_id: int, **_: object) -> EmailOutcome:
-        if contact_id == bad:
+    def sender(session: object, messages: list[tuple[int, str]], **_: object) -> dict[str, str]:
+        if any(contact_id == bad for contact_id, _ in messages):
             raise RuntimeError("template engine exploded")
-        return EmailOutcome(True, "queued")
+        return {}  # every message queued
 
     engine = Engine(database, clock, send_email=sender)
     engine.run_until_idle()  # the activity cursor starts here

@@ -8,7 +8,7 @@ transaction that advances the enrolment is the one that records the effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from tidings.contacts.models import Contact, ContactTag, MailingList, Tag
 from tidings.db.bulk import dialect_insert, in_values, values_select
 from tidings.db.types import UTCDateTime
 from tidings.errors import TidingsError
+from tidings.messaging.outbox import queue_each
 
 CAUSE = Cause.AUTOMATION.value
 CONTACT_TAGS: Any = ContactTag.__table__
@@ -61,50 +62,44 @@ class StartedRun(RunLike, Protocol):
     step: str
 
 
-@dataclass(frozen=True, slots=True)
-class EmailOutcome:
-    queued: bool
-    reason: str
-
-
 class EmailSender(Protocol):
+    """Queues the emails of one send_email step for a whole batch, set-wise: `messages` are
+    (contact id, idempotency key) pairs. Returns the refusals: the reason per key refused
+    (now, or when the key was queued before); every other key is queued."""
+
     def __call__(
         self,
         session: Session,
+        messages: Sequence[tuple[int, str]],
         *,
-        contact_id: int,
         template: str,
         message_class: str,
-        idempotency_key: str,
         now: datetime,
         context: dict[str, Any] | None = None,
-    ) -> EmailOutcome: ...
+    ) -> Mapping[str, str]: ...
 
 
 def messaging_sender(
     session: Session,
+    messages: Sequence[tuple[int, str]],
     *,
-    contact_id: int,
     template: str,
     message_class: str,
-    idempotency_key: str,
     now: datetime,
     context: dict[str, Any] | None = None,
-) -> EmailOutcome:
-    """The messaging outbox (issue 5): applies may_send and suppression, records refusals."""
-    from tidings.messaging.outbox import queue_email
-
-    result = queue_email(
+) -> dict[str, str]:
+    """The outbox's one writer: the sending policy and suppression applied in SQL, refusals
+    recorded with their reason, a key queued before left as it is."""
+    results = queue_each(
         session,
-        contact_id=contact_id,
+        messages,
         template=template,
         message_class=message_class,
-        idempotency_key=idempotency_key,
         now=now,
         context=context,
         cause=CAUSE,
     )
-    return EmailOutcome(result.queued, result.reason)
+    return {key: result.reason for key, result in results.items() if not result.queued}
 
 
 @dataclass(slots=True)
@@ -307,21 +302,22 @@ def _set_status(
 def _send_email(
     ctx: Context, loaded: Loaded, step: d.SendEmailAction, runs: Sequence[RunLike]
 ) -> Outcomes:
-    outcomes: Outcomes = {}
-    for run in runs:
-        result = ctx.send_email(
-            ctx.session,
-            contact_id=run.contact_id,
-            template=step.template,
-            message_class=step.message_class,
-            idempotency_key=effect_key(loaded, run, step.id),
-            now=ctx.now,
-            context={"automation": loaded.name, "step": step.id},
-        )
-        if not result.queued:
-            outcomes[run.id] = (REFUSED, result.reason)
+    """One set-wise call for the batch: a handful of statements, however many runs."""
+    keys = [effect_key(loaded, run, step.id) for run in runs]
+    refused = ctx.send_email(
+        ctx.session,
+        [(run.contact_id, key) for run, key in zip(runs, keys, strict=True)],
+        template=step.template,
+        message_class=step.message_class,
+        now=ctx.now,
+        context={"automation": loaded.name, "step": step.id},
+    )
     ctx.activities += 1
-    return outcomes
+    return {
+        run.id: (REFUSED, refused[key])
+        for run, key in zip(runs, keys, strict=True)
+        if key in refused
+    }
 
 
 def _effects(

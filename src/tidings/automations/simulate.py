@@ -18,6 +18,7 @@ import random
 import shutil
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tidings.automations.actions import EmailOutcome
 from tidings.automations.definition import parse_definition
 from tidings.automations.engine import Engine
 from tidings.automations.models import Automation
@@ -39,12 +39,12 @@ from tidings.automations.service import (
 from tidings.clock import FakeClock, SystemClock
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
-from tidings.contacts.policy import may_send
-from tidings.contacts.repository import is_suppressed
+from tidings.db.bulk import in_values
 from tidings.db.engine import create_database
 from tidings.db.migrate import upgrade
 from tidings.errors import ValidationFailed
 from tidings.events.service import ingest_events
+from tidings.messaging.policy_sql import refusal_reason
 
 
 class RecordingSender:
@@ -59,23 +59,33 @@ class RecordingSender:
     def __call__(
         self,
         session: Session,
+        messages: Sequence[tuple[int, str]],
         *,
-        contact_id: int,
         template: str,
         message_class: str,
-        idempotency_key: str,
         now: datetime,
         context: dict[str, Any] | None = None,
-    ) -> EmailOutcome:
-        contact = session.get(Contact, contact_id)
+    ) -> dict[str, str]:
         day = (now - self.start).days
-        if contact is None:
-            return EmailOutcome(False, "contact does not exist")
-        decision = may_send(
-            contact.status, message_class, suppressed=is_suppressed(session, contact.email)
+        ids = sorted({contact_id for contact_id, _ in messages})
+        # The outbox writer's policy SQL, so the simulation refuses what a real run would.
+        reasons = dict(
+            session.execute(
+                select(
+                    Contact.id, refusal_reason(Contact.status, Contact.email, message_class)
+                ).where(in_values(session, Contact.id, ids))
+            ).all()
         )
-        (self.sent if decision.allowed else self.refused)[day][template] += 1
-        return EmailOutcome(decision.allowed, decision.reason)
+        refusals: dict[str, str] = {}
+        for contact_id, key in messages:
+            if contact_id not in reasons:
+                refusals[key] = "contact does not exist"
+                continue
+            reason = reasons[contact_id]
+            (self.sent if reason is None else self.refused)[day][template] += 1
+            if reason is not None:
+                refusals[key] = reason
+        return refusals
 
 
 def run_simulation(

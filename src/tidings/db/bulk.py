@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -210,6 +211,30 @@ def values_select(session: Session, values: Sequence[Any], type_: Any) -> Any:
         return select(literal_column("value").label("value")).select_from(items)
     array = bindparam(None, list(values), type_=ARRAY(type_))
     return select(func.unnest(array, type_=type_).label("value"))
+
+
+def rows_select(
+    session: Session, columns: Sequence[tuple[str, Any]], rows: Sequence[Sequence[Any]]
+) -> Any:
+    """SELECT of `rows` (tuples in `columns` order, given as (name, type) pairs), with ONE
+    bound parameter per column (as values_select): the source of an INSERT ... SELECT that
+    makes one row per tuple, whatever the number of rows."""
+    if session.get_bind().dialect.name == "sqlite":
+        items = func.json_each(bindparam(None, orjson.dumps(list(rows)).decode(), type_=String))
+        value: ColumnElement[Any] = literal_column("value")
+        return select(
+            *(
+                type_coerce(func.json_extract(value, f"$[{index}]"), type_).label(name)
+                for index, (name, type_) in enumerate(columns)
+            )
+        ).select_from(items)
+    by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    return select(
+        *(
+            func.unnest(bindparam(None, list(values), type_=ARRAY(type_)), type_=type_).label(name)
+            for (name, type_), values in zip(columns, by_column, strict=True)
+        )
+    )
 
 
 def in_values(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:

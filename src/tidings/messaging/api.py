@@ -15,13 +15,13 @@ from tidings.api.deps import ClockDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
-from tidings.errors import NotFound, ValidationFailed
+from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging import broadcasts as bc
 from tidings.messaging import service
 from tidings.messaging.bounces import BounceParseError, apply_report, parse_bounce
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
-from tidings.messaging.outbox import queue_email
+from tidings.messaging.outbox import new_message_token, queue_email
 from tidings.messaging.schemas import (
     BroadcastIn,
     BroadcastOut,
@@ -38,6 +38,7 @@ from tidings.messaging.schemas import (
     TransactionalIn,
 )
 from tidings.messaging.subscriptions import request_subscription
+from tidings.segments.service import get_segment
 
 router = APIRouter(tags=["email"])
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -83,8 +84,6 @@ def patch_template(
 def delete_template(template_id: int, session: SessionDep) -> Response:
     template = service.get_template(session, template_id)
     if session.scalar(select(Broadcast.id).where(Broadcast.template_id == template_id).limit(1)):
-        from tidings.errors import Conflict
-
         raise Conflict(f"template {template_id} is used by a broadcast")
     session.delete(template)
     return Response(status_code=204)
@@ -138,8 +137,6 @@ def send_transactional(body: TransactionalIn, session: SessionDep, clock: ClockD
     contact_id = _contact_id(session, body.contact_id, body.email)
     if session.get(Contact, contact_id) is None:
         raise NotFound(f"contact_id: contact {contact_id} not found")
-    from tidings.messaging.outbox import new_message_token
-
     key = body.idempotency_key or f"api:{new_message_token()}"
     result = queue_email(
         session,
@@ -221,8 +218,6 @@ def create_broadcast(body: BroadcastIn, session: SessionDep, clock: ClockDep) ->
     if body.segment_id is not None:
         if segment is not None:
             raise ValidationFailed("segment_id: give segment_id or segment, not both")
-        from tidings.segments.service import get_segment
-
         segment = get_segment(session, body.segment_id).condition
     now = clock.now()
     broadcast = bc.create_broadcast(

@@ -1,9 +1,10 @@
 """Broadcasts: one campaign to a list or a segment, queued set-wise into the outbox.
 
-Queuing is ONE `INSERT ... SELECT` (plus one for the refusals' activity rows): every recipient
-gets an outbox row keyed `broadcast:<id>:<contact id>`, either `queued` or `refused` with the
-policy's reason, so a refusal is visible per broadcast and per contact. Running it twice changes
-nothing (ON CONFLICT DO NOTHING on the key).
+Queuing is ONE `INSERT ... SELECT` through the outbox writer (`outbox.queue_many`, plus one
+insert of the refusals' activity rows): every recipient gets an outbox row keyed
+`broadcast:<id>:<contact id>`, either `queued` or `refused` with the policy's reason, so a
+refusal is visible per broadcast and per contact. Running it twice changes nothing (ON
+CONFLICT DO NOTHING on the key).
 """
 
 from __future__ import annotations
@@ -11,31 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    String,
-    and_,
-    case,
-    cast,
-    exists,
-    func,
-    insert,
-    literal,
-    not_,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, String, cast, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import Cause
 from tidings.contacts.models import Contact, ListMembership, MailingList
-from tidings.contacts.policy import ContactStatus, MessageClass, may_send
-from tidings.contacts.repository import suppressed_condition
-from tidings.db.bulk import dialect_insert
+from tidings.contacts.policy import MessageClass
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
-from tidings.messaging.outbox import EmailActivity, OutboxStatus
+from tidings.messaging.outbox import OutboxStatus, queue_many
+from tidings.segments.service import compile_checked
 
 SCHEDULED, SENDING, SENT, CANCELLED = "scheduled", "sending", "sent", "cancelled"
 PENDING_STATUSES = (
@@ -56,8 +43,6 @@ def create_broadcast(
     scheduled_at: datetime | None,
     now: datetime,
 ) -> Broadcast:
-    from tidings.segments.service import compile_checked
-
     if session.get(EmailTemplate, template_id) is None:
         raise NotFound(f"template_id: template {template_id} does not exist")
     if (list_id is None) == (segment is None):
@@ -90,12 +75,6 @@ def get_broadcast(session: Session, broadcast_id: int) -> Broadcast:
     return broadcast
 
 
-def _random_token(session: Session) -> ColumnElement[str]:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.replace(cast(func.gen_random_uuid(), String), "-", "")
-    return func.lower(func.hex(func.randomblob(16)))
-
-
 def _audience(session: Session, broadcast: Broadcast, now: datetime) -> ColumnElement[bool]:
     if broadcast.list_id is not None:
         return exists().where(
@@ -103,8 +82,6 @@ def _audience(session: Session, broadcast: Broadcast, now: datetime) -> ColumnEl
             ListMembership.list_id == broadcast.list_id,
             ListMembership.status == "active",
         )
-    from tidings.segments.service import compile_checked
-
     return compile_checked(session, broadcast.segment, now)
 
 
@@ -112,101 +89,19 @@ def queue_broadcast(session: Session, broadcast: Broadcast, *, now: datetime) ->
     """Write the outbox rows of a broadcast (queued or refused). Returns the recipient count."""
     if broadcast.status != SCHEDULED:
         raise Conflict(f"broadcast {broadcast.id} is {broadcast.status}, not scheduled")
-    klass = MessageClass.CAMPAIGN
-    suppressed = suppressed_condition(Contact.email)
-    reasons = {s: may_send(s, klass) for s in ContactStatus}
-    allowed = [s.value for s, d in reasons.items() if d.allowed]
-    refusal = case(
-        (suppressed, literal(may_send("subscribed", klass, suppressed=True).reason)),
-        *(
-            (Contact.status == s.value, literal(d.reason))
-            for s, d in reasons.items()
-            if not d.allowed
-        ),
-        else_=literal(None),
-    )
-    status = case(
-        (and_(Contact.status.in_(allowed), not_(suppressed)), literal(OutboxStatus.QUEUED.value)),
-        else_=literal(OutboxStatus.REFUSED.value),
-    )
+    template = session.get(EmailTemplate, broadcast.template_id)
+    assert template is not None  # a foreign key that restricts deletes
     key = literal(f"broadcast:{broadcast.id}:") + cast(Contact.id, String)
-    rows = select(
-        key,
-        Contact.id,
-        literal(broadcast.template_id),
-        literal(broadcast.id),
-        literal(klass.value),
-        literal({}, type_=OutboxMessage.__table__.c.context.type),
-        status,
-        refusal,
-        literal(0),
-        literal(now, type_=OutboxMessage.__table__.c.next_attempt_at.type),
-        _random_token(session),
-        Contact.email,
-        literal(now, type_=OutboxMessage.__table__.c.created_at.type),
-        literal(now, type_=OutboxMessage.__table__.c.updated_at.type),
-    ).where(_audience(session, broadcast, now))
-    columns = [
-        "idempotency_key",
-        "contact_id",
-        "template_id",
-        "broadcast_id",
-        "message_class",
-        "context",
-        "status",
-        "reason",
-        "attempts",
-        "next_attempt_at",
-        "message_id",
-        "recipient",
-        "created_at",
-        "updated_at",
-    ]
-    # SQLite needs a WHERE on INSERT ... SELECT ... ON CONFLICT to parse it.
-    statement = (
-        dialect_insert(session, OutboxMessage)
-        .from_select(columns, rows.where(literal(True)))
-        .on_conflict_do_nothing()
-    )
-    session.execute(statement)
-    # Refusals become visible in each contact's history (one INSERT ... SELECT).
-    data = (
-        func.json_object(
-            "reason",
-            OutboxMessage.reason,
-            "broadcast_id",
-            OutboxMessage.broadcast_id,
-            "outbox_id",
-            OutboxMessage.id,
-            "message_class",
-            OutboxMessage.message_class,
-        )
-        if session.get_bind().dialect.name == "sqlite"
-        else func.jsonb_build_object(
-            "reason",
-            OutboxMessage.reason,
-            "broadcast_id",
-            OutboxMessage.broadcast_id,
-            "outbox_id",
-            OutboxMessage.id,
-            "message_class",
-            OutboxMessage.message_class,
-        )
-    )
-    session.execute(
-        insert(Activity).from_select(
-            ["contact_id", "type", "cause", "occurred_at", "data"],
-            select(
-                OutboxMessage.contact_id,
-                literal(EmailActivity.REFUSED.value),
-                literal(Cause.SYSTEM.value),
-                literal(now, type_=Activity.__table__.c.occurred_at.type),
-                data,
-            ).where(
-                OutboxMessage.broadcast_id == broadcast.id,
-                OutboxMessage.status == OutboxStatus.REFUSED,
-            ),
-        )
+    queue_many(
+        session,
+        select(Contact.id, key, Contact.status, Contact.email).where(
+            _audience(session, broadcast, now)
+        ),
+        template=template.name,
+        message_class=MessageClass.CAMPAIGN,
+        now=now,
+        cause=Cause.SYSTEM,
+        broadcast_id=broadcast.id,
     )
     count = int(
         session.scalar(

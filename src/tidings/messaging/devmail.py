@@ -19,6 +19,8 @@ from aiosmtpd.controller import Controller
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
+from tidings.events.tokens import TrackingTokens
+from tidings.messaging.sender import Sender, SenderOptions, run_sender
 
 log = logging.getLogger(__name__)
 MAILBOX_SIZE = 500
@@ -79,9 +81,6 @@ class SenderThread:
     """Runs the outbox sender in a background thread with its own event loop."""
 
     def __init__(self, database: Database, clock: Clock, settings: Settings) -> None:
-        from tidings.events.tokens import TrackingTokens
-        from tidings.messaging.sender import Sender, SenderOptions
-
         options = SenderOptions.from_settings(settings)
         tokens = TrackingTokens.from_settings(settings, clock)
         self.sender = Sender(database, clock, options, tokens=tokens)
@@ -128,9 +127,6 @@ def send_until_idle(database: Database, clock: Clock, settings: Settings) -> int
     no SMTP URL is configured)."""
     if not settings.smtp_url:
         return None
-    from tidings.events.tokens import TrackingTokens
-    from tidings.messaging.sender import SenderOptions, run_sender
-
     tokens = TrackingTokens.from_settings(settings, clock)
     stats = run_sender(database, clock, SenderOptions.from_settings(settings), tokens=tokens)
     return stats.sent

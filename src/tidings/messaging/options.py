@@ -1,0 +1,69 @@
+"""The sender's options: where and how to deliver, and how hard to try (from the settings)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import parseaddr
+from typing import Any
+
+from tidings.config import Settings
+from tidings.messaging.dkim import DkimSigner, signer_from_settings
+from tidings.messaging.transport import SmtpConfig, parse_smtp_url
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class SenderOptions:
+    mail_from: str
+    base_url: str
+    secret: str
+    smtp: SmtpConfig
+    bounce_domain: str | None = None
+    unsubscribe_mailto: str | None = None
+    dkim: DkimSigner | None = None
+    dkim_domain_selector: tuple[str, str] | None = None  # internal: rebuilds dkim in workers
+    connections: int = 4
+    batch_size: int = 500
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    retry_base: timedelta = timedelta(seconds=60)
+    rate_per_second: float | None = None
+    domain_rate_per_second: float | None = None
+    worker_id: str = field(default_factory=default_worker_id)
+    # 0: render and sign in a thread pool; N: in N worker processes (for machines with spare
+    # cores; the workers make their own tracking tokens with the system clock).
+    compose_processes: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SenderOptions:
+        if not settings.smtp_url:
+            raise ValueError("TIDINGS_SMTP_URL is not set")
+        from_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
+        values: dict[str, Any] = {
+            "mail_from": settings.mail_from,
+            "base_url": settings.base_url,
+            "secret": settings.resolved_secret_key(),
+            "smtp": parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
+            "bounce_domain": settings.bounce_domain,
+            "unsubscribe_mailto": settings.unsubscribe_mailto,
+            "dkim": signer_from_settings(
+                domain=settings.dkim_domain or from_domain,
+                selector=settings.dkim_selector,
+                pem=settings.dkim_private_key,
+                pem_file=settings.dkim_private_key_file,
+            ),
+            "connections": settings.smtp_connections,
+            "max_attempts": settings.smtp_max_attempts,
+            "retry_base": timedelta(seconds=settings.smtp_retry_base_seconds),
+            "rate_per_second": settings.smtp_rate_per_second,
+            "domain_rate_per_second": settings.smtp_domain_rate_per_second,
+            "compose_processes": settings.smtp_compose_processes,
+        }
+        values.update(overrides)
+        return cls(**values)
