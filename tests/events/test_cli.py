@@ -77,6 +77,37 @@ def test_import_ndjson_with_bad_lines_twice(
         )
 
 
+def test_import_rejects_events_with_a_nul_character_and_stores_the_rest(
+    cli: CliRunner, database: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    """PostgreSQL refused the whole batch (0 of 2,999 stored)."""
+    with database.session() as session:
+        cid = service.upsert_contacts(
+            session, [service.ContactInput(email="a@example.com")], now=clock.now(), cause="api"
+        ).contact_ids[0]
+    events = [
+        {"type": "site_visit", "contact_id": cid, "url": f"https://shop.test/{i}"}
+        for i in range(2_999)
+    ]
+    events.insert(10, {"type": "site_visit", "contact_id": cid, "url": "https://shop.test/\x00"})
+    events.insert(
+        20, {"type": "custom", "name": "x", "contact_id": cid, "properties": {"a": "\x00"}}
+    )
+    source = tmp_path / "visits.ndjson"
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    result = cli.invoke(app, ["events", "import", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "stored 2999, duplicates 0, rejected 2" in result.output
+    rejected = [
+        orjson.loads(line)
+        for line in (tmp_path / "visits.rejected.ndjson").read_bytes().splitlines()
+    ]
+    assert [(r["line"], r["reason"].split(":")[0]) for r in rejected] == [
+        (11, "url"),
+        (21, "properties.a"),
+    ]
+
+
 def test_prune(
     cli: CliRunner, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

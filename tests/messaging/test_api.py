@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -195,6 +195,21 @@ def test_broadcast_to_list_and_segment_with_stats(
     assert bad.status_code == 422
     both = client.post("/api/v1/broadcasts", json={"name": "x", "template_id": template_id})
     assert both.status_code == 422
+
+
+def test_a_scheduled_at_without_timezone_is_422(client: TestClient) -> None:
+    template_id = template(client)
+    list_id = client.post("/api/v1/lists", json={"name": "News"}).json()["id"]
+    body = {"name": "B", "template_id": template_id, "list_id": list_id}
+    naive = client.post("/api/v1/broadcasts", json={**body, "scheduled_at": "2026-04-01T09:00"})
+    assert naive.status_code == 422, naive.text
+    assert naive.json()["errors"][0]["field"] == "scheduled_at"
+    aware = client.post(
+        "/api/v1/broadcasts", json={**body, "scheduled_at": "2026-04-01T09:00:00+02:00"}
+    )
+    assert aware.status_code == 201
+    scheduled = datetime.fromisoformat(aware.json()["scheduled_at"])
+    assert scheduled == datetime(2026, 4, 1, 7, tzinfo=UTC)
 
 
 def test_one_click_unsubscribe_and_preferences(

@@ -47,7 +47,7 @@ class ClickToken:
 
 def safe_url(url: str) -> bool:
     """Only absolute http(s) URLs with a host are ever redirected to."""
-    if not isinstance(url, str) or len(url) > MAX_URL or any(c in url for c in "\r\n\t"):
+    if not isinstance(url, str) or len(url) > MAX_URL or any(c in url for c in "\r\n\t\x00"):
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment
 
 from tidings.api.deps import ClockDep, SessionDep, SettingsDep
+from tidings.api.schemas import Id
 from tidings.errors import NotFound, TidingsError
 from tidings.messaging import devmail, subscriptions
 from tidings.messaging.links import LinkSigner
@@ -112,7 +113,7 @@ def save_preferences(
     clock: ClockDep,
     settings: SettingsDep,
     action: Annotated[str, Form()] = "save",
-    lists: Annotated[list[int] | None, Form()] = None,
+    lists: Annotated[list[Id] | None, Form()] = None,
 ) -> HTMLResponse:
     try:
         contact_id = LinkSigner.from_settings(settings).read_preferences(token)

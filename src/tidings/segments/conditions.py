@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import ValidationFailed
+from tidings.inputs import NUL_MESSAGE, find_nul
 
 MAX_DEPTH = 20
 MAX_ITEMS = 200
@@ -275,6 +276,9 @@ KINDS = (
 
 def parse_condition(obj: Any) -> Condition:
     """Validate a JSON condition; ValidationFailed names the path of the first problem."""
+    where = find_nul(obj)
+    if where is not None:
+        raise _fail(where, NUL_MESSAGE)
     return _parse(obj, "", 0)
 
 
