@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = "127.0.0.1"
     # Webhook actions refuse private and loopback addresses unless this is true.
     webhook_allow_private: bool = False
+    # Opens and page visits are written in batches this often: a process killed outright
+    # (kill -9) loses at most this window of them. Clicks are written before their redirect.
+    tracking_flush_seconds: float = Field(default=0.2, gt=0, le=60)
     # Raw events older than this many days may be pruned (None keeps them forever).
     event_retention_days: int | None = Field(default=None, gt=0)
     smtp_url: str | None = None

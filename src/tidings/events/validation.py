@@ -204,7 +204,10 @@ def check_event(raw: Any, now: datetime, latest: datetime | None = None) -> Chec
         if not isinstance(properties, dict):
             raise EventError("properties: must be an object")
         if properties:
-            encoded = orjson.dumps(properties)
+            try:
+                encoded = orjson.dumps(properties)
+            except TypeError as exc:  # e.g. an int beyond 64 bits from a Python caller
+                raise EventError(f"properties: {exc}") from None
             if len(encoded) > MAX_DATA_BYTES:
                 raise EventError(f"properties: {len(encoded)} bytes, more than {MAX_DATA_BYTES}")
             # JSON writes NUL as \u0000: only then is the walk worth it.
