@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,9 +15,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIDINGS_", env_file=".env", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    # Signs tracking tokens, confirmation and unsubscribe links. When unset, a random key is
-    # generated once and kept in `secret_file`, so links stay valid across restarts.
+    # Signs tracking tokens, confirmation and unsubscribe links. When unset (the default), the
+    # keys live in the database, shared by every process (tidings.auth.signing).
     secret_key: str | None = None
+    # Where versions before the database kept the key: `db upgrade` carries it over once.
     secret_file: Path = Path("./tidings.secret")
     base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
@@ -56,17 +56,6 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_days: int = Field(default=7, ge=1)
     opt_in_expiry_hours: int = Field(default=72, ge=1)
-
-    def resolved_secret_key(self) -> str:
-        if self.secret_key:
-            return self.secret_key
-        path = self.secret_file
-        if path.exists():
-            return path.read_text().strip()
-        key = secrets.token_urlsafe(48)
-        path.write_text(key + "\n")
-        path.chmod(0o600)
-        return key
 
 
 @lru_cache(maxsize=1)

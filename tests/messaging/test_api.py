@@ -271,6 +271,31 @@ def _lists(client: TestClient) -> list[dict[str, Any]]:
     return body["items"] if isinstance(body, dict) else body
 
 
+def test_links_of_a_deleted_contact_or_list_never_reach_a_new_one(client: TestClient) -> None:
+    """SQLite handed the id of a deleted contact (the newest) to the next contact: its old
+    unsubscribe and preference links then showed, and could unsubscribe, the new person."""
+    links = LinkSigner("test-secret-key", "http://testserver")
+    contact(client, "first@example.com")
+    old = contact(client, "old@example.com", lists=["Old list"])
+    old_list = _lists(client)[0]["id"]
+    unsubscribe = links.unsubscribe_url(old, None, old_list).removeprefix("http://testserver")
+    preferences = links.preferences_url(old).removeprefix("http://testserver")
+    assert "old@example.com" in client.get(unsubscribe).text
+    assert client.delete(f"/api/v1/contacts/{old}").status_code == 204
+    assert client.delete(f"/api/v1/lists/{old_list}").status_code == 204
+    new = contact(client, "new@example.com", lists=["New list"])
+    assert new > old and _lists(client)[0]["id"] > old_list
+    for path in (unsubscribe, preferences):
+        page = client.get(path)
+        assert page.status_code == 404 and "new@example.com" not in page.text
+    assert client.post(unsubscribe).status_code == 404
+    assert client.get(f"/api/v1/contacts/{new}").json()["status"] == "subscribed"
+    bulk = client.post("/api/v1/contacts/bulk", json={"contacts": [{"email": "b@example.com"}]})
+    assert bulk.status_code == 200
+    ids = [c["id"] for c in client.get("/api/v1/contacts").json()["items"]]
+    assert ids == sorted(ids) and ids[-1] == new + 1  # the bulk path numbers them right too
+
+
 def test_double_opt_in(
     client: TestClient, database: Database, clock: FakeClock, sink: Sink
 ) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
 from tidings.contacts import repository, service
@@ -251,6 +251,7 @@ def subscribe(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
+    database: DatabaseDep,
     body: SubscribeIn | None = None,
 ) -> ContactOut:
     """Join a list; a double-opt-in list makes the membership (and a contact not yet
@@ -268,7 +269,7 @@ def subscribe(
             contact,
             mailing_list,
             now=clock.now(),
-            links=LinkSigner.from_settings(settings),
+            links=LinkSigner.from_settings(settings, database),
             cause=Cause.API,
             force_resubscribe=force,
         )

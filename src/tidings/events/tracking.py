@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
+from tidings.auth.signing import signing_keys
 from tidings.config import Settings
 from tidings.events.recorder import TrackingRecorder
 from tidings.events.tokens import InvalidToken, TrackingTokens, safe_url
@@ -98,10 +99,11 @@ def _recorder(app: FastAPI) -> TrackingRecorder:
 
 
 def _tokens(app: FastAPI) -> TrackingTokens:
+    """Made again only when the keys changed (a rotation reached this process)."""
     tokens: TrackingTokens | None = getattr(app.state, "tracking_tokens", None)
-    if tokens is None:
-        settings: Settings = app.state.settings
-        tokens = TrackingTokens.from_settings(settings, app.state.clock)
+    settings: Settings = app.state.settings
+    if tokens is None or tokens.keys != signing_keys(settings, app.state.database):
+        tokens = TrackingTokens.from_settings(settings, app.state.database, app.state.clock)
         app.state.tracking_tokens = tokens
     return tokens
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
 from tidings.contacts.emails import InvalidEmail, normalize_email
@@ -93,13 +93,17 @@ def delete_template(template_id: Id, session: SessionDep) -> Response:
 
 @router.post("/templates/{template_id}/preview", response_model=PreviewOut)
 def preview(
-    template_id: Id, body: PreviewIn, session: SessionDep, settings: SettingsDep
+    template_id: Id,
+    body: PreviewIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    database: DatabaseDep,
 ) -> PreviewOut:
     template = service.get_template(session, template_id)
     contact = session.get(Contact, body.contact_id)
     if contact is None:
         raise NotFound(f"contact_id: contact {body.contact_id} not found")
-    links = LinkSigner.from_settings(settings)
+    links = LinkSigner.from_settings(settings, database)
     rendered = service.render_for(
         template,
         contact,
@@ -259,14 +263,20 @@ def cancel_broadcast(broadcast_id: Id, session: SessionDep, clock: ClockDep) -> 
 
 
 @router.post("/opt-ins", status_code=202, response_model=OptInOut)
-def opt_in(body: OptInIn, session: SessionDep, clock: ClockDep, settings: SettingsDep) -> OptInOut:
+def opt_in(
+    body: OptInIn,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    database: DatabaseDep,
+) -> OptInOut:
     """Subscribe someone to a list; a double-opt-in list sends the confirmation mail first."""
     result = request_subscription(
         session,
         email=body.email,
         list_id=body.list_id,
         now=clock.now(),
-        links=LinkSigner.from_settings(settings),
+        links=LinkSigner.from_settings(settings, database),
         first_name=body.first_name,
         last_name=body.last_name,
     )

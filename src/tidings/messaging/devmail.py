@@ -82,8 +82,8 @@ class SenderThread:
         from tidings.events.tokens import TrackingTokens
         from tidings.messaging.sender import Sender, SenderOptions
 
-        options = SenderOptions.from_settings(settings)
-        tokens = TrackingTokens.from_settings(settings, clock)
+        options = SenderOptions.from_settings(settings, database)
+        tokens = TrackingTokens.from_settings(settings, database, clock)
         self.sender = Sender(database, clock, options, tokens=tokens)
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
@@ -131,8 +131,9 @@ def send_until_idle(database: Database, clock: Clock, settings: Settings) -> int
     from tidings.events.tokens import TrackingTokens
     from tidings.messaging.sender import SenderOptions, run_sender
 
-    tokens = TrackingTokens.from_settings(settings, clock)
-    stats = run_sender(database, clock, SenderOptions.from_settings(settings), tokens=tokens)
+    tokens = TrackingTokens.from_settings(settings, database, clock)
+    options = SenderOptions.from_settings(settings, database)
+    stats = run_sender(database, clock, options, tokens=tokens)
     return stats.sent
 
 

@@ -49,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityRow, Cause, record_many
+from tidings.auth.signing import signing_keys
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.contacts.models import Contact
@@ -127,7 +128,7 @@ class RunStats:
 class SenderOptions:
     mail_from: str
     base_url: str
-    secret: str
+    secret: str | Sequence[str]  # one key, or the keys oldest first (the last signs)
     smtp: SmtpConfig
     bounce_domain: str | None = None
     unsubscribe_mailto: str | None = None
@@ -146,14 +147,16 @@ class SenderOptions:
     compose_processes: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> SenderOptions:
+    def from_settings(
+        cls, settings: Settings, database: Database, **overrides: Any
+    ) -> SenderOptions:
         if not settings.smtp_url:
             raise ValueError("TIDINGS_SMTP_URL is not set")
         from_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
         values: dict[str, Any] = {
             "mail_from": settings.mail_from,
             "base_url": settings.base_url,
-            "secret": settings.resolved_secret_key(),
+            "secret": signing_keys(settings, database),
             "smtp": parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
             "bounce_domain": settings.bounce_domain,
             "unsubscribe_mailto": settings.unsubscribe_mailto,
