@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from tests.messaging.conftest import Sink, free_port
 from tests.messaging.conftest import sink as sink  # the SMTP sink fixture
-from tests.messaging.helpers import make_contact, make_template
+from tests.messaging.helpers import queue_receipt
 from tests.processes import run_tidings, start_serve, tidings_env
+from tidings.auth import signing
 from tidings.auth.models import SigningKey
 from tidings.auth.signing import drop_old_keys, list_keys, rotate_key, signing_keys
 from tidings.cli import app
@@ -28,7 +29,6 @@ from tidings.db.engine import Database, create_database
 from tidings.errors import NotFound
 from tidings.events.tokens import InvalidToken, TrackingTokens
 from tidings.messaging.links import LinkSigner
-from tidings.messaging.outbox import queue_email
 
 
 def _settings(database_url: str, **values: object) -> Settings:
@@ -89,6 +89,22 @@ def test_a_first_key_is_made_when_there_is_none(database: Database, database_url
     assert signing_keys(_settings(database_url), create_database(database_url)) == keys
 
 
+def test_keys_read_before_serve_while_the_database_does_not_answer(
+    database: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(database_url)
+    keys = signing_keys(settings, database)
+    monkeypatch.setattr(signing, "REFRESH_SECONDS", 0.0)
+
+    def unreachable(_: Database) -> tuple[str, ...]:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(signing, "_read", unreachable)
+    assert signing_keys(settings, database) == keys  # the open pixel still answers
+    with pytest.raises(OSError):
+        signing_keys(settings, create_database(database_url))  # nothing read before
+
+
 @pytest.fixture
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.setenv("TIDINGS_DATABASE_URL", database_url)
@@ -126,17 +142,7 @@ def test_a_worker_and_the_api_started_in_different_directories_agree(
 ) -> None:
     """The worker signs the links of the mail it sends; the API, started elsewhere, verifies
     them. Each used to make its own ./tidings.secret, and every link answered 404."""
-    with database.session() as session:
-        contact = make_contact(session, "ann@example.org", clock.now())
-        make_template(session, clock.now(), name="receipt")
-        queue_email(
-            session,
-            contact_id=contact.id,
-            template="receipt",
-            message_class="transactional",
-            idempotency_key="order-1",
-            now=clock.now(),
-        )
+    queue_receipt(database, clock)
     api_dir, worker_dir = tmp_path / "api", tmp_path / "worker"
     api_dir.mkdir()
     worker_dir.mkdir()

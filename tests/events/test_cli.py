@@ -29,13 +29,17 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
     get_settings.cache_clear()
 
 
+def _contact(database: Database, clock: FakeClock) -> int:
+    with database.session() as session:
+        return service.upsert_contacts(
+            session, [service.ContactInput(email="a@example.com")], now=clock.now(), cause="api"
+        ).contact_ids[0]
+
+
 def test_import_ndjson_with_bad_lines_twice(
     cli: CliRunner, database: Database, clock: FakeClock, tmp_path: Path
 ) -> None:
-    with database.session() as session:
-        cid = service.upsert_contacts(
-            session, [service.ContactInput(email="a@example.com")], now=clock.now(), cause="api"
-        ).contact_ids[0]
+    cid = _contact(database, clock)
     source = tmp_path / "events.ndjson"
     lines = [
         orjson.dumps(
@@ -81,10 +85,7 @@ def test_import_rejects_events_with_a_nul_character_and_stores_the_rest(
     cli: CliRunner, database: Database, clock: FakeClock, tmp_path: Path
 ) -> None:
     """PostgreSQL refused the whole batch (0 of 2,999 stored)."""
-    with database.session() as session:
-        cid = service.upsert_contacts(
-            session, [service.ContactInput(email="a@example.com")], now=clock.now(), cause="api"
-        ).contact_ids[0]
+    cid = _contact(database, clock)
     events = [
         {"type": "site_visit", "contact_id": cid, "url": f"https://shop.test/{i}"}
         for i in range(2_999)

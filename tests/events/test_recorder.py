@@ -3,6 +3,8 @@ it (bounded), and a click is stored before its redirect is answered."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,11 @@ def _visit(cid: int, url: str, clock: FakeClock) -> dict[str, Any]:
         "url": url,
         "occurred_at": clock.now().isoformat(),
     }
+
+
+def _add_visits(recorder: TrackingRecorder, cid: int, urls: list[str], clock: FakeClock) -> None:
+    for url in urls:
+        recorder.add(_visit(cid, url, clock))
 
 
 def test_a_page_view_with_a_nul_never_stops_tracking(
@@ -92,8 +99,7 @@ def test_an_event_the_database_refuses_is_dropped_alone(
     recorder.start()  # queues; written by the flush below
     urls = [f"https://shop.test/{i}" for i in range(100)]
     urls[17] = urls[60] = "https://poison.test/"
-    for url in urls:
-        recorder.add(_visit(cid, url, clock))
+    _add_visits(recorder, cid, urls, clock)
     report = recorder.flush()
     assert (report.stored, recorder.dropped, recorder.pending()) == (98, 2, 0)
     assert _count(database, "site_visit") == 98
@@ -109,13 +115,11 @@ def test_an_unreachable_database_keeps_the_queue_bounded(
     unreachable = create_database(f"sqlite:///{tmp_path / 'missing' / 'tidings.db'}")
     recorder = TrackingRecorder(unreachable, clock, flush_seconds=3600, max_queue=30)
     recorder.start()
-    for i in range(25):
-        recorder.add(_visit(cid, f"https://shop.test/{i}", clock))
+    _add_visits(recorder, cid, [f"https://shop.test/{i}" for i in range(25)], clock)
     with pytest.raises(DatabaseUnavailable):
         recorder.flush()
     assert (recorder.pending(), recorder.dropped) == (25, 0)  # nothing given up on
-    for i in range(10):
-        recorder.add(_visit(cid, f"https://shop.test/late{i}", clock))
+    _add_visits(recorder, cid, [f"https://shop.test/late{i}" for i in range(10)], clock)
     assert (recorder.pending(), recorder.dropped) == (30, 5)  # bounded
     recorder.record_now(_visit(cid, "https://shop.test/click", clock))  # queued: full, dropped
     assert recorder.dropped == 6
@@ -130,15 +134,48 @@ def test_a_click_is_stored_before_the_redirect_is_answered(
 ) -> None:
     cid = _contact(database, clock)
     tokens = TrackingTokens("test-secret-key", clock=clock)
-    token = tokens.click_token(cid, "https://shop.test/offer", "m1")
     clock.advance(minutes=5)
     slow = settings.model_copy(update={"tracking_flush_seconds": 60})
     app = create_app(slow, database=database, clock=clock)
     with TestClient(app, follow_redirects=False) as client:
         pixel = tokens.open_token(cid, "m1")
         client.get(f"/t/o/{pixel}.gif", headers={"User-Agent": BROWSER})
-        response = client.get(f"/t/c/{token}", headers={"User-Agent": BROWSER})
-        assert response.status_code == 302
-        assert _count(database, "link_clicked") == 1  # before any flush
         assert app.state.tracking.pending() == 1  # the open waits for its window
-    assert _count(database, "email_opened") == 1  # written on shutdown
+        for i in range(3):
+            token = tokens.click_token(cid, f"https://shop.test/{i}", "m1")
+            response = client.get(f"/t/c/{token}", headers={"User-Agent": BROWSER})
+            assert response.status_code == 302
+            assert _count(database, "link_clicked") == i + 1  # before any flush
+        # The open queued before went out with the first click's write.
+        assert _count(database, "email_opened") == 1 and app.state.tracking.pending() == 0
+
+
+def test_clicks_arriving_together_share_a_write(database: Database, clock: FakeClock) -> None:
+    cid = _contact(database, clock)
+    writes: list[int] = []
+
+    def slow_first_write(session: Session, events: Sequence[Any], **kwargs: Any) -> IngestReport:
+        """The first write lasts until the other clicks wait."""
+        writes.append(len(events))
+        deadline = time.monotonic() + 10
+        while len(writes) == 1 and writes[0] + recorder.pending() < 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return ingest_events(session, events, **kwargs)
+
+    recorder = TrackingRecorder(database, clock, flush_seconds=3600, ingest=slow_first_write)
+    recorder.start()
+    clicks = [
+        threading.Thread(
+            target=recorder.record_now,
+            args=({**_visit(cid, f"https://shop.test/{i}", clock), "type": "link_clicked"},),
+        )
+        for i in range(20)
+    ]
+    for thread in clicks:
+        thread.start()
+    for thread in clicks:
+        thread.join(10)
+    recorder.stop()
+    assert _count(database, "link_clicked") == 20
+    assert len(writes) == 2 and sum(writes) == 20  # the first click's write, then the rest

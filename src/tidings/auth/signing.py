@@ -11,6 +11,7 @@ dropped. Each process re-reads the keys every REFRESH_SECONDS.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -27,6 +28,7 @@ from tidings.db.bulk import dialect_insert
 from tidings.db.engine import Database
 
 REFRESH_SECONDS = 30.0
+log = logging.getLogger("tidings.auth")
 
 _lock = threading.Lock()
 # engine -> (monotonic time read, keys oldest first)
@@ -51,10 +53,18 @@ def signing_keys(settings: Settings, database: Database) -> tuple[str, ...]:
         cached = _cache.get(engine)
     if cached is not None and now - cached[0] < REFRESH_SECONDS:
         return cached[1]
-    keys = _read(database)
-    if not keys:  # an instance whose first key was dropped by hand: make a new one
-        _insert_first_key(database)
+    try:
         keys = _read(database)
+        if not keys:  # an instance whose first key was dropped by hand: make a new one
+            _insert_first_key(database)
+            keys = _read(database)
+    except Exception:
+        if cached is None:
+            raise
+        # The database did not answer: keep verifying with the keys we have (the open pixel
+        # must answer), and try again after the next interval.
+        log.warning("reading the signing keys failed; using the ones read before", exc_info=True)
+        keys = cached[1]
     with _lock:
         _cache[engine] = (now, keys)
     return keys

@@ -6,9 +6,10 @@ default 0.2 s; at once when MAX_PENDING events wait) through `ingest_events`. A 
 outright (kill -9, power loss) loses what was queued since the last write: at most the last
 `flush_seconds` of opens and visits. Stopping cleanly (the app's shutdown) writes everything.
 
-Clicks are written before their redirect is answered (`record_now`): they are rarer, and a
-click is the engagement that matters most. Only when that write fails (the database is
-unreachable) does a click join the queue.
+Clicks are written before their redirect is answered (`record_now`): the request queues its
+click, wakes the writer and waits until the write is done. Clicks arriving together share one
+transaction (a group commit), so the waiting costs a write, not a write per click. Only when the
+database cannot be reached does a click's request stop waiting: the click stays queued.
 
 One event can never block the queue: a write that fails is split in halves until the failing
 events stand alone, and those are dropped and logged, while the database answers; when it does
@@ -41,6 +42,9 @@ WRITE_BATCH = 10_000  # events per transaction when a backlog is written
 PRUNE_EVERY_SECONDS = 3600.0
 RETRY_SECONDS = 1.0
 MAX_QUEUE = 500_000
+# How long a click's request waits for its write at most (the database being slow, not down:
+# a write that fails releases the waiting requests at once).
+MAX_WAIT_SECONDS = 30.0
 
 Ingest = Callable[..., IngestReport]
 
@@ -72,6 +76,7 @@ class TrackingRecorder:
         self._ingest = ingest
         self._next_prune = 0.0
         self._pending: list[dict[str, Any]] = []
+        self._waiting: dict[int, threading.Event] = {}  # id(event) -> its request, waiting
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -80,30 +85,49 @@ class TrackingRecorder:
 
     def add(self, event: dict[str, Any]) -> None:
         """Queue one event (written within `flush_seconds`)."""
+        if self._queue(event, None) and self._thread is None:
+            self.flush()
+
+    def record_now(self, event: dict[str, Any]) -> None:
+        """Queue one event and return once it is written (or refused by the database, or the
+        database cannot be reached: the event then stays queued)."""
+        if self._thread is None:  # no writer thread (tests, scripts): write it here
+            self._queue(event, None)
+            try:
+                self.flush()
+            except DatabaseUnavailable:
+                log.exception("writing a tracking event failed; queued for a retry")
+            return
+        done = threading.Event()
+        if self._queue(event, done):
+            self._wake.set()
+            done.wait(MAX_WAIT_SECONDS)
+
+    def _queue(self, event: dict[str, Any], done: threading.Event | None) -> bool:
         with self._lock:
             full = len(self._pending) >= self.max_queue
             if full:
                 self.dropped += 1
             else:
                 self._pending.append(event)
+                if done is not None:
+                    self._waiting[id(event)] = done
             size = len(self._pending)
         if full:
             if self.dropped % 10_000 == 1:
                 log.error("tracking queue full (%d events): %d dropped", size, self.dropped)
-            return
-        if self._thread is None:
-            self.flush()
-        elif size >= MAX_PENDING:
+            return False
+        if size >= MAX_PENDING:
             self._wake.set()
+        return True
 
-    def record_now(self, event: dict[str, Any]) -> None:
-        """Write one event before the caller answers; queue it if the database fails."""
-        try:
-            with self.database.session() as session:
-                self._write(session, [event])
-        except Exception:
-            log.exception("writing a tracking event failed; queued for a retry")
-            self.add(event)
+    def _release(self, events: list[dict[str, Any]]) -> None:
+        """Let the requests waiting for these events answer."""
+        with self._lock:
+            waiting = [self._waiting.pop(id(e), None) for e in events] if self._waiting else []
+        for done in waiting:
+            if done is not None:
+                done.set()
 
     def pending(self) -> int:
         with self._lock:
@@ -120,7 +144,10 @@ class TrackingRecorder:
                     del self._pending[:WRITE_BATCH]
                 if not batch:
                     break
-                self._write_isolating(batch, report)
+                try:
+                    self._write_isolating(batch, report)
+                finally:
+                    self._release(batch)
         for rejected in report.rejected[:5]:
             log.info("tracking event not recorded: %s", rejected.reason)
         return report
