@@ -29,8 +29,10 @@ def find_nul(value: Any, path: str = "") -> str | None:
 
     Iterative, so input nested deeper than Python's recursion limit is walked as well.
     """
-    if type(value) is str:  # the common case, without setting up the walk
+    if type(value) is str:  # the common cases, without setting up the walk
         return path if NUL in value else None
+    if not isinstance(value, dict | list | tuple) or not value:
+        return None
     stack: list[tuple[str, Any]] = [(path, value)]
     while stack:
         where, item = stack.pop()

@@ -104,8 +104,8 @@ def _clean_name(name: str, what: str) -> str:
 def validate_input(item: ContactInput, definitions: dict[str, FieldDef]) -> ValidContact:
     """Normalise and check one input; raises ValidationFailed naming the field."""
     for attribute in INPUT_ATTRIBUTES:
-        problem = nul_error(getattr(item, attribute), attribute)
-        if problem is not None:
+        value = getattr(item, attribute)
+        if value and (problem := nul_error(value, attribute)):  # runs for every imported row
             raise ValidationFailed(problem)
     try:
         email = normalize_email(item.email)

@@ -27,6 +27,7 @@ from tidings.activities.service import Cause, record
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 from tidings.contacts.service import change_status
+from tidings.inputs import NUL_MESSAGE, find_nul
 from tidings.messaging.models import OutboxMessage
 from tidings.messaging.outbox import EmailActivity, OutboxStatus
 
@@ -315,6 +316,13 @@ def _parse_arf(message: Message) -> BounceReport:
 
 def parse_bounce(raw: bytes, envelope_recipients: Sequence[str] = ()) -> BounceReport:
     """Read a bounce or complaint. Raises BounceParseError on a malformed report."""
+    report = _parse_bounce(raw.replace(b"\x00", b""), envelope_recipients)  # NUL: not mail
+    if find_nul(report.as_json()) is not None:  # one hidden in an encoded part
+        raise BounceParseError(f"the report {NUL_MESSAGE}")
+    return report
+
+
+def _parse_bounce(raw: bytes, envelope_recipients: Sequence[str]) -> BounceReport:
     if not raw.strip():
         raise BounceParseError("empty message")
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
