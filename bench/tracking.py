@@ -4,7 +4,8 @@ Starts `tidings serve` (SQLite, fresh database) as a subprocess, fires GET /t/o/
 from many keep-alive connections at once (a minimal asyncio HTTP/1.1 client, so the client is
 not the bottleneck), stops the server cleanly (SIGINT) and then counts the stored events: every
 request must have become one email_opened row (events are written in batches; shutdown writes
-what is still queued).
+what is still queued). Then the same for clicks (GET /t/c/{token}, a tenth as many), which are
+stored before their redirect is answered (issue 13).
 
 Baseline, measured in the same run: GET /health of the same server (no token, no event).
 """
@@ -28,6 +29,7 @@ from tidings.clock import FakeClock
 from tidings.events.tokens import TrackingTokens
 
 REQUESTS = max(2_000, int(40_000 * scale()))
+CLICKS = REQUESTS // 10
 CONNECTIONS = 64
 CONTACTS = 1_000
 SECRET = "bench-secret"
@@ -68,7 +70,7 @@ def start_server(db_path: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("tidings serve did not start")
 
 
-async def fire(port: int, paths: list[bytes]) -> float:
+async def fire(port: int, paths: list[bytes], status: bytes = b"200") -> float:
     """Send every request over CONNECTIONS keep-alive connections; returns requests/s."""
     queue = list(reversed(paths))
 
@@ -81,7 +83,7 @@ async def fire(port: int, paths: list[bytes]) -> float:
                 b"(X11; Linux x86_64) Firefox/130.0\r\n\r\n"
             )
             head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
+            if not head.startswith(b"HTTP/1.1 " + status):
                 raise RuntimeError(head[:100])
             length = 0
             for line in head.split(b"\r\n"):
@@ -122,6 +124,12 @@ def main() -> None:
             baseline=base,
             target=">= 2,000 requests/s",
         )
+        links = [
+            f"/t/c/{tokens.click_token(1 + i % CONTACTS, f'https://shop.test/{i}', 'm1')}".encode()
+            for i in range(CLICKS)
+        ]
+        clicks = asyncio.run(fire(port, links, b"302"))
+        report(f"click redirect, {CONNECTIONS} connections", clicks, "requests/s", baseline=base)
     finally:
         server.send_signal(signal.SIGINT)  # clean shutdown: queued events are written
         try:
@@ -130,10 +138,18 @@ def main() -> None:
             server.kill()
             raise
     conn = sqlite3.connect(db_path)
-    stored = conn.execute("SELECT count(*) FROM activities WHERE type = 'email_opened'").fetchone()
+    stored = dict(
+        conn.execute(
+            "SELECT type, count(*) FROM activities WHERE type IN ('email_opened', 'link_clicked') "
+            "GROUP BY type"
+        ).fetchall()
+    )
     conn.close()
-    print(f"  stored after shutdown: {stored[0]:,} of {REQUESTS:,} opens")
-    if stored[0] != REQUESTS:
+    opens, clicked = stored.get("email_opened", 0), stored.get("link_clicked", 0)
+    print(
+        f"  stored after shutdown: {opens:,} of {REQUESTS:,} opens, {clicked:,} of {CLICKS:,} clicks"
+    )
+    if (opens, clicked) != (REQUESTS, CLICKS):
         raise SystemExit("events were lost")
 
 

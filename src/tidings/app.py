@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from tidings import __version__
-from tidings.api.deps import require_api_key
+from tidings.api.deps import refuse_nul_parameters, require_api_key
 from tidings.api.problems import install_problem_handlers
 from tidings.clock import Clock, SystemClock
 from tidings.config import Settings, get_settings
@@ -24,6 +24,7 @@ def create_app(
         version=__version__,
         description="Self-hosted marketing automation and CRM. Authenticate with "
         "`Authorization: Bearer <key>` (create one with `tidings apikey create NAME`).",
+        dependencies=[Depends(refuse_nul_parameters)],
     )
     app.state.settings = settings
     app.state.database = database or create_database(settings.database_url)

@@ -23,11 +23,14 @@ def open_database() -> Database:
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
-    """Create or migrate the schema (safe to run repeatedly)."""
+    """Create or migrate the schema (safe to run repeatedly).
+
+    Upgrading from a version that kept its signing secret in TIDINGS_SECRET_FILE
+    (./tidings.secret) carries that key into the database: run it where the file is."""
     from tidings.db.migrate import upgrade
 
     database = open_database()
-    upgrade(database, revision)
+    upgrade(database, revision, secret_file=get_settings().secret_file)
     console.print(f"database at {database.engine.url.render_as_string()} is at {revision}")
 
 
@@ -93,7 +96,7 @@ def serve(
 
     settings = get_settings()
     database = create_database(settings.database_url)
-    upgrade(database)
+    upgrade(database, secret_file=settings.secret_file)
     application = create_app(settings, database=database)
     worker = None
     if not no_worker:
@@ -139,6 +142,9 @@ def _register_domain_commands() -> None:
     from tidings.messaging.cli import register as register_messaging
 
     register_messaging(app)
+    from tidings.auth.cli import secret_app
+
+    app.add_typer(secret_app, name="secret")
 
 
 _register_domain_commands()

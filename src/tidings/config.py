@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,9 +15,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIDINGS_", env_file=".env", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    # Signs tracking tokens, confirmation and unsubscribe links. When unset, a random key is
-    # generated once and kept in `secret_file`, so links stay valid across restarts.
+    # Signs tracking tokens, confirmation and unsubscribe links. When unset (the default), the
+    # keys live in the database, shared by every process (tidings.auth.signing).
     secret_key: str | None = None
+    # Where versions before the database kept the key: `db upgrade` carries it over once.
     secret_file: Path = Path("./tidings.secret")
     base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = "127.0.0.1"
     # Webhook actions refuse private and loopback addresses unless this is true.
     webhook_allow_private: bool = False
+    # Opens and page visits are written in batches this often: a process killed outright
+    # (kill -9) loses at most this window of them. Clicks are written before their redirect.
+    tracking_flush_seconds: float = Field(default=0.2, gt=0, le=60)
     # Raw events older than this many days may be pruned (None keeps them forever).
     event_retention_days: int | None = Field(default=None, gt=0)
     smtp_url: str | None = None
@@ -53,17 +56,6 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_days: int = Field(default=7, ge=1)
     opt_in_expiry_hours: int = Field(default=72, ge=1)
-
-    def resolved_secret_key(self) -> str:
-        if self.secret_key:
-            return self.secret_key
-        path = self.secret_file
-        if path.exists():
-            return path.read_text().strip()
-        key = secrets.token_urlsafe(48)
-        path.write_text(key + "\n")
-        path.chmod(0o600)
-        return key
 
 
 @lru_cache(maxsize=1)

@@ -41,6 +41,23 @@ def test_create_errors_name_the_path(client: TestClient) -> None:
     assert client.post("/api/v1/automations", json={"yaml": "name: [unclosed"}).status_code == 422
 
 
+def test_conditions_in_a_definition_are_bounded_too(client: TestClient) -> None:
+    wide = {"or": [{"has_tag": f"t{i}"} for i in range(150)]}
+    condition = {"and": [wide, wide, wide, wide]}  # 605 conditions
+    definition = {
+        "name": "Wide",
+        "steps": [
+            {"id": "check", "if": condition, "then": "end", "else": "end"},
+        ],
+    }
+    response = client.post("/api/v1/automations", json={"definition": definition})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0] == {
+        "field": "steps[0].if.and[3].or[45]",
+        "message": "more than 500 conditions in all (the limit per condition)",
+    }
+
+
 def test_lifecycle_versions_counts_and_history(
     client: TestClient, database: Database, clock: FakeClock
 ) -> None:

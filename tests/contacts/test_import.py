@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from tidings.activities.models import Activity
+from tidings.cli import app
 from tidings.clock import FakeClock
+from tidings.config import get_settings
 from tidings.contacts.fields import FieldType
 from tidings.contacts.importer import export_contacts, import_contacts
 from tidings.contacts.models import Contact, CustomField, ListMembership, Tag
 from tidings.db.engine import Database
 from tidings.errors import ValidationFailed
+
+
+@pytest.fixture
+def cli_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TIDINGS_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def _define_fields(database: Database, clock: FakeClock) -> None:
@@ -135,6 +147,26 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_imported(
     assert "not valid utf-8" in reasons[6].lower() and "0xff" in reasons[6]
     assert "fields.plan" in reasons[7]
     assert "duplicate" in reasons[9]
+
+
+def test_rows_with_a_nul_character_are_rejected_and_the_rest_imported(
+    cli_database: None, database: Database, tmp_path: Path
+) -> None:
+    """`tidings contacts import`: PostgreSQL refused the whole batch (0 of 2,999 stored)."""
+    lines = ["email,first_name,tags"]
+    lines += [f"u{i}@example.com,U{i},t{i % 3}" for i in range(2_999)]
+    lines.insert(1_001, "bad@example.com,Bad\x00Name,")
+    lines.insert(2_002, "bad2@example.com,B,ok|t\x00")
+    source = tmp_path / "people.csv"
+    source.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["contacts", "import", str(source)])
+    assert result.exit_code == 0, result.output
+    assert _count(database, Contact) == 2_999
+    rows = list(csv.reader((tmp_path / "people.rejected.csv").open()))
+    assert [(r[0], r[1]) for r in rows[1:]] == [
+        ("1002", "line 1002: first_name: must not contain the NUL character (\\u0000)"),
+        ("2003", "line 2003: tags[1]: must not contain the NUL character (\\u0000)"),
+    ]
 
 
 def test_unknown_column_stops_before_writing(

@@ -11,6 +11,7 @@ from sqlalchemy import select
 import tidings.db.models  # noqa: F401
 from tidings.db.base import Base
 from tidings.db.engine import Database
+from tidings.db.types import UTCDateTime
 
 
 def test_migrated_schema_matches_the_models(database: Database) -> None:
@@ -22,12 +23,9 @@ def test_migrated_schema_matches_the_models(database: Database) -> None:
 
 def _migrate(database: Database, action: Any, revision: str) -> None:
     """Run an alembic command (upgrade, downgrade) to `revision` on the test database."""
-    from tidings.db.migrate import alembic_config
+    from tidings.db.migrate import run_migrations
 
-    config = alembic_config()
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        action(config, revision)
+    run_migrations(database, action, revision)
 
 
 def test_sqlite_pragmas(database: Database) -> None:
@@ -174,3 +172,83 @@ def test_0009_drops_the_contact_tag_keys_and_back(database: Database) -> None:
     finally:
         migrate(command.upgrade, "head")
     assert keys() == 0
+
+
+def test_0014_keeps_rows_and_carries_the_secret_file_over(
+    database: Database, tmp_path: Any
+) -> None:
+    """Contacts and lists rebuilt (SQLite) without losing what references them; the signing
+    key is the one a previous version kept in its file."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from tidings.db.migrate import run_migrations
+
+    _migrate(database, command.downgrade, "0009")
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    contacts = sa.table(
+        "contacts",
+        sa.column("id"),
+        *(sa.column(c) for c in ("email", "status", "score", "fields")),
+        *(sa.column(c, UTCDateTime()) for c in ("created_at", "updated_at")),
+    )
+    with database.engine.begin() as connection:
+        connection.execute(
+            contacts.insert(),
+            [
+                {"email": f"c{i}@example.com", "status": "subscribed", "score": 0}
+                | {"fields": "{}", "created_at": at, "updated_at": at}
+                for i in (1, 2, 3)
+            ],
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO lists (id, name, double_opt_in, created_at) VALUES (1, 'News', "
+                "false, :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO list_memberships VALUES (2, 1, 'active', :at, :at), "
+                "(3, 1, 'active', :at, :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO email_templates (id, name, subject, html, variables, track_opens, "
+                "track_clicks, created_at, updated_at) VALUES (1, 't', 's', 'h', '{}', true, "
+                "true, :at, :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO broadcasts (id, name, template_id, list_id, status, scheduled_at, "
+                "recipients, created_at) VALUES (1, 'b', 1, 1, 'sent', :at, 0, :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(sa.text("DELETE FROM contacts WHERE id = 3"))
+        connection.execute(sa.text("DELETE FROM list_memberships WHERE contact_id = 3"))
+    secret = tmp_path / "tidings.secret"
+    secret.write_text("the-old-secret\n")
+    run_migrations(database, command.upgrade, "head", secret_file=secret)
+    with database.engine.begin() as connection:
+        memberships = connection.execute(sa.text("SELECT contact_id FROM list_memberships"))
+        assert memberships.scalars().all() == [2]
+        assert connection.execute(sa.text("SELECT list_id FROM broadcasts")).scalar() == 1
+        assert connection.execute(sa.text("SELECT key FROM signing_keys")).scalars().all() == [
+            "the-old-secret"
+        ]
+        connection.execute(sa.text("DELETE FROM contacts WHERE id = 2"))
+        new_id = connection.execute(
+            contacts.insert().returning(contacts.c.id),
+            {"email": "new@example.com", "status": "subscribed", "score": 0}
+            | {"fields": "{}", "created_at": at, "updated_at": at},
+        ).scalar()
+    # SQLite: 3 was the largest id once (before the upgrade, so it is lost), 2 since.
+    assert new_id == (3 if database.is_sqlite else 4)

@@ -29,13 +29,17 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
     get_settings.cache_clear()
 
 
+def _contact(database: Database, clock: FakeClock) -> int:
+    with database.session() as session:
+        return service.upsert_contacts(
+            session, [service.ContactInput(email="a@example.com")], now=clock.now(), cause="api"
+        ).contact_ids[0]
+
+
 def test_import_ndjson_with_bad_lines_twice(
     cli: CliRunner, database: Database, clock: FakeClock, tmp_path: Path
 ) -> None:
-    with database.session() as session:
-        cid = service.upsert_contacts(
-            session, [service.ContactInput(email="a@example.com")], now=clock.now(), cause="api"
-        ).contact_ids[0]
+    cid = _contact(database, clock)
     source = tmp_path / "events.ndjson"
     lines = [
         orjson.dumps(
@@ -75,6 +79,34 @@ def test_import_ndjson_with_bad_lines_twice(
             session.scalar(select(Contact.purchase_count).where(Contact.email == "b@example.com"))
             == 1
         )
+
+
+def test_import_rejects_events_with_a_nul_character_and_stores_the_rest(
+    cli: CliRunner, database: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    """PostgreSQL refused the whole batch (0 of 2,999 stored)."""
+    cid = _contact(database, clock)
+    events = [
+        {"type": "site_visit", "contact_id": cid, "url": f"https://shop.test/{i}"}
+        for i in range(2_999)
+    ]
+    events.insert(10, {"type": "site_visit", "contact_id": cid, "url": "https://shop.test/\x00"})
+    events.insert(
+        20, {"type": "custom", "name": "x", "contact_id": cid, "properties": {"a": "\x00"}}
+    )
+    source = tmp_path / "visits.ndjson"
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    result = cli.invoke(app, ["events", "import", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "stored 2999, duplicates 0, rejected 2" in result.output
+    rejected = [
+        orjson.loads(line)
+        for line in (tmp_path / "visits.rejected.ndjson").read_bytes().splitlines()
+    ]
+    assert [(r["line"], r["reason"].split(":")[0]) for r in rejected] == [
+        (11, "url"),
+        (21, "properties.a"),
+    ]
 
 
 def test_prune(

@@ -7,8 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tidings.clock import FakeClock
 from tidings.contacts.models import Contact
+from tidings.db.engine import Database
 from tidings.messaging.models import EmailTemplate
+from tidings.messaging.outbox import queue_email
 from tidings.messaging.service import create_template
 
 
@@ -44,3 +47,20 @@ def make_template(
     }
     values.update(kw)
     return create_template(session, name=name, now=now, **values)
+
+
+def queue_receipt(database: Database, clock: FakeClock) -> int:
+    """One transactional message (template "receipt") to ann@example.org; its outbox id."""
+    with database.session() as session:
+        contact = make_contact(session, "ann@example.org", clock.now(), first_name="Ann")
+        make_template(session, clock.now(), name="receipt")
+        result = queue_email(
+            session,
+            contact_id=contact.id,
+            template="receipt",
+            message_class="transactional",
+            idempotency_key="order-1",
+            now=clock.now(),
+        )
+    assert result.outbox_id is not None
+    return result.outbox_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -197,6 +197,21 @@ def test_broadcast_to_list_and_segment_with_stats(
     assert both.status_code == 422
 
 
+def test_a_scheduled_at_without_timezone_is_422(client: TestClient) -> None:
+    template_id = template(client)
+    list_id = client.post("/api/v1/lists", json={"name": "News"}).json()["id"]
+    body = {"name": "B", "template_id": template_id, "list_id": list_id}
+    naive = client.post("/api/v1/broadcasts", json={**body, "scheduled_at": "2026-04-01T09:00"})
+    assert naive.status_code == 422, naive.text
+    assert naive.json()["errors"][0]["field"] == "scheduled_at"
+    aware = client.post(
+        "/api/v1/broadcasts", json={**body, "scheduled_at": "2026-04-01T09:00:00+02:00"}
+    )
+    assert aware.status_code == 201
+    scheduled = datetime.fromisoformat(aware.json()["scheduled_at"])
+    assert scheduled == datetime(2026, 4, 1, 7, tzinfo=UTC)
+
+
 def test_one_click_unsubscribe_and_preferences(
     client: TestClient, database: Database, clock: FakeClock, sink: Sink
 ) -> None:
@@ -254,6 +269,31 @@ def test_one_click_unsubscribe_and_preferences(
 def _lists(client: TestClient) -> list[dict[str, Any]]:
     body = client.get("/api/v1/lists").json()
     return body["items"] if isinstance(body, dict) else body
+
+
+def test_links_of_a_deleted_contact_or_list_never_reach_a_new_one(client: TestClient) -> None:
+    """SQLite handed the id of a deleted contact (the newest) to the next contact: its old
+    unsubscribe and preference links then showed, and could unsubscribe, the new person."""
+    links = LinkSigner("test-secret-key", "http://testserver")
+    contact(client, "first@example.com")
+    old = contact(client, "old@example.com", lists=["Old list"])
+    old_list = _lists(client)[0]["id"]
+    unsubscribe = links.unsubscribe_url(old, None, old_list).removeprefix("http://testserver")
+    preferences = links.preferences_url(old).removeprefix("http://testserver")
+    assert "old@example.com" in client.get(unsubscribe).text
+    assert client.delete(f"/api/v1/contacts/{old}").status_code == 204
+    assert client.delete(f"/api/v1/lists/{old_list}").status_code == 204
+    new = contact(client, "new@example.com", lists=["New list"])
+    assert new > old and _lists(client)[0]["id"] > old_list
+    for path in (unsubscribe, preferences):
+        page = client.get(path)
+        assert page.status_code == 404 and "new@example.com" not in page.text
+    assert client.post(unsubscribe).status_code == 404
+    assert client.get(f"/api/v1/contacts/{new}").json()["status"] == "subscribed"
+    bulk = client.post("/api/v1/contacts/bulk", json={"contacts": [{"email": "b@example.com"}]})
+    assert bulk.status_code == 200
+    ids = [c["id"] for c in client.get("/api/v1/contacts").json()["items"]]
+    assert ids == sorted(ids) and ids[-1] == new + 1  # the bulk path numbers them right too
 
 
 def test_double_opt_in(

@@ -192,6 +192,29 @@ def test_bounce_webhook(client: TestClient, database: Database, clock: FakeClock
     assert bad.status_code == 422 and "feedback-report" in bad.json()["detail"]
 
 
+def test_a_bounce_with_nul_characters(
+    client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    """PostgreSQL refused the stored diagnostic (a 500, or 451 forever on the SMTP listener).
+    NUL bytes are not mail: dropped from the raw message; one decoded from an encoded part
+    never leaves the parser (control characters are replaced), so the report is still applied,
+    the same on both databases."""
+    ann, token = _sent_message(database, clock, "ann@example.org")
+    raw = samples.fill(samples.POSTFIX_HARD, token, "ann@example.org")
+    with_nul = raw.replace(b"Diagnostic-Code: smtp; 550", b"Diagnostic-Code: smtp; 5\x0050")
+    response = client.post("/api/v1/webhooks/bounce", content=with_nul)
+    assert response.status_code == 200, response.text
+    assert response.json()["report"]["diagnostic"].startswith("550 5.1.1")
+    assert _status(database, ann) == "bounced"
+    exim = samples.fill(samples.EXIM_HARD, token, "ann@example.org")
+    encoded = exim.replace(
+        b"Auto-Submitted:", b"Content-Transfer-Encoding: quoted-printable\nAuto-Submitted:"
+    ).replace(b"550 5.1.1 The", b"550 5.1.1 =00The")
+    applied = client.post("/api/v1/webhooks/bounce", content=encoded)
+    assert applied.status_code == 200, applied.text
+    assert "\x00" not in applied.text and "\\u0000" not in applied.text
+
+
 def test_cli_bounces_parse(tmp_path: Path) -> None:
     path = tmp_path / "bounce.eml"
     path.write_bytes(samples.fill(samples.EXCHANGE_HARD, TOKEN, "ann@example.org"))

@@ -12,14 +12,13 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.messaging.conftest import Sink
-from tests.messaging.helpers import make_contact, make_template
+from tests.messaging.helpers import queue_receipt
 from tidings.cli import app
 from tidings.clock import FakeClock
 from tidings.config import Settings, get_settings
 from tidings.db.engine import Database
 from tidings.messaging.devmail import start_sender
 from tidings.messaging.models import OutboxMessage
-from tidings.messaging.outbox import queue_email
 
 
 @pytest.fixture
@@ -34,22 +33,6 @@ def cli(
     get_settings.cache_clear()
 
 
-def _queue_one(database: Database, clock: FakeClock) -> int:
-    with database.session() as session:
-        contact = make_contact(session, "ann@example.org", clock.now(), first_name="Ann")
-        make_template(session, clock.now(), name="receipt")
-        result = queue_email(
-            session,
-            contact_id=contact.id,
-            template="receipt",
-            message_class="transactional",
-            idempotency_key="order-1",
-            now=clock.now(),
-        )
-    assert result.outbox_id is not None
-    return result.outbox_id
-
-
 def _status(database: Database, outbox_id: int) -> str:
     with database.session() as session:
         return str(
@@ -60,7 +43,7 @@ def _status(database: Database, outbox_id: int) -> str:
 def test_worker_once_sends_the_outbox_unless_no_sender(
     cli: CliRunner, database: Database, clock: FakeClock, sink: Sink
 ) -> None:
-    outbox_id = _queue_one(database, clock)
+    outbox_id = queue_receipt(database, clock)
     skipped = cli.invoke(app, ["worker", "--once", "--no-sender"])
     assert skipped.exit_code == 0, skipped.output
     assert sink.handler.messages == [] and _status(database, outbox_id) == "queued"
@@ -77,7 +60,7 @@ def test_worker_sender_thread_delivers_and_stops(
     assert start_sender(database, clock, Settings(smtp_url=None)) is None
     arrived = threading.Event()
     sink.handler.on_message = lambda _: arrived.set()
-    _queue_one(database, clock)
+    queue_receipt(database, clock)
     settings = Settings(smtp_url=sink.url, secret_file=tmp_path / "secret")
     sender = start_sender(database, clock, settings)
     assert sender is not None

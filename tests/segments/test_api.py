@@ -97,6 +97,23 @@ def test_preview_errors_name_the_path(client: TestClient) -> None:
     assert client.post("/api/v1/segments/preview", json={"condition": eq}).status_code == 422
 
 
+def test_a_condition_beyond_a_limit_is_422_naming_it_and_the_path(client: TestClient) -> None:
+    filters = [{"property": "url", "op": "contains", "value": "x"}] * 21
+    condition = {"or": [{"has_tag": "A"}, {"event": {"type": "email_opened", "where": filters}}]}
+    for path, body in (
+        ("/api/v1/segments/preview", {"condition": condition}),
+        ("/api/v1/segments", {"name": "S", "condition": condition}),
+    ):
+        response = client.post(path, json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"] == [
+            {
+                "field": "or[1].event.where",
+                "message": "at most 20 filters (the limit of where filters per event)",
+            }
+        ]
+
+
 def test_saved_segments_crud_and_members(client: TestClient) -> None:
     ids = _seed(client)
     created = client.post(

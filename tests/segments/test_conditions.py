@@ -75,6 +75,57 @@ def test_parse_errors_name_the_path(condition: Any, message: str) -> None:
     assert caught.value.detail.startswith(message), caught.value.detail
 
 
+def _nested(depth: int) -> Any:
+    condition: Any = {"has_tag": "A"}
+    for level in range(depth):
+        condition = {"not": condition} if level % 2 else {"and": [condition]}
+    return condition
+
+
+EVENT = {"type": "email_opened"}
+FILTER = {"property": "url", "op": "contains", "value": "x"}
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        (
+            {"or": [{"and": [{"has_tag": f"t{i}-{j}"} for j in range(199)]} for i in range(3)]},
+            "or[2].and[98]: more than 500 conditions in all (the limit per condition)",
+        ),
+        (_nested(21), "and[0].not" + ".and[0].not" * 9 + ".and[0]: nested more than 20 levels"),
+        (
+            {"and": [{"has_tag": "A"}, {"event": {**EVENT, "where": [FILTER] * 21}}]},
+            "and[1].event.where: at most 20 filters (the limit of where filters per event)",
+        ),
+        (
+            {"event": {"type": ["email_opened"] * 51}},
+            "event.type: at most 50 event types (the limit per event)",
+        ),
+        (
+            {"or": [{"field": "first_name", "op": "not_in", "value": ["a"] * 1001}]},
+            "or[0].value: at most 1000 values (the limit of in and not_in)",
+        ),
+        ({"or": [{"has_tag": "A"}] * 201}, "or: at most 200 conditions (the limit per and/or)"),
+    ],
+)
+def test_what_one_condition_may_cost_is_bounded(condition: Any, message: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_condition(condition)
+    assert caught.value.detail.startswith(message), caught.value.detail
+    field, _, _ = message.partition(": ")
+    assert caught.value.errors[0]["field"] == field
+
+
+def test_conditions_at_the_limits_are_accepted() -> None:
+    parse_condition(
+        {"or": [{"and": [{"has_tag": f"t{i}-{j}"} for j in range(199)]} for i in range(2)]}
+    )
+    parse_condition(_nested(20))
+    parse_condition({"event": {**EVENT, "where": [FILTER] * 20}})
+    parse_condition({"field": "first_name", "op": "in", "value": ["a"] * 1000})
+
+
 def _ids(database: Database, condition: Any, clock: FakeClock) -> set[int]:
     parsed = parse_condition(condition)
     with database.session() as session:

@@ -12,6 +12,8 @@ from tidings.auth.service import find_api_key
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
+from tidings.errors import ValidationFailed
+from tidings.inputs import NUL_MESSAGE, find_nul
 
 
 def get_database(request: Request) -> Database:
@@ -46,6 +48,17 @@ def require_api_key(request: Request, session: Annotated[Session, Depends(get_se
         )
 
 
+def refuse_nul_parameters(request: Request) -> None:
+    """Path and query parameters of every route: one holding a NUL character is a 422 naming
+    it (the same check request bodies get from `tidings.api.schemas.InputModel`)."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if find_nul(value) is not None:
+            raise ValidationFailed(
+                f"{name}: {NUL_MESSAGE}", errors=[{"field": name, "message": NUL_MESSAGE}]
+            )
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from tidings.errors import ValidationFailed
+from tidings.inputs import MAX_ID
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -21,8 +22,9 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "id":
+        last_id = int(value)
+        if kind != "id" or not 0 <= last_id <= MAX_ID:
             raise ValueError(kind)
-        return int(value)
+        return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("cursor: not a cursor returned by this API") from None

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tidings.api.schemas import NUL_ERROR
 from tidings.errors import TidingsError
 
 PROBLEM_JSON = "application/problem+json"
@@ -38,6 +39,15 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return path or "body"
 
 
+def _field(error: Any) -> str:
+    """Where an error is; a NUL character deep inside a field's value adds its path there."""
+    where = _location(error.get("loc", ()))
+    inner = (error.get("ctx") or {}).get("path") if error.get("type") == NUL_ERROR else None
+    if inner:
+        where = where + inner if inner.startswith("[") else f"{where}.{inner}"
+    return where
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(TidingsError)
     async def _domain(_: Request, exc: TidingsError) -> JSONResponse:
@@ -46,8 +56,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _location(err.get("loc", ())), "message": err.get("msg", "invalid")}
-            for err in exc.errors()
+            {"field": _field(err), "message": err.get("msg", "invalid")} for err in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem(422, "Validation failed", detail, errors=errors)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base
@@ -19,3 +19,19 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SigningKey(Base):
+    """A key that signs the links in mail (unsubscribe, preferences, opt-in, tracking), kept
+    in the database so every process of an instance signs and verifies alike. The newest key
+    signs; every key kept verifies, so links sent before a rotation keep working.
+
+    Ids are given explicitly (the largest + 1), not by a sequence: processes that make the
+    first key at the same moment all try id 1, and one of them wins.
+    """
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

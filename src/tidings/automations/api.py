@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
 
 from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.schemas import Id, InputModel
 from tidings.automations import service
 from tidings.automations.definition import parse_definition
 from tidings.automations.enrolments import is_active
@@ -21,10 +22,8 @@ from tidings.errors import Conflict, ValidationFailed
 router = APIRouter(tags=["automations"])
 
 
-class DefinitionIn(BaseModel):
+class DefinitionIn(InputModel):
     """Either `definition` (a JSON object) or `yaml` (the same as YAML text)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     definition: dict[str, Any] | None = None
     yaml_text: str | None = Field(default=None, alias="yaml", max_length=1_000_000)
@@ -61,15 +60,14 @@ class AutomationUpdate(DefinitionIn):
     create_missing: bool = False
 
 
-class StatusIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StatusIn(InputModel):
     status: Literal["active", "paused"]
 
 
-class EnrolIn(BaseModel):
+class EnrolIn(InputModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    contact_ids: list[int] | None = Field(default=None, max_length=100_000)
+    contact_ids: list[Id] | None = Field(default=None, max_length=100_000)
     list_name: str | None = Field(default=None, alias="list")
     segment: Any = None
     everyone: bool = Field(default=False, alias="all")
@@ -168,13 +166,13 @@ def list_automations(session: SessionDep) -> list[AutomationSummary]:
 
 
 @router.get("/automations/{automation_id}", response_model=AutomationOut)
-def get(automation_id: int, session: SessionDep) -> AutomationOut:
+def get(automation_id: Id, session: SessionDep) -> AutomationOut:
     return _out(session, service.get_automation(session, automation_id))
 
 
 @router.put("/automations/{automation_id}", response_model=AutomationOut)
 def update(
-    automation_id: int, body: AutomationUpdate, session: SessionDep, clock: ClockDep
+    automation_id: Id, body: AutomationUpdate, session: SessionDep, clock: ClockDep
 ) -> AutomationOut:
     automation = service.get_automation(session, automation_id)
     data = body.data()
@@ -187,7 +185,7 @@ def update(
 
 
 @router.get("/automations/{automation_id}/versions/{version}")
-def get_version(automation_id: int, version: int, session: SessionDep) -> dict[str, Any]:
+def get_version(automation_id: Id, version: Id, session: SessionDep) -> dict[str, Any]:
     automation = service.get_automation(session, automation_id)
     return {
         "automation_id": automation.id,
@@ -198,7 +196,7 @@ def get_version(automation_id: int, version: int, session: SessionDep) -> dict[s
 
 @router.post("/automations/{automation_id}/status", response_model=AutomationOut)
 def set_status(
-    automation_id: int, body: StatusIn, session: SessionDep, clock: ClockDep
+    automation_id: Id, body: StatusIn, session: SessionDep, clock: ClockDep
 ) -> AutomationOut:
     automation = service.get_automation(session, automation_id)
     service.set_status(session, automation, body.status, now=clock.now())
@@ -207,9 +205,7 @@ def set_status(
 
 
 @router.post("/automations/{automation_id}/enrol")
-def enrol(
-    automation_id: int, body: EnrolIn, session: SessionDep, clock: ClockDep
-) -> dict[str, int]:
+def enrol(automation_id: Id, body: EnrolIn, session: SessionDep, clock: ClockDep) -> dict[str, int]:
     automation = service.get_automation(session, automation_id)
     count = service.enrol_contacts(
         session,
@@ -225,7 +221,7 @@ def enrol(
 
 
 @router.delete("/automations/{automation_id}", status_code=204)
-def delete(automation_id: int, session: SessionDep) -> Response:
+def delete(automation_id: Id, session: SessionDep) -> Response:
     automation = service.get_automation(session, automation_id)
     active = session.scalar(
         select(func.count())
@@ -239,5 +235,5 @@ def delete(automation_id: int, session: SessionDep) -> Response:
 
 
 @router.get("/contacts/{contact_id}/automations")
-def contact_automations(contact_id: int, session: SessionDep) -> list[dict[str, Any]]:
+def contact_automations(contact_id: Id, session: SessionDep) -> list[dict[str, Any]]:
     return service.contact_automations(session, contact_id)

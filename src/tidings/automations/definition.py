@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tidings.automations.triggers import Trigger
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import ValidationFailed
+from tidings.inputs import NUL_MESSAGE, find_nul
 from tidings.segments import Condition, parse_condition
 
 STEP_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$"
@@ -431,6 +432,10 @@ def parse_definition(data: Any) -> Definition:
         raise ValidationFailed(
             "definition: must be an object", errors=[_problem("", "must be an object")]
         )
+    where = find_nul(data)
+    if where is not None:
+        problem = _problem(where, NUL_MESSAGE)
+        raise ValidationFailed(f"{problem['field']}: {NUL_MESSAGE}", errors=[problem])
     problems: list[dict[str, str]] = []
     steps: list[Any] = []
     raw_steps = data.get("steps")

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from tidings.api.schemas import Id
 from tidings.contacts import repository, service
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.fields import STANDARD_FIELDS, FieldType
@@ -103,7 +104,7 @@ def list_contacts(
     session: SessionDep,
     email: str | None = None,
     tag: str | None = None,
-    list_id: Annotated[int | None, Query(alias="list")] = None,
+    list_id: Annotated[Id | None, Query(alias="list")] = None,
     list_status: Annotated[str | None, Query(pattern="^(active|unsubscribed)$")] = None,
     status: ContactStatus | None = None,
     cursor: str | None = None,
@@ -158,13 +159,13 @@ def bulk_upsert(body: BulkUpsertIn, session: SessionDep, clock: ClockDep) -> Bul
 
 
 @router.get("/contacts/{contact_id}", tags=["contacts"])
-def get_contact(contact_id: int, session: SessionDep) -> ContactOut:
+def get_contact(contact_id: Id, session: SessionDep) -> ContactOut:
     return contact_out(session, service.get_contact(session, contact_id))
 
 
 @router.patch("/contacts/{contact_id}", tags=["contacts"])
 def patch_contact(
-    contact_id: int, body: ContactPatch, session: SessionDep, clock: ClockDep
+    contact_id: Id, body: ContactPatch, session: SessionDep, clock: ClockDep
 ) -> ContactOut:
     contact = service.get_contact(session, contact_id)
     provided = body.model_dump(exclude_unset=True)
@@ -184,7 +185,7 @@ def patch_contact(
 
 
 @router.delete("/contacts/{contact_id}", status_code=204, tags=["contacts"])
-def delete_contact(contact_id: int, session: SessionDep, clock: ClockDep) -> Response:
+def delete_contact(contact_id: Id, session: SessionDep, clock: ClockDep) -> Response:
     service.delete_contact(
         session, service.get_contact(session, contact_id), now=clock.now(), cause=Cause.API
     )
@@ -193,7 +194,7 @@ def delete_contact(contact_id: int, session: SessionDep, clock: ClockDep) -> Res
 
 @router.post("/contacts/{contact_id}/status", tags=["contacts"])
 def change_status(
-    contact_id: int, body: StatusChangeIn, session: SessionDep, clock: ClockDep
+    contact_id: Id, body: StatusChangeIn, session: SessionDep, clock: ClockDep
 ) -> ContactOut:
     contact = service.get_contact(session, contact_id)
     service.change_status(
@@ -210,7 +211,7 @@ def change_status(
 
 @router.get("/contacts/{contact_id}/activities", tags=["contacts"])
 def contact_activities(
-    contact_id: int,
+    contact_id: Id,
     session: SessionDep,
     cursor: str | None = None,
     limit: LimitQuery = DEFAULT_LIMIT,
@@ -230,14 +231,14 @@ def contact_activities(
 
 
 @router.put("/contacts/{contact_id}/tags/{tag}", tags=["contacts"])
-def add_tag(contact_id: int, tag: str, session: SessionDep, clock: ClockDep) -> ContactOut:
+def add_tag(contact_id: Id, tag: str, session: SessionDep, clock: ClockDep) -> ContactOut:
     contact = service.get_contact(session, contact_id)
     service.add_tag(session, contact, tag, now=clock.now(), cause=Cause.API)
     return contact_out(session, contact)
 
 
 @router.delete("/contacts/{contact_id}/tags/{tag}", tags=["contacts"])
-def remove_tag(contact_id: int, tag: str, session: SessionDep, clock: ClockDep) -> ContactOut:
+def remove_tag(contact_id: Id, tag: str, session: SessionDep, clock: ClockDep) -> ContactOut:
     contact = service.get_contact(session, contact_id)
     service.remove_tag(session, contact, tag, now=clock.now(), cause=Cause.API)
     return contact_out(session, contact)
@@ -245,11 +246,12 @@ def remove_tag(contact_id: int, tag: str, session: SessionDep, clock: ClockDep) 
 
 @router.put("/contacts/{contact_id}/lists/{list_id}", tags=["contacts"])
 def subscribe(
-    contact_id: int,
-    list_id: int,
+    contact_id: Id,
+    list_id: Id,
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
+    database: DatabaseDep,
     body: SubscribeIn | None = None,
 ) -> ContactOut:
     """Join a list; a double-opt-in list makes the membership (and a contact not yet
@@ -267,7 +269,7 @@ def subscribe(
             contact,
             mailing_list,
             now=clock.now(),
-            links=LinkSigner.from_settings(settings),
+            links=LinkSigner.from_settings(settings, database),
             cause=Cause.API,
             force_resubscribe=force,
         )
@@ -284,7 +286,7 @@ def subscribe(
 
 
 @router.delete("/contacts/{contact_id}/lists/{list_id}", tags=["contacts"])
-def unsubscribe(contact_id: int, list_id: int, session: SessionDep, clock: ClockDep) -> ContactOut:
+def unsubscribe(contact_id: Id, list_id: Id, session: SessionDep, clock: ClockDep) -> ContactOut:
     contact = service.get_contact(session, contact_id)
     service.unsubscribe_list(
         session, contact, service.get_list(session, list_id), now=clock.now(), cause=Cause.API
@@ -332,12 +334,12 @@ def create_tag(body: TagIn, session: SessionDep, clock: ClockDep) -> TagOut:
 
 
 @router.get("/tags/{tag_id}", tags=["tags"])
-def get_tag(tag_id: int, session: SessionDep) -> TagOut:
+def get_tag(tag_id: Id, session: SessionDep) -> TagOut:
     return TagOut.model_validate(_get(session, Tag, tag_id, "tag"))
 
 
 @router.patch("/tags/{tag_id}", tags=["tags"])
-def patch_tag(tag_id: int, body: TagPatch, session: SessionDep) -> TagOut:
+def patch_tag(tag_id: Id, body: TagPatch, session: SessionDep) -> TagOut:
     tag = _get(session, Tag, tag_id, "tag")
     if body.name is not None:
         tag.name = _unique_name(session, Tag, body.name, "tag", exclude_id=tag.id)
@@ -348,7 +350,7 @@ def patch_tag(tag_id: int, body: TagPatch, session: SessionDep) -> TagOut:
 
 
 @router.delete("/tags/{tag_id}", status_code=204, tags=["tags"])
-def delete_tag(tag_id: int, session: SessionDep) -> Response:
+def delete_tag(tag_id: Id, session: SessionDep) -> Response:
     service.delete_tag(session, _get(session, Tag, tag_id, "tag"))
     return Response(status_code=204)
 
@@ -378,12 +380,12 @@ def create_list(body: ListIn, session: SessionDep, clock: ClockDep) -> ListOut:
 
 
 @router.get("/lists/{list_id}", tags=["lists"])
-def get_list(list_id: int, session: SessionDep) -> ListOut:
+def get_list(list_id: Id, session: SessionDep) -> ListOut:
     return ListOut.model_validate(service.get_list(session, list_id))
 
 
 @router.patch("/lists/{list_id}", tags=["lists"])
-def patch_list(list_id: int, body: ListPatch, session: SessionDep) -> ListOut:
+def patch_list(list_id: Id, body: ListPatch, session: SessionDep) -> ListOut:
     mailing_list = service.get_list(session, list_id)
     if body.name is not None:
         mailing_list.name = _unique_name(
@@ -398,7 +400,7 @@ def patch_list(list_id: int, body: ListPatch, session: SessionDep) -> ListOut:
 
 
 @router.delete("/lists/{list_id}", status_code=204, tags=["lists"])
-def delete_list(list_id: int, session: SessionDep) -> Response:
+def delete_list(list_id: Id, session: SessionDep) -> Response:
     session.delete(service.get_list(session, list_id))
     return Response(status_code=204)
 
@@ -445,12 +447,12 @@ def create_field(body: FieldIn, session: SessionDep, clock: ClockDep) -> FieldOu
 
 
 @router.get("/fields/{field_id}", tags=["fields"])
-def get_field(field_id: int, session: SessionDep) -> FieldOut:
+def get_field(field_id: Id, session: SessionDep) -> FieldOut:
     return FieldOut.model_validate(_get(session, CustomField, field_id, "field"))
 
 
 @router.patch("/fields/{field_id}", tags=["fields"])
-def patch_field(field_id: int, body: FieldPatch, session: SessionDep) -> FieldOut:
+def patch_field(field_id: Id, body: FieldPatch, session: SessionDep) -> FieldOut:
     row = _get(session, CustomField, field_id, "field")
     if body.label is not None:
         row.label = body.label
@@ -461,7 +463,7 @@ def patch_field(field_id: int, body: FieldPatch, session: SessionDep) -> FieldOu
 
 
 @router.delete("/fields/{field_id}", status_code=204, tags=["fields"])
-def delete_field(field_id: int, session: SessionDep) -> Response:
+def delete_field(field_id: Id, session: SessionDep) -> Response:
     """Delete the definition; values already stored on contacts stay in their history."""
     session.delete(_get(session, CustomField, field_id, "field"))
     return Response(status_code=204)
@@ -483,7 +485,7 @@ def add_suppression(body: SuppressionIn, session: SessionDep, clock: ClockDep) -
 
 
 @router.delete("/suppressions/{suppression_id}", status_code=204, tags=["suppressions"])
-def delete_suppression(suppression_id: int, session: SessionDep) -> Response:
+def delete_suppression(suppression_id: Id, session: SessionDep) -> Response:
     result = session.execute(delete(Suppression).where(Suppression.id == suppression_id))
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound(f"suppression {suppression_id} does not exist")

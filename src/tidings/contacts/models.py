@@ -12,6 +12,9 @@ from tidings.db.types import BigIntPK, JSONType, UTCDateTime
 
 class Contact(Base):
     __tablename__ = "contacts"
+    # Its id is in links (unsubscribe, preferences, tracking): SQLite must never hand out the
+    # id of a deleted contact again (it reuses the largest rowid without AUTOINCREMENT).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     # Normalised (trimmed, lower-cased) and syntax-checked; one contact per address.
@@ -68,6 +71,7 @@ class ContactTag(Base):
 
 class MailingList(Base):
     __tablename__ = "lists"
+    __table_args__ = {"sqlite_autoincrement": True}  # its id is in unsubscribe links too
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)

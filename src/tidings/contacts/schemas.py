@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tidings.api.schemas import InputModel
 from tidings.contacts.fields import FieldType
 from tidings.contacts.policy import ContactStatus
 
 MAX_BULK = 10_000
 
 
-class Strict(BaseModel):
-    # Unknown keys are errors, so a typo never silently does nothing.
-    model_config = ConfigDict(extra="forbid")
+class Strict(InputModel):
+    pass
 
 
 class ContactIn(Strict):
@@ -27,6 +27,11 @@ class ContactIn(Strict):
     fields: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list, max_length=100)
     lists: list[str] = Field(default_factory=list, max_length=100)
+
+
+class BulkContactIn(ContactIn):
+    # A row with a NUL character is rejected by the service like any invalid row.
+    refuse_nul: ClassVar[bool] = False
 
 
 class ContactPatch(Strict):
@@ -79,7 +84,7 @@ class ContactPage(BaseModel):
 
 
 class BulkUpsertIn(Strict):
-    contacts: list[ContactIn] = Field(max_length=MAX_BULK)
+    contacts: list[BulkContactIn] = Field(max_length=MAX_BULK)
     force_resubscribe: bool = False
     reason: str | None = Field(default=None, max_length=500)
 

@@ -28,8 +28,10 @@ from tidings.contacts.models import (
 from tidings.contacts.policy import ContactStatus, needs_explicit_resubscribe
 from tidings.db.bulk import dialect_insert, insert_returning_ids, insert_tuples
 from tidings.errors import Conflict, NotFound, ValidationFailed
+from tidings.inputs import nul_error
 
 PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
+INPUT_ATTRIBUTES = ("email", *PROFILE_ATTRIBUTES, "status", "fields", "tags", "lists")
 MEMBERSHIP_ACTIVE = "active"
 MEMBERSHIP_UNSUBSCRIBED = "unsubscribed"
 MAX_NAME_LENGTH = 200
@@ -101,6 +103,10 @@ def _clean_name(name: str, what: str) -> str:
 
 def validate_input(item: ContactInput, definitions: dict[str, FieldDef]) -> ValidContact:
     """Normalise and check one input; raises ValidationFailed naming the field."""
+    for attribute in INPUT_ATTRIBUTES:
+        value = getattr(item, attribute)
+        if value and (problem := nul_error(value, attribute)):  # runs for every imported row
+            raise ValidationFailed(problem)
     try:
         email = normalize_email(item.email)
     except InvalidEmail as exc:

@@ -189,18 +189,19 @@ def insert_returning_ids(
     if connection.dialect.name != "sqlite":
         statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
         return [row[0] for row in connection.execute(statement, list(rows))]
-    # SQLite gives each new row max(rowid) + 1. Every write transaction holds the write lock
-    # from its start (BEGIN IMMEDIATE), so nobody else can insert in between: the new ids are
-    # the next len(rows) integers. Checked afterwards, never assumed silently.
+    # SQLite gives each new row the next id (max(rowid) + 1, or past the largest ever handed
+    # out on an AUTOINCREMENT table). Every write transaction holds the write lock from its
+    # start (BEGIN IMMEDIATE), so nobody else can insert in between: the new ids are the
+    # len(rows) integers up to the new maximum, all above the old one. Checked afterwards,
+    # never assumed silently.
     id_column = table.c.id
     before = session.execute(select(func.coalesce(func.max(id_column), 0))).scalar_one()
     bulk_insert(session, table, rows)
     after = session.execute(select(func.max(id_column))).scalar_one()
-    if after != before + len(rows):
-        raise RuntimeError(
-            f"{table.name}: expected ids {before + 1}..{before + len(rows)}, got max {after}"
-        )
-    return list(range(before + 1, after + 1))
+    first = after - len(rows) + 1
+    if first <= before:
+        raise RuntimeError(f"{table.name}: expected {len(rows)} ids above {before}, max {after}")
+    return list(range(first, after + 1))
 
 
 def values_select(session: Session, values: Sequence[Any], type_: Any) -> Any:
@@ -256,7 +257,8 @@ def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
     """`count` ids for rows of `table` that this transaction will insert later, with these ids.
 
     PostgreSQL takes them from the id sequence (never handed out twice). SQLite gives a new
-    row max(rowid) + 1 and every write transaction holds the write lock from its start, so the
+    row max(rowid) + 1 (on a table without AUTOINCREMENT, which may hand out the id of a
+    deleted row again) and every write transaction holds the write lock from its start, so the
     ids above both the table's largest and the last reserved (remembered in the session) are
     free until the transaction inserts them.
     """

@@ -1,7 +1,7 @@
 """Imports every model so Base.metadata knows all tables (for Alembic and tests)."""
 
 from tidings.activities.models import Activity
-from tidings.auth.models import ApiKey
+from tidings.auth.models import ApiKey, SigningKey
 from tidings.automations.models import (
     Automation,
     AutomationVersion,
@@ -44,6 +44,7 @@ __all__ = [
     "MailingList",
     "OutboxMessage",
     "Segment",
+    "SigningKey",
     "StepCount",
     "StepLog",
     "Suppression",

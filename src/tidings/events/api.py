@@ -18,6 +18,7 @@ from tidings.activities.models import Activity
 from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep, SessionDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from tidings.api.schemas import Id
 from tidings.contacts import service as contacts_service
 from tidings.contacts.api import contact_extensions
 from tidings.contacts.models import Contact
@@ -26,6 +27,7 @@ from tidings.errors import ValidationFailed
 from tidings.events.models import EventDaily
 from tidings.events.service import MAX_BATCH, IngestReport, ingest_events
 from tidings.events.validation import BadLine
+from tidings.inputs import MAX_ID
 
 router = APIRouter()
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -96,7 +98,9 @@ def send_event(
         session, [_json(body)], now=clock.now(), cause=Cause.API, create_contacts=create_contacts
     )
     if report.rejected:
-        raise ValidationFailed(report.rejected[0].reason)
+        reason = report.rejected[0].reason  # "key: why"
+        field, _, message = reason.partition(": ")
+        raise ValidationFailed(reason, errors=[{"field": field, "message": message}])
     return _out(report)
 
 
@@ -187,16 +191,17 @@ def _decode(cursor: str) -> tuple[datetime, int]:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, rest = text.partition(":")
         moment, _, last_id = rest.partition("|")
-        if kind != "t":
+        at, after = datetime.fromisoformat(moment), int(last_id)
+        if kind != "t" or at.tzinfo is None or not 0 <= after <= MAX_ID:
             raise ValueError(kind)
-        return datetime.fromisoformat(moment), int(last_id)
+        return at, after
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("cursor: not a cursor returned by this API") from None
 
 
 @router.get("/contacts/{contact_id}/timeline", tags=["events"])
 def timeline(
-    contact_id: int,
+    contact_id: Id,
     session: SessionDep,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,

@@ -8,6 +8,7 @@ that is the signature of a machine (privacy proxy, link scanner), not of a perso
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +16,10 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
+from tidings.auth.signing import signing_keys
 from tidings.clock import Clock, SystemClock
 from tidings.config import Settings
+from tidings.db.engine import Database
 from tidings.errors import NotFound
 from tidings.fastsign import fast_dumps
 
@@ -47,7 +50,7 @@ class ClickToken:
 
 def safe_url(url: str) -> bool:
     """Only absolute http(s) URLs with a host are ever redirected to."""
-    if not isinstance(url, str) or len(url) > MAX_URL or any(c in url for c in "\r\n\t"):
+    if not isinstance(url, str) or len(url) > MAX_URL or any(c in url for c in "\r\n\t\x00"):
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -58,7 +61,9 @@ _safe_link = functools.lru_cache(maxsize=1024)(safe_url)
 
 
 class TrackingTokens:
-    def __init__(self, secret: str, *, clock: Clock | None = None) -> None:
+    def __init__(self, secret: str | Sequence[str], *, clock: Clock | None = None) -> None:
+        """`secret`: one key, or the keys oldest first (the last signs, all verify)."""
+        self.keys = (secret,) if isinstance(secret, str) else tuple(secret)
         source: Clock = clock or SystemClock()
 
         class _ClockSigner(TimestampSigner):
@@ -77,9 +82,9 @@ class TrackingTokens:
         self._dump_contact = fast_dumps(self._contact)
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock) -> TrackingTokens:
-        """Tokens signed by the instance's secret."""
-        return cls(settings.resolved_secret_key(), clock=clock)
+    def from_settings(cls, settings: Settings, database: Database, clock: Clock) -> TrackingTokens:
+        """Tokens signed by the instance's keys."""
+        return cls(signing_keys(settings, database), clock=clock)
 
     def open_token(self, contact_id: int, message_id: str | None) -> str:
         return self._dump_open([contact_id, message_id])

@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
+from tidings.auth.signing import signing_keys
 from tidings.config import Settings
 from tidings.events.recorder import TrackingRecorder
 from tidings.events.tokens import InvalidToken, TrackingTokens, safe_url
@@ -88,17 +89,21 @@ def _recorder(app: FastAPI) -> TrackingRecorder:
     if recorder is None:
         settings: Settings = app.state.settings
         recorder = TrackingRecorder(
-            app.state.database, app.state.clock, retention_days=settings.event_retention_days
+            app.state.database,
+            app.state.clock,
+            retention_days=settings.event_retention_days,
+            flush_seconds=settings.tracking_flush_seconds,
         )
         app.state.tracking = recorder
     return recorder
 
 
 def _tokens(app: FastAPI) -> TrackingTokens:
+    """Made again only when the keys changed (a rotation reached this process)."""
     tokens: TrackingTokens | None = getattr(app.state, "tracking_tokens", None)
-    if tokens is None:
-        settings: Settings = app.state.settings
-        tokens = TrackingTokens.from_settings(settings, app.state.clock)
+    settings: Settings = app.state.settings
+    if tokens is None or tokens.keys != signing_keys(settings, app.state.database):
+        tokens = TrackingTokens.from_settings(settings, app.state.database, app.state.clock)
         app.state.tracking_tokens = tokens
     return tokens
 
@@ -154,9 +159,10 @@ def _with_param(url: str, key: str, value: str) -> str:
 
 
 @router.api_route("/t/c/{token}", methods=["GET", "HEAD"], include_in_schema=False)
-async def click(token: str, request: Request) -> Response:
+def click(token: str, request: Request) -> Response:
     """Redirect to the sealed URL (with the visitor's contact token for site.js); a tampered
-    token is 404 and records nothing."""
+    token is 404 and records nothing. The click is stored before the redirect is answered (a
+    plain `def`: the write runs in the thread pool, not on the event loop)."""
     tokens = _tokens(request.app)
     clicked = tokens.read_click(token)  # InvalidToken -> 404 problem
     now = request.app.state.clock.now()
@@ -169,7 +175,7 @@ async def click(token: str, request: Request) -> Response:
     }
     if clicked.message_id is not None:
         event["message_id"] = clicked.message_id
-    _record(request, event)
+    _recorder(request.app).record_now(event)
     contact = tokens.contact_token(clicked.contact_id)
     response = RedirectResponse(_with_param(clicked.url, QUERY_PARAM, contact), status_code=302)
     response.headers.update(NO_CACHE)

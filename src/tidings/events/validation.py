@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from tidings.inputs import NUL, NUL_MESSAGE, nul_error
+
 EMAIL_SENT = "email_sent"
 EMAIL_OPENED = "email_opened"
 LINK_CLICKED = "link_clicked"
@@ -82,6 +84,8 @@ def _text(raw: dict[str, Any], key: str, *, required: bool = False, limit: int =
         raise EventError(f"{key}: must be non-empty text")
     if len(value) > limit:
         raise EventError(f"{key}: longer than {limit} characters")
+    if NUL in value:
+        raise EventError(f"{key}: {NUL_MESSAGE}")
     return value
 
 
@@ -146,6 +150,8 @@ def check_event(raw: Any, now: datetime, latest: datetime | None = None) -> Chec
     elif email is not None:
         if not isinstance(email, str):
             raise EventError("email: must be text")
+        if NUL in email:
+            raise EventError(f"email: {NUL_MESSAGE}")
     else:
         raise EventError("contact_id or email: required")
     machine = raw.get("machine", False)
@@ -154,7 +160,12 @@ def check_event(raw: Any, now: datetime, latest: datetime | None = None) -> Chec
     data: dict[str, Any] = {}
     message_id = raw.get("message_id")
     if message_id is not None:
-        if type(message_id) is not str or not 0 < len(message_id) <= 200 or message_id.isspace():
+        if (
+            type(message_id) is not str
+            or not 0 < len(message_id) <= 200
+            or message_id.isspace()
+            or NUL in message_id
+        ):
             _text(raw, "message_id")  # raises with the reason
         data["message_id"] = message_id
     amount_minor = 0
@@ -193,9 +204,15 @@ def check_event(raw: Any, now: datetime, latest: datetime | None = None) -> Chec
         if not isinstance(properties, dict):
             raise EventError("properties: must be an object")
         if properties:
-            size = len(orjson.dumps(properties))
-            if size > MAX_DATA_BYTES:
-                raise EventError(f"properties: {size} bytes, more than {MAX_DATA_BYTES}")
+            try:
+                encoded = orjson.dumps(properties)
+            except TypeError as exc:  # e.g. an int beyond 64 bits from a Python caller
+                raise EventError(f"properties: {exc}") from None
+            if len(encoded) > MAX_DATA_BYTES:
+                raise EventError(f"properties: {len(encoded)} bytes, more than {MAX_DATA_BYTES}")
+            # JSON writes NUL as \u0000: only then is the walk worth it.
+            if b"\\u0000" in encoded and (problem := nul_error(properties, "properties")):
+                raise EventError(problem)
             data["properties"] = properties
     event_id = _text(raw, "event_id")
     return CheckedEvent(

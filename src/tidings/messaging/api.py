@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from tidings.api.schemas import Id
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
 from tidings.errors import Conflict, NotFound, ValidationFailed
@@ -64,13 +65,13 @@ def list_templates(session: SessionDep) -> list[TemplateOut]:
 
 
 @router.get("/templates/{template_id}", response_model=TemplateOut)
-def get_template(template_id: int, session: SessionDep) -> TemplateOut:
+def get_template(template_id: Id, session: SessionDep) -> TemplateOut:
     return _template_out(service.get_template(session, template_id))
 
 
 @router.patch("/templates/{template_id}", response_model=TemplateOut)
 def patch_template(
-    template_id: int, body: TemplatePatch, session: SessionDep, clock: ClockDep
+    template_id: Id, body: TemplatePatch, session: SessionDep, clock: ClockDep
 ) -> TemplateOut:
     template = service.get_template(session, template_id)
     changes = body.model_dump(exclude_unset=True)
@@ -81,7 +82,7 @@ def patch_template(
 
 
 @router.delete("/templates/{template_id}", status_code=204)
-def delete_template(template_id: int, session: SessionDep) -> Response:
+def delete_template(template_id: Id, session: SessionDep) -> Response:
     template = service.get_template(session, template_id)
     if session.scalar(select(Broadcast.id).where(Broadcast.template_id == template_id).limit(1)):
         raise Conflict(f"template {template_id} is used by a broadcast")
@@ -91,13 +92,17 @@ def delete_template(template_id: int, session: SessionDep) -> Response:
 
 @router.post("/templates/{template_id}/preview", response_model=PreviewOut)
 def preview(
-    template_id: int, body: PreviewIn, session: SessionDep, settings: SettingsDep
+    template_id: Id,
+    body: PreviewIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    database: DatabaseDep,
 ) -> PreviewOut:
     template = service.get_template(session, template_id)
     contact = session.get(Contact, body.contact_id)
     if contact is None:
         raise NotFound(f"contact_id: contact {body.contact_id} not found")
-    links = LinkSigner.from_settings(settings)
+    links = LinkSigner.from_settings(settings, database)
     rendered = service.render_for(
         template,
         contact,
@@ -161,7 +166,7 @@ def _message_out(m: OutboxMessage) -> MessageOut:
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut)
-def get_message(message_id: int, session: SessionDep) -> MessageOut:
+def get_message(message_id: Id, session: SessionDep) -> MessageOut:
     message = session.get(OutboxMessage, message_id)
     if message is None:
         raise NotFound(f"message {message_id} not found")
@@ -171,8 +176,8 @@ def get_message(message_id: int, session: SessionDep) -> MessageOut:
 @router.get("/messages", response_model=MessagePage)
 def list_messages(
     session: SessionDep,
-    contact_id: int | None = None,
-    broadcast_id: int | None = None,
+    contact_id: Id | None = None,
+    broadcast_id: Id | None = None,
     status: str | None = None,
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: str | None = None,
@@ -241,26 +246,32 @@ def list_broadcasts(session: SessionDep) -> list[BroadcastOut]:
 
 
 @router.get("/broadcasts/{broadcast_id}", response_model=BroadcastOut)
-def get_broadcast(broadcast_id: int, session: SessionDep) -> BroadcastOut:
+def get_broadcast(broadcast_id: Id, session: SessionDep) -> BroadcastOut:
     return _broadcast_out(session, bc.get_broadcast(session, broadcast_id))
 
 
 @router.post("/broadcasts/{broadcast_id}/cancel", response_model=BroadcastOut)
-def cancel_broadcast(broadcast_id: int, session: SessionDep, clock: ClockDep) -> BroadcastOut:
+def cancel_broadcast(broadcast_id: Id, session: SessionDep, clock: ClockDep) -> BroadcastOut:
     broadcast = bc.get_broadcast(session, broadcast_id)
     bc.cancel_broadcast(session, broadcast, now=clock.now())
     return _broadcast_out(session, broadcast)
 
 
 @router.post("/opt-ins", status_code=202, response_model=OptInOut)
-def opt_in(body: OptInIn, session: SessionDep, clock: ClockDep, settings: SettingsDep) -> OptInOut:
+def opt_in(
+    body: OptInIn,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    database: DatabaseDep,
+) -> OptInOut:
     """Subscribe someone to a list; a double-opt-in list sends the confirmation mail first."""
     result = request_subscription(
         session,
         email=body.email,
         list_id=body.list_id,
         now=clock.now(),
-        links=LinkSigner.from_settings(settings),
+        links=LinkSigner.from_settings(settings, database),
         first_name=body.first_name,
         last_name=body.last_name,
     )

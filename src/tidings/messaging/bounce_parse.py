@@ -384,6 +384,7 @@ def _parse_arf(message: Message) -> BounceReport:
 
 def parse_bounce(raw: bytes, envelope_recipients: Sequence[str] = ()) -> BounceReport:
     """Read a bounce or complaint. Raises BounceParseError on a malformed report."""
+    raw = raw.replace(b"\x00", b"")  # a NUL is no part of mail: read what is around it
     if not raw.strip():
         raise BounceParseError("empty message")
     message = email.message_from_bytes(raw, policy=email.policy.compat32)

@@ -36,14 +36,14 @@ def send_command(
     overrides: dict[str, object] = {"batch_size": batch}
     if worker_id:
         overrides["worker_id"] = worker_id
+    database = create_database(settings.database_url)
     try:
-        options = SenderOptions.from_settings(settings, **overrides)
+        options = SenderOptions.from_settings(settings, database, **overrides)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     clock = SystemClock()
-    tokens = TrackingTokens.from_settings(settings, clock)
-    database = create_database(settings.database_url)
+    tokens = TrackingTokens.from_settings(settings, database, clock)
     stats = run_sender(database, clock, options, tokens=tokens, forever=forever)
     console.print(
         f"sent {stats.sent}, deferred {stats.deferred}, failed {stats.failed}, "

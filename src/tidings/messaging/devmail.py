@@ -81,8 +81,8 @@ class SenderThread:
     """Runs the outbox sender in a background thread with its own event loop."""
 
     def __init__(self, database: Database, clock: Clock, settings: Settings) -> None:
-        options = SenderOptions.from_settings(settings)
-        tokens = TrackingTokens.from_settings(settings, clock)
+        options = SenderOptions.from_settings(settings, database)
+        tokens = TrackingTokens.from_settings(settings, database, clock)
         self.sender = Sender(database, clock, options, tokens=tokens)
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
@@ -127,8 +127,9 @@ def send_until_idle(database: Database, clock: Clock, settings: Settings) -> int
     no SMTP URL is configured)."""
     if not settings.smtp_url:
         return None
-    tokens = TrackingTokens.from_settings(settings, clock)
-    stats = run_sender(database, clock, SenderOptions.from_settings(settings), tokens=tokens)
+    tokens = TrackingTokens.from_settings(settings, database, clock)
+    options = SenderOptions.from_settings(settings, database)
+    stats = run_sender(database, clock, options, tokens=tokens)
     return stats.sent
 
 

@@ -7,13 +7,16 @@ the wall clock, so tests and `simulate` can move time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from tidings.auth.signing import signing_keys
 from tidings.config import Settings
+from tidings.db.engine import Database
 from tidings.errors import NotFound, ValidationFailed
 from tidings.fastsign import fast_dumps
 
@@ -32,7 +35,8 @@ class Confirmation:
 
 
 class LinkSigner:
-    def __init__(self, secret: str, base_url: str) -> None:
+    def __init__(self, secret: str | Sequence[str], base_url: str) -> None:
+        """`secret`: one key, or the keys oldest first (the last signs, all verify)."""
         self._unsubscribe = URLSafeSerializer(secret, salt="tidings.unsubscribe")
         self._preferences = URLSafeSerializer(secret, salt="tidings.preferences")
         self._confirm = URLSafeSerializer(secret, salt="tidings.confirm")
@@ -42,9 +46,9 @@ class LinkSigner:
         self._dump_preferences = fast_dumps(self._preferences)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LinkSigner:
-        """Links signed by the instance's secret, under its public base URL."""
-        return cls(settings.resolved_secret_key(), settings.base_url)
+    def from_settings(cls, settings: Settings, database: Database) -> LinkSigner:
+        """Links signed by the instance's keys, under its public base URL."""
+        return cls(signing_keys(settings, database), settings.base_url)
 
     # --- unsubscribe --------------------------------------------------------------------------
     def unsubscribe_token(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parseaddr
 from typing import Any
 
+from tidings.auth.signing import signing_keys
 from tidings.config import Settings
+from tidings.db.engine import Database
 from tidings.messaging.dkim import DkimSigner, signer_from_settings
 from tidings.messaging.transport import SmtpConfig, parse_smtp_url
 
@@ -22,7 +25,7 @@ def default_worker_id() -> str:
 class SenderOptions:
     mail_from: str
     base_url: str
-    secret: str
+    secret: str | Sequence[str]  # one key, or the keys oldest first (the last signs)
     smtp: SmtpConfig
     bounce_domain: str | None = None
     unsubscribe_mailto: str | None = None
@@ -41,14 +44,16 @@ class SenderOptions:
     compose_processes: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> SenderOptions:
+    def from_settings(
+        cls, settings: Settings, database: Database, **overrides: Any
+    ) -> SenderOptions:
         if not settings.smtp_url:
             raise ValueError("TIDINGS_SMTP_URL is not set")
         from_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
         values: dict[str, Any] = {
             "mail_from": settings.mail_from,
             "base_url": settings.base_url,
-            "secret": settings.resolved_secret_key(),
+            "secret": signing_keys(settings, database),
             "smtp": parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
             "bounce_domain": settings.bounce_domain,
             "unsubscribe_mailto": settings.unsubscribe_mailto,

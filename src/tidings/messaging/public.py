@@ -10,7 +10,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment
 
-from tidings.api.deps import ClockDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.schemas import Id
 from tidings.errors import NotFound, TidingsError
 from tidings.messaging import devmail, subscriptions
 from tidings.messaging.links import LinkSigner
@@ -41,9 +42,11 @@ def _error(exc: TidingsError) -> HTMLResponse:
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
-def unsubscribe_page(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def unsubscribe_page(
+    token: str, session: SessionDep, settings: SettingsDep, database: DatabaseDep
+) -> HTMLResponse:
     """The footer link: a page with a button (GET never changes anything: link scanners)."""
-    links = LinkSigner.from_settings(settings)
+    links = LinkSigner.from_settings(settings, database)
     try:
         target = links.read_unsubscribe(token)
         prefs = subscriptions.preferences(session, target.contact_id)
@@ -59,10 +62,15 @@ def unsubscribe_page(token: str, session: SessionDep, settings: SettingsDep) -> 
 
 @router.post("/u/{token}", response_class=HTMLResponse)
 def unsubscribe_now(
-    token: str, request: Request, session: SessionDep, clock: ClockDep, settings: SettingsDep
+    token: str,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    database: DatabaseDep,
 ) -> HTMLResponse:
     """RFC 8058 one-click (body `List-Unsubscribe=One-Click`) or the page's button."""
-    links = LinkSigner.from_settings(settings)
+    links = LinkSigner.from_settings(settings, database)
     try:
         target = links.read_unsubscribe(token)
         one_click = request.headers.get("content-type", "").startswith(
@@ -96,9 +104,11 @@ def _preferences_body(prefs: subscriptions.Preferences, saved: bool) -> str:
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
-def preference_page(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def preference_page(
+    token: str, session: SessionDep, settings: SettingsDep, database: DatabaseDep
+) -> HTMLResponse:
     try:
-        contact_id = LinkSigner.from_settings(settings).read_preferences(token)
+        contact_id = LinkSigner.from_settings(settings, database).read_preferences(token)
         prefs = subscriptions.preferences(session, contact_id)
     except TidingsError as exc:
         return _error(exc)
@@ -111,11 +121,12 @@ def save_preferences(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
+    database: DatabaseDep,
     action: Annotated[str, Form()] = "save",
-    lists: Annotated[list[int] | None, Form()] = None,
+    lists: Annotated[list[Id] | None, Form()] = None,
 ) -> HTMLResponse:
     try:
-        contact_id = LinkSigner.from_settings(settings).read_preferences(token)
+        contact_id = LinkSigner.from_settings(settings, database).read_preferences(token)
         prefs = subscriptions.update_preferences(
             session, contact_id, keep_list_ids=set(lists or []), action=action, now=clock.now()
         )
@@ -127,13 +138,13 @@ def save_preferences(
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm(
-    token: str, session: SessionDep, clock: ClockDep, settings: SettingsDep
+    token: str, session: SessionDep, clock: ClockDep, settings: SettingsDep, database: DatabaseDep
 ) -> HTMLResponse:
     try:
         contact = subscriptions.confirm_subscription(
             session,
             token,
-            links=LinkSigner.from_settings(settings),
+            links=LinkSigner.from_settings(settings, database),
             now=clock.now(),
             max_age=timedelta(hours=settings.opt_in_expiry_hours),
         )

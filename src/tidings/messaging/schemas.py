@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
+
+from tidings.api.schemas import Id, InputModel
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(InputModel):
+    pass
 
 
 class TemplateIn(Strict):
@@ -46,7 +48,7 @@ class TemplateOut(BaseModel):
 
 
 class PreviewIn(Strict):
-    contact_id: int
+    contact_id: Id
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -58,7 +60,7 @@ class PreviewOut(BaseModel):
 
 class TransactionalIn(Strict):
     template: str = Field(description="template name")
-    contact_id: int | None = None
+    contact_id: Id | None = None
     email: str | None = Field(default=None, description="instead of contact_id")
     data: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, max_length=200)
@@ -92,11 +94,13 @@ class MessagePage(BaseModel):
 
 class BroadcastIn(Strict):
     name: str = Field(max_length=200)
-    template_id: int
-    list_id: int | None = None
-    segment_id: int | None = None
+    template_id: Id
+    list_id: Id | None = None
+    segment_id: Id | None = None
     segment: Any | None = Field(default=None, description="a segment condition (JSON)")
-    scheduled_at: datetime | None = Field(default=None, description="default: now")
+    scheduled_at: AwareDatetime | None = Field(
+        default=None, description="with a timezone, e.g. 2026-05-01T09:00:00Z; default: now"
+    )
 
 
 class BroadcastOut(BaseModel):
@@ -115,7 +119,7 @@ class BroadcastOut(BaseModel):
 
 class OptInIn(Strict):
     email: str = Field(max_length=320)
-    list_id: int
+    list_id: Id
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep, SessionDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from tidings.api.schemas import Id, InputModel
 from tidings.contacts.models import Contact
 from tidings.contacts.schemas import ContactPage, ContactSummary
 from tidings.segments import lists, service
@@ -21,9 +22,7 @@ router = APIRouter()
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
-class PreviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PreviewIn(InputModel):
     condition: Any
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT)
 
@@ -34,9 +33,7 @@ class PreviewOut(BaseModel):
     next_cursor: str | None
 
 
-class SegmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SegmentIn(InputModel):
     name: str = Field(min_length=1, max_length=200)
     condition: Any
 
@@ -85,13 +82,13 @@ def create_segment(body: SegmentIn, session: SessionDep, clock: ClockDep) -> Seg
 
 
 @router.get("/segments/{segment_id}", tags=["segments"])
-def get_segment(segment_id: int, session: SessionDep) -> SegmentOut:
+def get_segment(segment_id: Id, session: SessionDep) -> SegmentOut:
     return SegmentOut.model_validate(service.get_segment(session, segment_id))
 
 
 @router.put("/segments/{segment_id}", tags=["segments"])
 def replace_segment(
-    segment_id: int, body: SegmentIn, session: SessionDep, clock: ClockDep
+    segment_id: Id, body: SegmentIn, session: SessionDep, clock: ClockDep
 ) -> SegmentOut:
     segment = service.get_segment(session, segment_id)
     service.save_segment(session, body.name, body.condition, now=clock.now(), segment=segment)
@@ -99,14 +96,14 @@ def replace_segment(
 
 
 @router.delete("/segments/{segment_id}", status_code=204, tags=["segments"])
-def delete_segment(segment_id: int, session: SessionDep) -> Response:
+def delete_segment(segment_id: Id, session: SessionDep) -> Response:
     session.delete(service.get_segment(session, segment_id))
     return Response(status_code=204)
 
 
 @router.get("/segments/{segment_id}/contacts", tags=["segments"])
 def segment_contacts(
-    segment_id: int,
+    segment_id: Id,
     session: SessionDep,
     clock: ClockDep,
     cursor: str | None = None,
@@ -119,9 +116,7 @@ def segment_contacts(
     return ContactPage(items=items, next_cursor=next_cursor)
 
 
-class ListSegmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ListSegmentIn(InputModel):
     segment: Any = Field(description="a condition, or the name of a saved segment")
     action: Literal["add", "remove"] = "add"
 
@@ -134,7 +129,7 @@ class ListSegmentOut(BaseModel):
 
 @router.post("/lists/{list_id}/segment", tags=["lists"])
 def apply_segment_to_list(
-    list_id: int, body: ListSegmentIn, session: SessionDep, clock: ClockDep
+    list_id: Id, body: ListSegmentIn, session: SessionDep, clock: ClockDep
 ) -> ListSegmentOut:
     """Subscribe a segment's contacts to a list (not ones who left it), or unsubscribe them."""
     change = lists.change_list_by_segment(

@@ -13,11 +13,18 @@ one exception: `{"field": ..., "op": ..., "value": ...}`):
     {"event": {"type": ["email_opened", "link_clicked"], "within_days": 7, "at_least": 2,
                "where": [{"property": "url", "op": "contains", "value": "pricing"}]}}
     {"purchase_total": {"op": "gte", "value": 100, "within_days": 90}}
+
+What one condition may cost is bounded (each becomes SQL run over every contact): at most
+MAX_NODES conditions in all, MAX_DEPTH levels of and/or/not, MAX_WHERE property filters per
+event condition, MAX_EVENT_TYPES types per event condition and MAX_VALUES values in `in` /
+`not_in`. Crossing one is a ValidationFailed naming the limit and the path. Automations' if,
+wait and goal conditions are parsed here, so they are bounded alike.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -25,9 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import ValidationFailed
+from tidings.inputs import NUL_MESSAGE, find_nul
 
+MAX_NODES = 500
 MAX_DEPTH = 20
-MAX_ITEMS = 200
+MAX_ITEMS = 200  # conditions in one and/or (MAX_NODES bounds them all together)
+MAX_WHERE = 20
+MAX_EVENT_TYPES = 50
+MAX_VALUES = 1000
 # Integers beyond 2**53 lose precision as floats and overflow 64-bit columns.
 MAX_NUMBER = 2**53
 
@@ -125,7 +137,7 @@ class ListCondition(Node):
 
 
 class StatusCondition(Node):
-    statuses: tuple[ContactStatus, ...] = Field(min_length=1)
+    statuses: tuple[ContactStatus, ...] = Field(min_length=1, max_length=len(ContactStatus))
 
 
 class Window(Node):
@@ -199,7 +211,16 @@ class EventCondition(Window):
     @field_validator("type", mode="before")
     @classmethod
     def _types(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_EVENT_TYPES:
+            raise ValueError(f"at most {MAX_EVENT_TYPES} event types (the limit per event)")
         return [value] if isinstance(value, str) else value
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _filters(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_WHERE:
+            raise ValueError(f"at most {MAX_WHERE} filters (the limit of where filters per event)")
+        return value
 
     @field_validator("type")
     @classmethod
@@ -275,7 +296,10 @@ KINDS = (
 
 def parse_condition(obj: Any) -> Condition:
     """Validate a JSON condition; ValidationFailed names the path of the first problem."""
-    return _parse(obj, "", 0)
+    where = find_nul(obj)
+    if where is not None:
+        raise _fail(where, NUL_MESSAGE)
+    return _parse(obj, "", 0, _Budget())
 
 
 def _join(path: str, part: str | int) -> str:
@@ -308,9 +332,19 @@ def _model(model: type[NodeT], data: Any, path: str) -> NodeT:
         raise _fail(where, message) from None
 
 
-def _parse(obj: Any, path: str, depth: int) -> Condition:
+@dataclass(slots=True)
+class _Budget:
+    """The conditions one parse may still take."""
+
+    nodes: int = MAX_NODES
+
+
+def _parse(obj: Any, path: str, depth: int, budget: _Budget) -> Condition:
     if depth > MAX_DEPTH:
-        raise _fail(path, f"nested more than {MAX_DEPTH} levels")
+        raise _fail(path, f"nested more than {MAX_DEPTH} levels (the depth limit)")
+    budget.nodes -= 1
+    if budget.nodes < 0:
+        raise _fail(path, f"more than {MAX_NODES} conditions in all (the limit per condition)")
     if not isinstance(obj, dict):
         raise _fail(path, "must be an object")
     if "field" in obj:
@@ -323,11 +357,13 @@ def _parse(obj: Any, path: str, depth: int) -> Condition:
         if not isinstance(body, list) or not body:
             raise _fail(here, "must be a non-empty array of conditions")
         if len(body) > MAX_ITEMS:
-            raise _fail(here, f"at most {MAX_ITEMS} conditions")
-        items = tuple(_parse(item, f"{here}[{i}]", depth + 1) for i, item in enumerate(body))
+            raise _fail(here, f"at most {MAX_ITEMS} conditions (the limit per and/or)")
+        items = tuple(
+            _parse(item, f"{here}[{i}]", depth + 1, budget) for i, item in enumerate(body)
+        )
         return And(items=items) if key == "and" else Or(items=items)
     if key == "not":
-        return Not(item=_parse(body, here, depth + 1))
+        return Not(item=_parse(body, here, depth + 1, budget))
     if key in ("has_tag", "lacks_tag"):
         if not isinstance(body, str) or not body.strip():
             raise _fail(here, "must be a tag name")
@@ -423,12 +459,11 @@ def _check_value(kind: str, op: str, value: Any, path: str) -> Any:
         return None
     if kind == "text":
         if op in ("in", "not_in"):
-            if (
-                not isinstance(value, list)
-                or not value
-                or len(value) > 1000
-                or not all(isinstance(v, str) for v in value)
-            ):
+            if not isinstance(value, list) or not value:
+                raise _fail(path, "must be a non-empty array of text values")
+            if len(value) > MAX_VALUES:
+                raise _fail(path, f"at most {MAX_VALUES} values (the limit of in and not_in)")
+            if not all(isinstance(v, str) for v in value):
                 raise _fail(path, "must be a non-empty array of text values")
             return tuple(value)
         if not isinstance(value, str):
