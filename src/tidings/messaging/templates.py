@@ -8,6 +8,7 @@ blank at send time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,22 +16,29 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.runtime import new_context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from tidings.config import get_settings
 from tidings.errors import ValidationFailed
+from tidings.messaging.sandbox import (
+    LimitedSandbox,
+    RenderLimitExceeded,
+    RenderLimits,
+    limited,
+    render_limited,
+)
+from tidings.text import control_character
 
 CONTACT_FIELDS = ("id", "email", "first_name", "last_name", "phone", "status", "score")
 SYSTEM_VARIABLES = frozenset({"contact", "unsubscribe_url", "preferences_url", "confirm_url"})
 PARTS = ("subject", "html", "text")
 
 
-def _environment(*, autoescape: bool, strict: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+def _environment(*, autoescape: bool, strict: bool) -> LimitedSandbox:
+    return LimitedSandbox(
         autoescape=autoescape,
         undefined=StrictUndefined if strict else Undefined,
         keep_trailing_newline=True,
     )
-    return env
 
 
 _ENVS = {
@@ -40,7 +48,7 @@ _ENVS = {
 }
 
 
-def _env(part: str, *, strict: bool) -> ImmutableSandboxedEnvironment:
+def _env(part: str, *, strict: bool) -> LimitedSandbox:
     return _ENVS[(part == "html", strict)]
 
 
@@ -102,8 +110,17 @@ def sample_contact(custom_keys: Iterable[str]) -> dict[str, Any]:
     return contact
 
 
-def validate(source: TemplateSource, custom_keys: Iterable[str]) -> None:
-    """Raise ValidationFailed listing every problem (syntax, unknown names, sandbox escapes)."""
+def default_limits() -> RenderLimits:
+    """The limits configured for this process (TIDINGS_TEMPLATE_MAX_BYTES / _MAX_SECONDS)."""
+    return RenderLimits.from_settings(get_settings())
+
+
+def validate(
+    source: TemplateSource, custom_keys: Iterable[str], limits: RenderLimits | None = None
+) -> None:
+    """Raise ValidationFailed listing every problem (syntax, unknown names, sandbox escapes,
+    control characters, a trial render that passes the size or time limit)."""
+    limits = limits or default_limits()
     keys = frozenset(custom_keys)
     for name in source.variables:
         if name in SYSTEM_VARIABLES or not name.isidentifier():
@@ -113,6 +130,10 @@ def validate(source: TemplateSource, custom_keys: Iterable[str]) -> None:
     problems: list[dict[str, Any]] = []
     for part, text in source.parts():
         env = _env(part, strict=True)
+        control = control_character(text, multiline=True)
+        if control is not None:
+            problems.append(_problem(part, f"contains {control}"))
+            continue
         try:
             tree = env.parse(text)
         except TemplateSyntaxError as exc:
@@ -132,13 +153,17 @@ def validate(source: TemplateSource, custom_keys: Iterable[str]) -> None:
             **source.variables,
         }
         try:
-            env.from_string(text).render(context)
+            template = env.from_string(text)
+            with limited(limits):
+                render_limited(template, template.new_context(context))
+        except RenderLimitExceeded as exc:
+            problems.append(_problem(part, str(exc)))
         except SecurityError as exc:
             problems.append(_problem(part, f"not allowed in a template: {exc}"))
         except UndefinedError as exc:
             problems.append(_problem(part, f"undefined: {exc}"))
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-            problems.append(_problem(part, f"cannot render: {exc}"))
+        except RENDER_ERRORS as exc:
+            problems.append(_problem(part, f"cannot render: {_reason(exc)}"))
     if problems:
         raise ValidationFailed(problems[0]["message"], errors=problems)
 
@@ -150,11 +175,30 @@ class Rendered:
     text: str | None
 
 
-class CompiledTemplate:
-    """A saved template compiled once; render() per contact (lenient: a null field is blank)."""
+# What a template's own code can raise while rendering (a filter on the wrong type, a number
+# too large to print, a macro calling itself).
+RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, RecursionError, MemoryError)
 
-    def __init__(self, source: TemplateSource) -> None:
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "too deeply nested (a macro or loop calling itself)"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return str(exc)
+
+
+# Control characters left in a subject (from contact data saved before they were refused).
+_SUBJECT_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class CompiledTemplate:
+    """A saved template compiled once; render() per contact (lenient: a null field is blank),
+    within the size and time limits."""
+
+    def __init__(self, source: TemplateSource, limits: RenderLimits | None = None) -> None:
         self.source = source
+        self.limits = limits or default_limits()
         self._parts = {
             part: _env(part, strict=False).from_string(text) for part, text in source.parts()
         }
@@ -172,14 +216,18 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
         merged = {**self.source.variables, **context}
-        try:
-            subject = self._render("subject", merged)
-            html = self._render("html", merged)
-            text = self._render("text", merged) if "text" in self._parts else None
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-            raise ValidationFailed(f"template cannot be rendered: {exc}") from exc
+        rendered: dict[str, str] = {}
+        with limited(self.limits):
+            for part in self._parts:
+                try:
+                    rendered[part] = self._render(part, merged)
+                except RENDER_ERRORS as exc:
+                    raise ValidationFailed(
+                        f"template cannot be rendered: {part}: {_reason(exc)}"
+                    ) from exc
         # A header never spans lines: newlines in a subject would inject headers.
-        return Rendered(" ".join(subject.split()), html, text)
+        subject = " ".join(_SUBJECT_CONTROL.sub(" ", rendered["subject"]).split())
+        return Rendered(subject, rendered["html"], rendered.get("text"))
 
     def _render(self, part: str, values: Mapping[str, Any]) -> str:
         """`Template.render(values)` with the globals merged from the plain dict: the same
@@ -194,7 +242,7 @@ class CompiledTemplate:
             shared=True,
             globals=globals_,
         )
-        return template.environment.concat(template.root_render_func(context))
+        return render_limited(template, context)
 
 
 def contact_context(contact: Any) -> dict[str, Any]:
