@@ -7,13 +7,14 @@ template can make something big or spend time is a checkpoint:
 
 - the operators that build (`*`, `**`, `+`, `%`) are intercepted and refused *before* a result
   would pass the size limit; `~` (concatenation), filters and calls are checked as they return;
-- `{% for %}` iterates through a guard that looks at the clock every 256 items, calls (macros,
-  methods, `range`) look at it on every call, and so does every `{{ … }}` output;
-- the output is collected by a writer that stops the render once it has passed the limit;
+- `{% for %}` iterates through a guard that looks at the clock every 256 items, and calls
+  (macros, methods, `range`) look at it on every call;
+- the output is collected by a writer that looks at the clock and the size every 16 chunks and
+  stops the render once it has passed a limit;
 - nothing a template computes is folded at compile time (constant folding would compute
   `'a' * 100000000` outside all of the above).
 
-The limits hold for one `render_limited` call (all parts of a message together); outside one,
+The limits hold inside a `limited(...)` block (one message: its parts together); outside one,
 the environment renders without them.
 """
 
