@@ -241,3 +241,18 @@ def test_control_characters_in_contact_fields_are_refused(client: TestClient) ->
     patched = client.patch(f"/api/v1/contacts/{created.json()['id']}", json={"first_name": "A\x00"})
     assert patched.status_code == 422 and patched.json()["detail"].startswith("first_name:")
     assert client.get(f"/api/v1/contacts/{created.json()['id']}").json()["first_name"] == "Ann"
+
+
+def test_the_parts_of_a_message_share_one_budget() -> None:
+    """Each part alone fits; the message does not (at save as when it is sent)."""
+    limits = RenderLimits(max_bytes=100_000, max_seconds=1)
+    source = TemplateSource("{{ 'x' * 60000 }}", "{{ 'y' * 60000 }}", None, {})
+    validate(TemplateSource("{{ 'x' * 60000 }}", "<p>ok</p>", None, {}), [], limits)
+    with pytest.raises(ValidationFailed) as refused:
+        validate(source, [], limits)
+    assert (
+        refused.value.detail
+        == "html: output larger than 100,000 bytes (TIDINGS_TEMPLATE_MAX_BYTES)"
+    )
+    with pytest.raises(ValidationFailed, match="html: output larger"):
+        CompiledTemplate(source, limits).render({})

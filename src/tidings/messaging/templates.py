@@ -120,7 +120,6 @@ def validate(
 ) -> None:
     """Raise ValidationFailed listing every problem (syntax, unknown names, sandbox escapes,
     control characters, a trial render that passes the size or time limit)."""
-    limits = limits or default_limits()
     keys = frozenset(custom_keys)
     for name in source.variables:
         if name in SYSTEM_VARIABLES or not name.isidentifier():
@@ -128,44 +127,59 @@ def validate(
     allowed = SYSTEM_VARIABLES | frozenset(source.variables)
     contact_keys = frozenset(CONTACT_FIELDS) | keys
     problems: list[dict[str, Any]] = []
+    renderable: list[tuple[str, str]] = []
     for part, text in source.parts():
-        env = _env(part, strict=True)
         control = control_character(text, multiline=True)
         if control is not None:
             problems.append(_problem(part, f"contains {control}"))
             continue
         try:
-            tree = env.parse(text)
+            tree = _env(part, strict=True).parse(text)
         except TemplateSyntaxError as exc:
             problems.append(_problem(part, f"syntax error: {exc.message}", exc.lineno))
             continue
         found = _static_problems(part, tree, allowed, contact_keys)
         problems.extend(found)
-        if found:
-            continue
-        # A trial render with example values catches what the static check cannot (a filter
-        # applied to the wrong type, a sandbox refusal inside a loop, ...).
-        context = {
-            "contact": sample_contact(keys),
-            "unsubscribe_url": "https://example.com/u",
-            "preferences_url": "https://example.com/p",
-            "confirm_url": "https://example.com/c",
-            **source.variables,
-        }
-        try:
-            template = env.from_string(text)
-            with limited(limits):
-                render_limited(template, template.new_context(context))
-        except RenderLimitExceeded as exc:
-            problems.append(_problem(part, str(exc)))
-        except SecurityError as exc:
-            problems.append(_problem(part, f"not allowed in a template: {exc}"))
-        except UndefinedError as exc:
-            problems.append(_problem(part, f"undefined: {exc}"))
-        except RENDER_ERRORS as exc:
-            problems.append(_problem(part, f"cannot render: {_reason(exc)}"))
+        if not found:
+            renderable.append((part, text))
+    # A trial render with example values catches what the static check cannot (a filter
+    # applied to the wrong type, a sandbox refusal inside a loop, a limit passed). The parts
+    # share one budget, as they do when the message is sent.
+    context = {
+        "contact": sample_contact(keys),
+        "unsubscribe_url": "https://example.com/u",
+        "preferences_url": "https://example.com/p",
+        "confirm_url": "https://example.com/c",
+        **source.variables,
+    }
+    with limited(limits or default_limits()):
+        for part, text in renderable:
+            problem = _trial_render(part, text, context)
+            if problem is not None:
+                problems.append(_problem(part, problem))
+                if problem.endswith(_LIMIT_NAMES):
+                    break  # the budget is spent: the other parts would fail for nothing
     if problems:
         raise ValidationFailed(problems[0]["message"], errors=problems)
+
+
+_LIMIT_NAMES = ("(TIDINGS_TEMPLATE_MAX_BYTES)", "(TIDINGS_TEMPLATE_MAX_SECONDS)")
+
+
+def _trial_render(part: str, text: str, context: dict[str, Any]) -> str | None:
+    """Why `text` cannot be rendered with the example values, or None."""
+    try:
+        template = _env(part, strict=True).from_string(text)
+        render_limited(template, template.new_context(context))
+    except RenderLimitExceeded as exc:
+        return str(exc)
+    except SecurityError as exc:
+        return f"not allowed in a template: {exc}"
+    except UndefinedError as exc:
+        return f"undefined: {exc}"
+    except RENDER_ERRORS as exc:
+        return f"cannot render: {_reason(exc)}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
