@@ -3,7 +3,6 @@ control characters are refused where templates and contacts are saved."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 
@@ -11,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.messaging.conftest import Sink, sender_options
+from tests.messaging.conftest import Sink
 from tests.messaging.helpers import make_contact, make_template
+from tests.messaging.test_api import send_all
 from tidings.app import create_app
 from tidings.clock import FakeClock
 from tidings.config import Settings
@@ -21,7 +21,6 @@ from tidings.errors import ValidationFailed
 from tidings.messaging import queue_email
 from tidings.messaging.models import OutboxMessage
 from tidings.messaging.sandbox import RenderLimits
-from tidings.messaging.sender import Sender
 from tidings.messaging.templates import CompiledTemplate, TemplateSource, validate
 
 FAST = RenderLimits(max_bytes=2_000_000, max_seconds=0.3)
@@ -171,15 +170,8 @@ def test_a_send_past_the_limit_fails_with_its_reason(
                 context={"n": n},
             )
 
-    async def main() -> None:
-        sender = Sender(database, clock, sender_options(sink.port))
-        try:
-            await sender.run_once()
-        finally:
-            await sender.close()
-
     started = time.monotonic()
-    asyncio.run(main())
+    send_all(database, clock, sink)
     assert time.monotonic() - started < 10
     assert sink.handler.count_by_recipient() == {"ann@example.org": 1}
     with database.session() as session:

@@ -4,7 +4,6 @@ No real DNS: the resolver is injected. Servers are real (plain HTTP and HTTPS on
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import ssl
 import threading
@@ -16,11 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.certificates import self_signed
 from tidings.webhooks.http import (
     Delivery,
     UnsafeAddress,
@@ -195,38 +191,10 @@ def test_a_redirect_is_an_answer_not_followed(plain_server: tuple[int, Seen]) ->
     ]
 
 
-def _certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_https_sends_the_original_name_as_sni_and_checks_the_certificate_for_it(
     tmp_path: Path,
 ) -> None:
-    cert_file, key_file = _certificate(tmp_path, "hook.test")
+    cert_file, key_file = self_signed(tmp_path, "hook.test")
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert_file, key_file)
     server, seen = _serve("127.0.0.1", tls)
