@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_days: int = Field(default=7, ge=1)
     opt_in_expiry_hours: int = Field(default=72, ge=1)
+    # A template's output (all parts of one message) and the time one render may take: more is
+    # refused when the template is saved or previewed, and fails the message when it is sent.
+    template_max_bytes: int = Field(default=2_000_000, ge=1_000)
+    template_max_seconds: float = Field(default=2.0, gt=0)
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
-"""Webhooks (SSRF-safe, retried with backoff, one idempotency key) and the worker's wake-ups."""
+"""Webhooks (SSRF-safe, retried with backoff, one idempotency key), notifications, and the
+worker's wake-ups. The address rules themselves: tests/webhooks/test_http.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.automations.helpers import automation, make_contacts, tags_of
-from tidings.automations.effects import UnsafeAddress, check_url, deliver_due
+from tidings.automations.effects import deliver_due
 from tidings.automations.engine import Engine
 from tidings.automations.models import Effect
 from tidings.automations.service import enrol_contacts, get_automation
@@ -25,26 +26,11 @@ from tidings.contacts.models import Contact
 from tidings.db.engine import Database
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1/x",
-        "http://localhost:8080/",
-        "http://10.1.2.3/",
-        "http://[::1]/",
-        "http://169.254.169.254/",
-    ],
-)
-def test_private_addresses_are_refused(url: str) -> None:
-    with pytest.raises(UnsafeAddress):
-        check_url(url, allow_private=False)
-    check_url(url, allow_private=True)
-
-
 class Hook:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail_first = 1
+        self.failure = 500
 
 
 @pytest.fixture
@@ -55,9 +41,11 @@ def hook() -> Iterator[tuple[Hook, str]]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.calls.append((self.headers["Idempotency-Key"], body))
-            status = 500 if state.fail_first > 0 else 200
+            status = state.failure if state.fail_first > 0 else 200
             state.fail_first -= 1
             self.send_response(status)
+            if status in (301, 302, 307, 308):
+                self.send_header("Location", "http://127.0.0.1:1/moved")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -111,6 +99,57 @@ steps:
         statuses = sorted(session.scalars(select(Effect.status)))
     assert statuses == ["refused", "sent"]
     assert len(state.calls) == 2
+
+
+def _run_one(database: Database, clock: FakeClock, step: str) -> None:
+    a = automation(database, clock, f"name: One\nsteps:\n  - {step}\n")
+    (cid,) = make_contacts(database, clock, 1)
+    with database.session() as session:
+        enrol_contacts(session, get_automation(session, a.id), now=clock.now(), contact_ids=[cid])
+    Engine(database, clock).run_until_idle()
+
+
+def _effect(database: Database) -> Effect:
+    with database.session() as session:
+        effect = session.scalars(select(Effect)).one()
+        session.expunge(effect)
+    return effect
+
+
+def test_a_redirect_is_retried_not_counted_as_sent(
+    database: Database, clock: FakeClock, settings: Settings, hook: tuple[Hook, str]
+) -> None:
+    state, url = hook
+    state.failure = 302
+    _run_one(database, clock, f'{{id: call, action: webhook, url: "{url}"}}')
+    allowed = settings.model_copy(update={"webhook_allow_private": True})
+    assert deliver_due(database, clock, allowed) == 1
+    effect = _effect(database)
+    assert (effect.status, effect.attempts) == ("pending", 1)
+    assert effect.last_error is not None and effect.last_error.startswith("HTTP 302")
+    assert "not followed" in effect.last_error
+    clock.advance(seconds=31)
+    assert deliver_due(database, clock, allowed) == 1
+    assert _effect(database).status == "sent" and len(state.calls) == 2
+
+
+def test_a_notification_that_cannot_be_sent_fails_once_with_its_reason(
+    database: Database, clock: FakeClock, settings: Settings
+) -> None:
+    """A subject with a line break can never be sent: failed at the first attempt, with the
+    reason, instead of being taken up again every two minutes forever."""
+    _run_one(
+        database,
+        clock,
+        '{id: n, action: notify, to: ops@example.com, subject: "Hot lead\\r\\nBcc: x@evil.example"}',
+    )
+    with_smtp = settings.model_copy(update={"smtp_url": "smtp://127.0.0.1:9"})
+    assert deliver_due(database, clock, with_smtp) == 1
+    effect = _effect(database)
+    assert (effect.status, effect.attempts) == ("failed", 1)
+    assert effect.last_error is not None and "linefeed or carriage return" in effect.last_error
+    clock.advance(hours=1)
+    assert deliver_due(database, clock, with_smtp) == 0
 
 
 def _go_went(database: Database, clock: FakeClock, name: str) -> int:

@@ -34,6 +34,13 @@ def contact(client: TestClient, email: str, **kw: Any) -> int:
     return int(response.json()["id"])
 
 
+def form_token(page: str) -> str:
+    """The CSRF token of the (first) form on a public page."""
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None, page
+    return found.group(1)
+
+
 def template(client: TestClient, **kw: Any) -> int:
     response = client.post("/api/v1/templates", json={**TEMPLATE, **kw})
     assert response.status_code == 201, response.text
@@ -253,13 +260,22 @@ def test_one_click_unsubscribe_and_preferences(
     history = [a["type"] for a in client.get(f"/api/v1/contacts/{ann}/activities").json()["items"]]
     assert history.count("email_unsubscribed") == 1
     assert public.post("/u/forged-token").status_code == 404
-    # the preference page: resubscribe, then leave one list
+    # the preference page: resubscribe, then leave one list (each form posts its token)
     links = LinkSigner("test-secret-key", "http://testserver")
     prefs = links.preferences_url(ann).removeprefix("http://testserver")
-    assert "Subscribe again" in public.get(prefs).text
-    assert public.post(prefs, data={"action": "resubscribe"}).status_code == 200
+    page = public.get(prefs).text
+    assert "Subscribe again" in page
+    resubscribed = public.post(prefs, data={"action": "resubscribe", "csrf": form_token(page)})
+    assert resubscribed.status_code == 200
     assert client.get(f"/api/v1/contacts/{ann}").json()["status"] == "subscribed"
-    public.post(prefs, data={"action": "save", "lists": [str(list_ids["Deals"])]})
+    public.post(
+        prefs,
+        data={
+            "action": "save",
+            "lists": [str(list_ids["Deals"])],
+            "csrf": form_token(resubscribed.text),
+        },
+    )
     memberships = {
         m["list"]: m["status"] for m in client.get(f"/api/v1/contacts/{ann}").json()["lists"]
     }
@@ -326,7 +342,11 @@ def test_double_opt_in(
     clock.advance(hours=73)
     assert public.get(confirm.group(1)).status_code == 422
     clock.advance(hours=-72)
-    assert public.get(confirm.group(1)).status_code == 200
+    page = public.get(confirm.group(1))  # a page with a button; opening it changes nothing
+    assert page.status_code == 200 and "Yes, subscribe me" in page.text
+    assert client.get(f"/api/v1/contacts/{body['contact_id']}").json()["status"] == "pending"
+    done = public.post(confirm.group(1), data={"csrf": form_token(page.text)})
+    assert done.status_code == 200 and "is subscribed" in done.text
     person = client.get(f"/api/v1/contacts/{body['contact_id']}").json()
     assert person["status"] == "subscribed"
     assert {m["list"]: m["status"] for m in person["lists"]} == {"Weekly": "active"}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from tests.messaging.conftest import free_port
@@ -16,6 +20,7 @@ from tidings.config import Settings
 from tidings.db.engine import Database
 from tidings.messaging import queue_email
 from tidings.messaging.devmail import DevMailbox, start_email_services
+from tidings.messaging.dkim import DkimSigner, txt_strings
 
 
 def test_dev_smtp_catches_mail_and_shows_it(
@@ -51,6 +56,8 @@ def test_dev_smtp_catches_mail_and_shows_it(
 
 
 def test_dkim_generate_prints_a_record_that_verifies(tmp_path: Path) -> None:
+    """The record is printed as DNS character-strings of at most 255 octets (a zone file and
+    BIND take it as it is); read back and joined, it verifies what the key signs."""
     executable = Path(sys.executable).parent / "tidings"
     key = tmp_path / "k.pem"
     out = subprocess.run(
@@ -61,8 +68,6 @@ def test_dkim_generate_prints_a_record_that_verifies(tmp_path: Path) -> None:
             "example.com",
             "--selector",
             "mail",
-            "--bits",
-            "1024",
             "--key-file",
             str(key),
         ],
@@ -73,10 +78,13 @@ def test_dkim_generate_prints_a_record_that_verifies(tmp_path: Path) -> None:
     line = out.stdout.strip()
     assert line.startswith('mail._domainkey.example.com. IN TXT "v=DKIM1; k=rsa; p=')
     assert oct(key.stat().st_mode)[-3:] == "600"
-    record = line.split('"')[1].encode()
-    from tidings.messaging.dkim import DkimSigner
-
+    rdata = line.removeprefix("mail._domainkey.example.com. IN TXT ")
+    strings = re.findall(r'"([^"\\]*)"', rdata)
+    assert " ".join(f'"{s}"' for s in strings) == rdata  # nothing but quoted strings
+    assert len(strings) == 2 and all(len(s.encode()) <= 255 for s in strings)  # 2048 bits
+    record = "".join(strings).encode()
     signer = DkimSigner.from_pem("example.com", "mail", key.read_bytes())
+    assert record.decode() == signer.dns_record()
     message = signer.sign(
         b"From: a@example.com\r\nTo: b@example.org\r\nSubject: x\r\n\r\nhi\r\n", timestamp=1
     )
@@ -87,3 +95,21 @@ def test_dkim_generate_prints_a_record_that_verifies(tmp_path: Path) -> None:
         text=True,
     )
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_txt_strings_are_cut_at_255_octets() -> None:
+    assert txt_strings("x" * 600) == ["x" * 255, "x" * 255, "x" * 90]
+    assert txt_strings("v=DKIM1") == ["v=DKIM1"]
+
+
+def test_the_docs_example_record_is_valid_zone_text() -> None:
+    docs = Path(__file__).parents[2] / "docs" / "email.md"
+    [line] = [x for x in docs.read_text().splitlines() if x.startswith("tidings._domainkey.")]
+    rdata = line.removeprefix("tidings._domainkey.example.com. IN TXT ")
+    strings = re.findall(r'"([^"\\]*)"', rdata)
+    assert " ".join(f'"{s}"' for s in strings) == rdata
+    assert all(len(s.encode()) <= 255 for s in strings)
+    record = "".join(strings)
+    assert record.startswith("v=DKIM1; k=rsa; p=")
+    key = serialization.load_der_public_key(base64.b64decode(record.split("p=")[1]))
+    assert isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048

@@ -9,7 +9,7 @@ import re
 from fastapi.testclient import TestClient
 
 from tests.messaging.conftest import Sink
-from tests.messaging.test_api import contact, send_all
+from tests.messaging.test_api import contact, form_token, send_all
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
 
@@ -43,7 +43,11 @@ def test_put_on_a_double_opt_in_list_sends_the_confirmation(
     assert "confirm your subscription" in decoded
     confirm = re.search(r"http://testserver(/confirm/[A-Za-z0-9_.\-]+)", decoded)
     assert confirm is not None
-    assert TestClient(client.app).get(confirm.group(1)).status_code == 200
+    public = TestClient(client.app)
+    page = public.get(confirm.group(1))
+    assert page.status_code == 200
+    assert client.get(f"/api/v1/contacts/{cid}").json()["status"] == "pending"  # a page only
+    assert public.post(confirm.group(1), data={"csrf": form_token(page.text)}).status_code == 200
     assert client.get(f"/api/v1/contacts/{cid}").json()["status"] == "subscribed"
     assert _memberships(client, cid) == {"Weekly": "active", "Plain": "active"}
     # already active: nothing more is sent

@@ -4,14 +4,16 @@ A row is claimed by pushing its next attempt into the future (a lease) and commi
 call happens outside any transaction; the outcome is written afterwards. A crash between the
 call and the outcome means one more call later, with the same `Idempotency-Key` header, so
 receivers can drop the repeat (at-least-once delivery, the best an HTTP call can offer).
+Webhook calls go through `tidings.webhooks.http.safe_post` (one resolution, public addresses
+only, connected to as checked); an effect that fails the same way every time (a 4xx, an address
+refused, a notification that cannot be built) is marked failed at once, not retried.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import smtplib
-import socket
+import ssl
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -24,47 +26,20 @@ from tidings.automations.models import Effect
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
+from tidings.webhooks.http import (
+    Delivery,
+    Resolver,
+    UnsafeAddress,
+    classify,
+    safe_post,
+    system_resolver,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=30)
 LEASE = timedelta(minutes=2)
-TIMEOUT_SECONDS = 10.0
-
-
-class UnsafeAddress(Exception):
-    pass
-
-
-def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs whose host resolves to a private, loopback, link-local or reserved address.
-
-    (Server-side request forgery: an automation author must not reach internal services.)
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeAddress(f"{url!r} is not an http(s) URL")
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise UnsafeAddress(f"{parts.hostname}: cannot resolve ({exc})") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_multicast
-            or address.is_unspecified
-        ):
-            raise UnsafeAddress(
-                f"{parts.hostname} resolves to {address}, a private address "
-                "(set TIDINGS_WEBHOOK_ALLOW_PRIVATE=true to allow)"
-            )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -76,7 +51,8 @@ def deliver_due(
     clock: Clock,
     settings: Settings,
     *,
-    client: httpx.Client | None = None,
+    resolver: Resolver = system_resolver,
+    verify: ssl.SSLContext | None = None,
     limit: int = 50,
 ) -> int:
     """Send the effects that are due; returns how many were attempted."""
@@ -98,36 +74,47 @@ def deliver_due(
             .where(Effect.id.in_([r.id for r in rows]))
             .values(next_attempt_at=now + LEASE, attempts=Effect.attempts + 1, updated_at=now)
         )
-    own = client is None
-    http = client or httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False)
-    try:
-        for row in rows:
-            error, final = _attempt(row, settings, http)
-            _settle(database, clock, row.id, error, final)
-    finally:
-        if own:
-            http.close()
+    for row in rows:
+        error, final = _attempt(row, settings, resolver, verify)
+        _settle(database, clock, row.id, error, final)
     return len(rows)
 
 
-def _attempt(row: Any, settings: Settings, http: httpx.Client) -> tuple[str | None, bool]:
+def _attempt(
+    row: Any, settings: Settings, resolver: Resolver, verify: ssl.SSLContext | None
+) -> tuple[str | None, bool]:
     """(error or None, whether the error is final)."""
     try:
         if row.kind == "webhook":
-            check_url(row.target, allow_private=settings.webhook_allow_private)
-            response = http.post(
-                row.target, json=row.payload, headers={"Idempotency-Key": row.idempotency_key}
+            response = safe_post(
+                row.target,
+                json=row.payload,
+                headers={"Idempotency-Key": row.idempotency_key},
+                allow_private=settings.webhook_allow_private,
+                resolver=resolver,
+                verify=verify,
             )
-            if response.status_code >= 500 or response.status_code == 429:
-                return f"HTTP {response.status_code}", False
-            if response.status_code >= 400:
-                return f"HTTP {response.status_code}", True
-            return None, False
+            delivery = classify(response.status_code)
+            if delivery is Delivery.SENT:
+                return None, False
+            error = f"HTTP {response.status_code}"
+            if response.is_redirect:
+                error += f" (a redirect to {response.headers.get('location')!r} is not followed)"
+            return error, delivery is Delivery.FAILED
         return _notify(row, settings)
     except UnsafeAddress as exc:
         return f"refused: {exc}", True
+    except smtplib.SMTPResponseException as exc:  # a 5xx answer will be the same next time
+        return f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", exc.smtp_code >= 500
+    except smtplib.SMTPRecipientsRefused as exc:
+        return f"recipient refused: {exc.recipients}", True
     except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
         return f"{type(exc).__name__}: {exc}", False
+    except Exception as exc:
+        # Anything else is in the effect itself (a subject with a line break, a body that is
+        # not JSON): it fails the same way every time, so it is recorded, not retried.
+        log.exception("effect %s failed permanently", row.id)
+        return f"{type(exc).__name__}: {exc}", True
 
 
 def _notify(row: Any, settings: Settings) -> tuple[str | None, bool]:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from tidings.errors import ValidationFailed
+from tidings.text import control_character
 
 
 class FieldType(StrEnum):
@@ -110,6 +111,9 @@ def _text(value: Any) -> str:
     text = str(value)
     if len(text) > MAX_TEXT_LENGTH:
         raise FieldValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
+    problem = control_character(text, multiline=True)
+    if problem is not None:
+        raise FieldValueError(f"contains {problem}")
     return text
 
 

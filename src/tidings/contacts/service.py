@@ -29,6 +29,7 @@ from tidings.contacts.policy import ContactStatus, needs_explicit_resubscribe
 from tidings.db.bulk import dialect_insert, insert_returning_ids, insert_tuples
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.inputs import nul_error
+from tidings.text import refuse_control_characters
 
 PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
 INPUT_ATTRIBUTES = ("email", *PROFILE_ATTRIBUTES, "status", "fields", "tags", "lists")
@@ -120,6 +121,7 @@ def validate_input(item: ContactInput, definitions: dict[str, FieldDef]) -> Vali
             raise ValidationFailed(f"{attribute}: expected text")
         if len(value) > MAX_NAME_LENGTH:
             raise ValidationFailed(f"{attribute}: longer than {MAX_NAME_LENGTH} characters")
+        refuse_control_characters(attribute, value)
         profile[attribute] = value.strip()
     status = item.status
     if status is not None:
@@ -583,6 +585,8 @@ def update_contact(
     for attribute, value in (profile or {}).items():
         if attribute not in PROFILE_ATTRIBUTES:
             raise ValidationFailed(f"{attribute}: unknown attribute")
+        if isinstance(value, str):
+            refuse_control_characters(attribute, value)
         value = value.strip() if isinstance(value, str) else None
         old = getattr(contact, attribute)
         if (value or None) != old:

@@ -23,6 +23,7 @@ from tidings.messaging.bounces import BounceParseError, apply_report, parse_boun
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.messaging.outbox import new_message_token, queue_email
+from tidings.messaging.sandbox import RenderLimits
 from tidings.messaging.schemas import (
     BroadcastIn,
     BroadcastOut,
@@ -51,8 +52,15 @@ def _template_out(t: EmailTemplate) -> TemplateOut:
 
 
 @router.post("/templates", status_code=201, response_model=TemplateOut)
-def create_template(body: TemplateIn, session: SessionDep, clock: ClockDep) -> TemplateOut:
-    template = service.create_template(session, now=clock.now(), **body.model_dump())
+def create_template(
+    body: TemplateIn, session: SessionDep, clock: ClockDep, settings: SettingsDep
+) -> TemplateOut:
+    template = service.create_template(
+        session,
+        now=clock.now(),
+        limits=RenderLimits.from_settings(settings),
+        **body.model_dump(),
+    )
     return _template_out(template)
 
 
@@ -71,14 +79,21 @@ def get_template(template_id: Id, session: SessionDep) -> TemplateOut:
 
 @router.patch("/templates/{template_id}", response_model=TemplateOut)
 def patch_template(
-    template_id: Id, body: TemplatePatch, session: SessionDep, clock: ClockDep
+    template_id: Id,
+    body: TemplatePatch,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> TemplateOut:
     template = service.get_template(session, template_id)
     changes = body.model_dump(exclude_unset=True)
     for key in ("name", "subject", "html", "track_opens", "track_clicks", "variables"):
         if key in changes and changes[key] is None:
             raise ValidationFailed(f"{key}: may not be null")
-    return _template_out(service.update_template(session, template, changes, now=clock.now()))
+    limits = RenderLimits.from_settings(settings)
+    return _template_out(
+        service.update_template(session, template, changes, now=clock.now(), limits=limits)
+    )
 
 
 @router.delete("/templates/{template_id}", status_code=204)
@@ -111,6 +126,7 @@ def preview(
             "preferences_url": links.preferences_url(contact.id),
         },
         data=body.data,
+        limits=RenderLimits.from_settings(settings),
     )
     return PreviewOut(subject=rendered.subject, html=rendered.html, text=rendered.text)
 

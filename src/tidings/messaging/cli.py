@@ -71,8 +71,7 @@ def dkim_generate(
     pem = generate_key(bits)
     path.write_bytes(pem)
     path.chmod(0o600)
-    record = DkimSigner.from_pem(domain, selector, pem).dns_record()
-    typer.echo(f'{selector}._domainkey.{domain}. IN TXT "{record}"')
+    typer.echo(DkimSigner.from_pem(domain, selector, pem).zone_record())
     console.print(
         f"private key written to {path}. Configure:\n"
         f"  TIDINGS_DKIM_SELECTOR={selector}\n  TIDINGS_DKIM_DOMAIN={domain}\n"

@@ -18,19 +18,60 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 _TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
 _BLANKS = re.compile(r"\n\s*\n\s*(\n\s*)+")
+_ANCHOR = re.compile(
+    r"""<a\b[^>]*?\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))[^>]*>(.*?)</a\s*>""",
+    re.IGNORECASE | re.DOTALL,
+)
+# RFC 5322 2.1.1: lines SHOULD stay within 78 characters and MUST within 998. Words longer
+# than this are sent as encoded-words, which may be cut anywhere.
+_FOLD_AT = 78
+_LONGEST_WORD = 900
+
+
+def _plain(html: str) -> str:
+    return " ".join(htmllib.unescape(_TAGS.sub("", html)).split())
+
+
+def _link_text(match: re.Match[str]) -> str:
+    """`text (URL)` for a link, or the URL alone when the text says nothing more (a bare link,
+    an image); mailto links whose text is the address stay the address."""
+    href = next(group for group in match.groups()[:3] if group is not None)
+    inner = match.group(4)
+    url, text = htmllib.unescape(href).strip(), _plain(inner)
+    address = url[7:].partition("?")[0] if url.lower().startswith("mailto:") else None
+    bare = url.partition("://")[2] if "://" in url else url
+    if text in ("", url, bare, url.rstrip("/"), bare.rstrip("/")) or text == address:
+        return inner if text and text == address else href.replace("<", "%3C")
+    return f"{inner} ({href.replace('<', '%3C')})"
 
 
 def html_to_text(html: str) -> str:
-    """A plain-text alternative when the template has none."""
-    text = re.sub(r"<(br|/p|/div|/h\d|/li|/tr)\b[^>]*>", "\n", html, flags=re.IGNORECASE)
+    """A plain-text alternative when the template has none; links keep their URL."""
+    text = _ANCHOR.sub(_link_text, html)
+    text = re.sub(r"<(br|/p|/div|/h\d|/li|/tr)\b[^>]*>", "\n", text, flags=re.IGNORECASE)
     text = htmllib.unescape(_TAGS.sub("", text))
     return _BLANKS.sub("\n\n", text).strip() + "\n"
 
 
-def _header_text(value: str) -> str:
-    if value.isascii():
+def _header_text(name: str, value: str) -> str:
+    """A header's value, folded (RFC 5322 2.2.3) so that no line passes 78 characters where
+    spaces allow it, and never 998; non-ASCII text as RFC 2047 encoded-words."""
+    if value.isascii() and len(name) + 2 + len(value) <= _FOLD_AT:
         return value
-    return Header(value, "utf-8").encode(linesep="\r\n")
+    words = value.split(" ")
+    if not value.isascii() or max(len(word) for word in words) > _LONGEST_WORD:
+        return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    lines: list[str] = []
+    line, room = words[0], _FOLD_AT - len(name) - 2
+    for word in words[1:]:
+        if len(line) + 1 + len(word) > room and line.strip():
+            # Fold before the space: unfolding (removing the CRLF) gives the value back.
+            lines.append(line)
+            line, room = word, _FOLD_AT - 1
+        else:
+            line = f"{line} {word}"
+    lines.append(line)
+    return "\r\n ".join(lines)
 
 
 @functools.lru_cache(maxsize=256)  # the From is the same on every message
@@ -73,7 +114,7 @@ def build_message(headers: Headers, html: str, text: str | None) -> bytes:
     lines = [
         f"From: {_address(headers.from_)}",
         f"To: {headers.to}",
-        f"Subject: {_header_text(headers.subject)}",
+        f"Subject: {_header_text('Subject', headers.subject)}",
         f"Date: {_date(headers.date)}",
         f"Message-ID: <{headers.message_id}>",
         "MIME-Version: 1.0",

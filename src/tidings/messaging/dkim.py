@@ -31,8 +31,23 @@ SIGNED_HEADERS = (
     "list-unsubscribe-post",
     "reply-to",
 )
+# Oversigned (RFC 6376 8.15): listed in h= once more than they occur. The extra name signs "no
+# further instance", so a second From or List-Unsubscribe prepended in transit (which many
+# readers show instead of ours) breaks the signature instead of riding on it.
+OVERSIGNED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "reply-to",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    }
+)
 
-_SIGNED_NAMES = tuple(name.encode() for name in SIGNED_HEADERS)
+_SIGNED_NAMES = tuple((name.encode(), name in OVERSIGNED_HEADERS) for name in SIGNED_HEADERS)
 _WSP = re.compile(rb"[ \t]+")
 _TRAILING_WSP = re.compile(rb"[ \t]+\r\n")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
@@ -92,18 +107,21 @@ class DkimSigner:
         sender can run only the RSA step, which releases the GIL, in a thread)."""
         headers, body = split_message(message)
         body_hash = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
-        # Sign each listed header (last instance first, RFC 6376 5.4.2), or its absence.
+        # Each listed header's instances, last first (RFC 6376 5.4.2); one name more than
+        # there are instances for the oversigned ones, and a header never sent is signed as
+        # absent (a listed name without an instance signs nothing).
         by_name: dict[bytes, list[bytes]] = {}
         for name, value in headers:
             by_name.setdefault(name.strip().lower(), []).append(value)
+        names: list[str] = []
         signed: list[bytes] = []
-        for key in _SIGNED_NAMES:
-            values = by_name.get(key)
-            if values:
-                signed.append(canonical_header(key, values[-1]) + b"\r\n")
+        for key, oversign in _SIGNED_NAMES:
+            values = by_name.get(key, ())
+            names.extend([key.decode()] * (len(values) + 1 if oversign else max(len(values), 1)))
+            signed.extend(canonical_header(key, value) + b"\r\n" for value in reversed(values))
         tags = (
             f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.domain}; s={self.selector};\r\n"
-            f"\tt={timestamp}; h={':'.join(SIGNED_HEADERS)};\r\n"
+            f"\tt={timestamp}; h={':'.join(names)};\r\n"
             f"\tbh={body_hash.decode()};\r\n\tb="
         ).encode()
         return tags, b"".join(signed) + canonical_header(b"dkim-signature", b" " + tags)
@@ -122,6 +140,19 @@ class DkimSigner:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+
+    def zone_record(self) -> str:
+        """The TXT record as a zone-file line: `<selector>._domainkey.<domain>. IN TXT "…" "…"`."""
+        strings = " ".join(f'"{part}"' for part in txt_strings(self.dns_record()))
+        return f"{self.selector}._domainkey.{self.domain}. IN TXT {strings}"
+
+
+def txt_strings(record: str, size: int = 255) -> list[str]:
+    """`record` cut into DNS character-strings of at most `size` octets (RFC 1035 3.3; a TXT
+    record is their concatenation, RFC 6376 3.6.2.2). A 2048-bit key's record is about 410
+    characters, which BIND refuses as one string."""
+    data = record.encode("ascii")
+    return [data[i : i + size].decode("ascii") for i in range(0, len(data), size)] or [""]
 
 
 def _fold_base64(data: bytes, width: int = 72) -> bytes:

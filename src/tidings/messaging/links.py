@@ -1,4 +1,5 @@
-"""Signed links inside emails: unsubscribe (RFC 8058 one-click), preferences, opt-in confirmation.
+"""Signed links inside emails: unsubscribe (RFC 8058 one-click), preferences, opt-in confirmation;
+and the CSRF tokens of the forms on the pages they open.
 
 itsdangerous signs the payload with the instance's secret key. Expiry of a confirmation link is
 checked against the injected clock (the issue time is inside the signed payload), not against
@@ -7,6 +8,10 @@ the wall clock, so tests and `simulate` can move time.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +37,7 @@ class UnsubscribeTarget:
 class Confirmation:
     contact_id: int
     list_id: int | None
+    issued: datetime  # when the link was made: the pending membership it confirms is not newer
 
 
 class LinkSigner:
@@ -41,6 +47,9 @@ class LinkSigner:
         self._preferences = URLSafeSerializer(secret, salt="tidings.preferences")
         self._confirm = URLSafeSerializer(secret, salt="tidings.confirm")
         self.base_url = base_url.rstrip("/")
+        # Form tokens live for one page view: the newest key alone makes and checks them.
+        current = secret if isinstance(secret, str) else secret[-1]
+        self._form_key = hashlib.sha256(b"tidings.form\0" + current.encode()).digest()
         # Made once: the sender signs two of these links per message.
         self._dump_unsubscribe = fast_dumps(self._unsubscribe)
         self._dump_preferences = fast_dumps(self._preferences)
@@ -94,7 +103,23 @@ class LinkSigner:
             raise NotFound("confirmation link is not valid") from None
         if now - issued_at > max_age:
             raise ValidationFailed("confirmation link has expired; subscribe again")
-        return Confirmation(int(contact_id), list_id)
+        return Confirmation(int(contact_id), list_id, issued_at)
+
+    # --- forms on the public pages (CSRF) -------------------------------------------------------
+    def form_token(self, link_token: str) -> str:
+        """A token for a form on the page of `link_token`: a fresh nonce and its MAC, so only
+        a page this instance rendered for that very link can post to it."""
+        nonce = secrets.token_urlsafe(12)
+        return f"{nonce}.{self._form_mac(link_token, nonce)}"
+
+    def check_form_token(self, link_token: str, value: str | None) -> bool:
+        nonce, _, mac = (value or "").partition(".")
+        return bool(nonce) and hmac.compare_digest(mac, self._form_mac(link_token, nonce))
+
+    def _form_mac(self, link_token: str, nonce: str) -> str:
+        message = f"{link_token}\0{nonce}".encode()
+        digest = hmac.new(self._form_key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
 def _load(serializer: URLSafeSerializer, token: str, what: str) -> Any:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from tidings.contacts.models import Contact, CustomField
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging.models import EmailTemplate
+from tidings.messaging.sandbox import RenderLimits
 from tidings.messaging.templates import (
     CompiledTemplate,
     Rendered,
@@ -18,6 +19,7 @@ from tidings.messaging.templates import (
     contact_context,
     validate,
 )
+from tidings.text import refuse_control_characters
 
 
 def custom_field_keys(session: Session) -> list[str]:
@@ -29,6 +31,7 @@ def source_of(template: EmailTemplate) -> TemplateSource:
 
 
 def _check_name(name: str) -> str:
+    refuse_control_characters("name", name)
     cleaned = name.strip()
     if not cleaned or len(cleaned) > 200:
         raise ValidationFailed("name: must be 1 to 200 characters")
@@ -46,9 +49,10 @@ def create_template(
     track_opens: bool,
     track_clicks: bool,
     now: datetime,
+    limits: RenderLimits | None = None,
 ) -> EmailTemplate:
     name = _check_name(name)
-    validate(TemplateSource(subject, html, text, variables), custom_field_keys(session))
+    validate(TemplateSource(subject, html, text, variables), custom_field_keys(session), limits)
     if session.scalar(select(EmailTemplate.id).where(EmailTemplate.name == name)) is not None:
         raise Conflict(f"name: a template named {name!r} exists")
     template = EmailTemplate(
@@ -68,7 +72,12 @@ def create_template(
 
 
 def update_template(
-    session: Session, template: EmailTemplate, changes: dict[str, Any], *, now: datetime
+    session: Session,
+    template: EmailTemplate,
+    changes: dict[str, Any],
+    *,
+    now: datetime,
+    limits: RenderLimits | None = None,
 ) -> EmailTemplate:
     if "name" in changes:
         name = _check_name(changes["name"])
@@ -82,7 +91,7 @@ def update_template(
         changes.get("text", template.text),
         changes.get("variables", template.variables or {}),
     )
-    validate(merged, custom_field_keys(session))
+    validate(merged, custom_field_keys(session), limits)
     for key, value in changes.items():
         setattr(template, key, value)
     template.updated_at = now
@@ -110,11 +119,12 @@ def render_for(
     *,
     links: dict[str, str],
     data: dict[str, Any] | None = None,
+    limits: RenderLimits | None = None,
 ) -> Rendered:
     unknown = set(data or {}) - set(template.variables or {})
     if unknown:
         raise ValidationFailed(
             f"data: {sorted(unknown)[0]!r} is not a variable of template {template.name!r}"
         )
-    compiled = CompiledTemplate(source_of(template))
+    compiled = CompiledTemplate(source_of(template), limits)
     return compiled.render({**(data or {}), **links, "contact": contact_context(contact)})

@@ -16,7 +16,7 @@ from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.contacts.policy import STICKY_STATUSES, ContactStatus, MessageClass
 from tidings.errors import Conflict, NotFound, ValidationFailed
-from tidings.messaging.links import LinkSigner, UnsubscribeTarget
+from tidings.messaging.links import Confirmation, LinkSigner, UnsubscribeTarget
 from tidings.messaging.models import EmailTemplate, OutboxMessage
 from tidings.messaging.outbox import EmailActivity, OutboxStatus, QueueResult, queue_email
 
@@ -108,6 +108,12 @@ def update_preferences(
     elif action == "resubscribe":
         if contact.status in (ContactStatus.BOUNCED, ContactStatus.COMPLAINED):
             raise Conflict(f"this address is {contact.status}; contact us to be mailed again")
+        if contact.status != ContactStatus.UNSUBSCRIBED:
+            # A pending address becomes subscribed only through its confirmation link.
+            raise Conflict(
+                f"this address is {contact.status}: only an unsubscribed address can "
+                "subscribe again here"
+            )
         contacts.change_status(
             session,
             contact,
@@ -299,16 +305,61 @@ def start_double_opt_in(
     return result
 
 
-def confirm_subscription(
+def read_confirmation(
     session: Session, token: str, *, links: LinkSigner, now: datetime, max_age: timedelta
-) -> Contact:
+) -> tuple[Confirmation, Contact, MailingList | None]:
+    """The confirmation a link stands for, if it may still be used (raises otherwise).
+
+    A link confirms the pending request it was sent for, once: the membership must still be
+    `pending` and not have become pending after the link was made (a newer request sent a
+    newer link), and the contact must not have unsubscribed since. So re-opening a used link
+    changes nothing, and no link can undo a later unsubscribe.
+    """
     confirmation = links.read_confirmation(token, now=now, max_age=max_age)
     contact = _contact(session, confirmation.contact_id)
     if contact.status in (ContactStatus.BOUNCED, ContactStatus.COMPLAINED):
         raise Conflict(f"this address is {contact.status}")
-    changed = False
-    if contact.status in (ContactStatus.PENDING, ContactStatus.UNSUBSCRIBED):
-        changed = contacts.change_status(
+    mailing_list = None
+    if confirmation.list_id is not None:
+        mailing_list = session.get(MailingList, confirmation.list_id)
+        if mailing_list is None:
+            raise NotFound("the list of this confirmation link no longer exists")
+        membership = session.get(ListMembership, (contact.id, mailing_list.id))
+        if membership is not None and membership.status == "active":
+            raise AlreadyConfirmed("this confirmation link was used already")
+        pending_since = membership.updated_at if membership is not None else None
+        if (
+            membership is None
+            or membership.status != MEMBERSHIP_PENDING
+            or pending_since is None
+            or int(pending_since.timestamp()) > int(confirmation.issued.timestamp())
+        ):
+            raise Conflict(
+                "this confirmation link is no longer valid (it was replaced by a newer one, "
+                "or the address left the list since); subscribe again to get a new one"
+            )
+    elif contact.status == ContactStatus.SUBSCRIBED:
+        raise AlreadyConfirmed("this confirmation link was used already")
+    if contact.status not in (ContactStatus.PENDING, ContactStatus.SUBSCRIBED):
+        raise Conflict(
+            f"this address is {contact.status} since this link was sent; "
+            "subscribe again to get a new one"
+        )
+    return confirmation, contact, mailing_list
+
+
+class AlreadyConfirmed(Conflict):
+    """The link was used: nothing left to do (shown as a plain notice, not an error)."""
+
+
+def confirm_subscription(
+    session: Session, token: str, *, links: LinkSigner, now: datetime, max_age: timedelta
+) -> Contact:
+    confirmation, contact, mailing_list = read_confirmation(
+        session, token, links=links, now=now, max_age=max_age
+    )
+    if contact.status == ContactStatus.PENDING:
+        contacts.change_status(
             session,
             contact,
             ContactStatus.SUBSCRIBED,
@@ -317,27 +368,16 @@ def confirm_subscription(
             reason="double opt-in confirmed",
             force_resubscribe=True,
         )
-    if confirmation.list_id is not None:
-        mailing_list = session.get(MailingList, confirmation.list_id)
-        if mailing_list is not None:
-            changed = (
-                contacts.subscribe_list(
-                    session,
-                    contact,
-                    mailing_list,
-                    now=now,
-                    cause=Cause.TRACKING,
-                    force_resubscribe=True,
-                )
-                or changed
-            )
-    if changed:
-        record(
-            session,
-            contact.id,
-            EmailActivity.OPT_IN_CONFIRMED,
-            Cause.TRACKING,
-            now,
-            {"list_id": confirmation.list_id},
+    if mailing_list is not None:
+        contacts.subscribe_list(
+            session, contact, mailing_list, now=now, cause=Cause.TRACKING, force_resubscribe=True
         )
+    record(
+        session,
+        contact.id,
+        EmailActivity.OPT_IN_CONFIRMED,
+        Cause.TRACKING,
+        now,
+        {"list_id": confirmation.list_id},
+    )
     return contact

@@ -8,6 +8,7 @@ blank at send time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,22 +16,29 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.runtime import new_context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from tidings.config import get_settings
 from tidings.errors import ValidationFailed
+from tidings.messaging.sandbox import (
+    LimitedSandbox,
+    RenderLimitExceeded,
+    RenderLimits,
+    limited,
+    render_limited,
+)
+from tidings.text import control_character
 
 CONTACT_FIELDS = ("id", "email", "first_name", "last_name", "phone", "status", "score")
 SYSTEM_VARIABLES = frozenset({"contact", "unsubscribe_url", "preferences_url", "confirm_url"})
 PARTS = ("subject", "html", "text")
 
 
-def _environment(*, autoescape: bool, strict: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+def _environment(*, autoescape: bool, strict: bool) -> LimitedSandbox:
+    return LimitedSandbox(
         autoescape=autoescape,
         undefined=StrictUndefined if strict else Undefined,
         keep_trailing_newline=True,
     )
-    return env
 
 
 _ENVS = {
@@ -40,7 +48,7 @@ _ENVS = {
 }
 
 
-def _env(part: str, *, strict: bool) -> ImmutableSandboxedEnvironment:
+def _env(part: str, *, strict: bool) -> LimitedSandbox:
     return _ENVS[(part == "html", strict)]
 
 
@@ -102,8 +110,16 @@ def sample_contact(custom_keys: Iterable[str]) -> dict[str, Any]:
     return contact
 
 
-def validate(source: TemplateSource, custom_keys: Iterable[str]) -> None:
-    """Raise ValidationFailed listing every problem (syntax, unknown names, sandbox escapes)."""
+def default_limits() -> RenderLimits:
+    """The limits configured for this process (TIDINGS_TEMPLATE_MAX_BYTES / _MAX_SECONDS)."""
+    return RenderLimits.from_settings(get_settings())
+
+
+def validate(
+    source: TemplateSource, custom_keys: Iterable[str], limits: RenderLimits | None = None
+) -> None:
+    """Raise ValidationFailed listing every problem (syntax, unknown names, sandbox escapes,
+    control characters, a trial render that passes the size or time limit)."""
     keys = frozenset(custom_keys)
     for name in source.variables:
         if name in SYSTEM_VARIABLES or not name.isidentifier():
@@ -111,36 +127,59 @@ def validate(source: TemplateSource, custom_keys: Iterable[str]) -> None:
     allowed = SYSTEM_VARIABLES | frozenset(source.variables)
     contact_keys = frozenset(CONTACT_FIELDS) | keys
     problems: list[dict[str, Any]] = []
+    renderable: list[tuple[str, str]] = []
     for part, text in source.parts():
-        env = _env(part, strict=True)
+        control = control_character(text, multiline=True)
+        if control is not None:
+            problems.append(_problem(part, f"contains {control}"))
+            continue
         try:
-            tree = env.parse(text)
+            tree = _env(part, strict=True).parse(text)
         except TemplateSyntaxError as exc:
             problems.append(_problem(part, f"syntax error: {exc.message}", exc.lineno))
             continue
         found = _static_problems(part, tree, allowed, contact_keys)
         problems.extend(found)
-        if found:
-            continue
-        # A trial render with example values catches what the static check cannot (a filter
-        # applied to the wrong type, a sandbox refusal inside a loop, ...).
-        context = {
-            "contact": sample_contact(keys),
-            "unsubscribe_url": "https://example.com/u",
-            "preferences_url": "https://example.com/p",
-            "confirm_url": "https://example.com/c",
-            **source.variables,
-        }
-        try:
-            env.from_string(text).render(context)
-        except SecurityError as exc:
-            problems.append(_problem(part, f"not allowed in a template: {exc}"))
-        except UndefinedError as exc:
-            problems.append(_problem(part, f"undefined: {exc}"))
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-            problems.append(_problem(part, f"cannot render: {exc}"))
+        if not found:
+            renderable.append((part, text))
+    # A trial render with example values catches what the static check cannot (a filter
+    # applied to the wrong type, a sandbox refusal inside a loop, a limit passed). The parts
+    # share one budget, as they do when the message is sent.
+    context = {
+        "contact": sample_contact(keys),
+        "unsubscribe_url": "https://example.com/u",
+        "preferences_url": "https://example.com/p",
+        "confirm_url": "https://example.com/c",
+        **source.variables,
+    }
+    with limited(limits or default_limits()):
+        for part, text in renderable:
+            problem = _trial_render(part, text, context)
+            if problem is not None:
+                problems.append(_problem(part, problem))
+                if problem.endswith(_LIMIT_NAMES):
+                    break  # the budget is spent: the other parts would fail for nothing
     if problems:
         raise ValidationFailed(problems[0]["message"], errors=problems)
+
+
+_LIMIT_NAMES = ("(TIDINGS_TEMPLATE_MAX_BYTES)", "(TIDINGS_TEMPLATE_MAX_SECONDS)")
+
+
+def _trial_render(part: str, text: str, context: dict[str, Any]) -> str | None:
+    """Why `text` cannot be rendered with the example values, or None."""
+    try:
+        template = _env(part, strict=True).from_string(text)
+        render_limited(template, template.new_context(context))
+    except RenderLimitExceeded as exc:
+        return str(exc)
+    except SecurityError as exc:
+        return f"not allowed in a template: {exc}"
+    except UndefinedError as exc:
+        return f"undefined: {exc}"
+    except RENDER_ERRORS as exc:
+        return f"cannot render: {_reason(exc)}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +189,30 @@ class Rendered:
     text: str | None
 
 
-class CompiledTemplate:
-    """A saved template compiled once; render() per contact (lenient: a null field is blank)."""
+# What a template's own code can raise while rendering (a filter on the wrong type, a number
+# too large to print, a macro calling itself).
+RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, RecursionError, MemoryError)
 
-    def __init__(self, source: TemplateSource) -> None:
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "too deeply nested (a macro or loop calling itself)"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return str(exc)
+
+
+# Control characters left in a subject (from contact data saved before they were refused).
+_SUBJECT_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class CompiledTemplate:
+    """A saved template compiled once; render() per contact (lenient: a null field is blank),
+    within the size and time limits."""
+
+    def __init__(self, source: TemplateSource, limits: RenderLimits | None = None) -> None:
         self.source = source
+        self.limits = limits or default_limits()
         self._parts = {
             part: _env(part, strict=False).from_string(text) for part, text in source.parts()
         }
@@ -172,14 +230,18 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, Any]) -> Rendered:
         merged = {**self.source.variables, **context}
-        try:
-            subject = self._render("subject", merged)
-            html = self._render("html", merged)
-            text = self._render("text", merged) if "text" in self._parts else None
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-            raise ValidationFailed(f"template cannot be rendered: {exc}") from exc
+        rendered: dict[str, str] = {}
+        with limited(self.limits):
+            for part in self._parts:
+                try:
+                    rendered[part] = self._render(part, merged)
+                except RENDER_ERRORS as exc:
+                    raise ValidationFailed(
+                        f"template cannot be rendered: {part}: {_reason(exc)}"
+                    ) from exc
         # A header never spans lines: newlines in a subject would inject headers.
-        return Rendered(" ".join(subject.split()), html, text)
+        subject = " ".join(_SUBJECT_CONTROL.sub(" ", rendered["subject"]).split())
+        return Rendered(subject, rendered["html"], rendered.get("text"))
 
     def _render(self, part: str, values: Mapping[str, Any]) -> str:
         """`Template.render(values)` with the globals merged from the plain dict: the same
@@ -194,7 +256,7 @@ class CompiledTemplate:
             shared=True,
             globals=globals_,
         )
-        return template.environment.concat(template.root_render_func(context))
+        return render_limited(template, context)
 
 
 def contact_context(contact: Any) -> dict[str, Any]:

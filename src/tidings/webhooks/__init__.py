@@ -1,0 +1,1 @@
+"""Outgoing HTTP calls to addresses users configure (webhook actions, webhook subscriptions)."""
