@@ -9,8 +9,8 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from tidings.automations.definition import Definition, parse_definition
-from tidings.automations.engine import ensure_cursor
 from tidings.automations.enrolments import ACTIVE, enrol, is_active
+from tidings.automations.matcher import ensure_cursor
 from tidings.automations.models import (
     Automation,
     AutomationVersion,

@@ -324,6 +324,9 @@ class Definition(Model):
     def step(self, step_id: str) -> Step:
         return self._index()[step_id]
 
+    def has_step(self, step_id: str) -> bool:
+        return step_id in self._index()
+
     def _index(self) -> dict[str, Step]:
         cached: dict[str, Step] | None = self.__dict__.get("_steps_by_id")
         if cached is None:
