@@ -139,7 +139,7 @@ class ExitAutomationAction(StepBase):
     automation: str = Field(min_length=1, max_length=200)
 
 
-Action = Annotated[
+ActionStep = (
     TagAction
     | ListAction
     | SetFieldAction
@@ -149,9 +149,9 @@ Action = Annotated[
     | NotifyAction
     | WebhookAction
     | StartAutomationAction
-    | ExitAutomationAction,
-    Field(discriminator="action"),
-]
+    | ExitAutomationAction
+)
+Action = Annotated[ActionStep, Field(discriminator="action")]
 ACTIONS = (
     "add_tag",
     "remove_tag",
@@ -272,23 +272,7 @@ class EndStep(StepBase):
     end: Literal[True] = True
 
 
-Step = (
-    TagAction
-    | ListAction
-    | SetFieldAction
-    | SetStatusAction
-    | ScoreAction
-    | SendEmailAction
-    | NotifyAction
-    | WebhookAction
-    | StartAutomationAction
-    | ExitAutomationAction
-    | WaitStep
-    | IfStep
-    | SplitStep
-    | GotoStep
-    | EndStep
-)
+Step = ActionStep | WaitStep | IfStep | SplitStep | GotoStep | EndStep
 STEP_KINDS: dict[str, Any] = {
     "wait": WaitStep,
     "if": IfStep,
