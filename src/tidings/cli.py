@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from tidings.cli_support import open_database
 from tidings.clock import SystemClock
 from tidings.config import get_settings
-from tidings.db.engine import Database, create_database
+from tidings.db.engine import create_database
 
 app = typer.Typer(help="Tidings: self-hosted marketing automation and CRM.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -15,10 +16,6 @@ apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 console = Console(stderr=True)
-
-
-def open_database() -> Database:
-    return create_database(get_settings().database_url)
 
 
 @db_app.command("upgrade")

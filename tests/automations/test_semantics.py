@@ -180,7 +180,7 @@ steps:
     outcomes = Counter(detail for _, _, detail in step_entries(database, "ab"))
     assert 240 < outcomes["to a"] < 360 and outcomes["to a"] + outcomes["to b"] == len(ids)
     from tidings.automations.definition import SplitStep
-    from tidings.automations.engine import split_branch
+    from tidings.automations.interpreter import split_branch
 
     step = SplitStep.model_validate(
         {"id": "ab", "split": [{"percent": 30, "to": "a"}, {"percent": 70, "to": "b"}]}

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.automations.helpers import activities, automation, make_contacts
-from tidings.automations import engine as engine_module
+from tidings.automations import runstore
 from tidings.automations.engine import Engine
 from tidings.automations.enrolments import STARTED_COLUMNS
 from tidings.automations.models import Automation, Enrolment
@@ -105,7 +105,7 @@ class _Rival:
         STORE(session, rows)
 
 
-STORE = engine_module.store_started
+STORE = runstore.store_started
 ENTERED_AT = STARTED_COLUMNS.index("entered_at")
 ENDED_AT = STARTED_COLUMNS.index("ended_at")
 
@@ -124,7 +124,7 @@ def test_a_new_run_that_loses_its_slot_rolls_its_batch_back(
     starter = _starter(database, clock, trigger)
     (cid,) = make_contacts(database, clock, 1)
     rival = _Rival(database, long, cid)
-    monkeypatch.setattr(engine_module, "store_started", rival)
+    monkeypatch.setattr(runstore, "store_started", rival)
     with database.session() as session:
         if trigger:
             contact = session.get(Contact, cid)

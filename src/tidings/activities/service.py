@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.db.bulk import insert_tuples
+from tidings.db.hooks import mark_work
 
 
 class Cause(StrEnum):
@@ -49,37 +49,10 @@ class ActivityRow:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-# Called after a commit that wrote activities, so an in-process worker wakes up at once.
-_commit_listeners: list[Callable[[], None]] = []
-
-
-def on_activities_committed(listener: Callable[[], None]) -> Callable[[], None]:
-    """Register a listener; returns a function that unregisters it."""
-    _commit_listeners.append(listener)
-    return lambda: _commit_listeners.remove(listener)
-
-
 def mark_activities_written(session: Session) -> None:
-    """Note that `session` wrote activity rows (however it wrote them): its commit wakes the
-    listeners of on_activities_committed, and other processes' workers."""
-    session.info["activities_written"] = True
-
-
-def activities_written(session: Session) -> bool:
-    """Whether `session`'s transaction has written activity rows so far."""
-    return bool(session.info.get("activities_written"))
-
-
-@event.listens_for(Session, "after_commit")
-def _notify_after_commit(session: Session) -> None:
-    if session.info.pop("activities_written", False):
-        for listener in list(_commit_listeners):
-            listener()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop("activities_written", None)
+    """Note that `session` wrote activity rows (however it wrote them): they are work for the
+    trigger matcher, so its commit wakes the workers (tidings.db.hooks)."""
+    mark_work(session)
 
 
 def record(

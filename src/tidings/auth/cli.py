@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from tidings.auth.signing import KeyInfo, drop_old_keys, forget_cached_keys, list_keys, rotate_key
+from tidings.cli_support import open_database
 from tidings.clock import SystemClock
 from tidings.config import get_settings
 
@@ -32,8 +33,6 @@ def _warn_if_overridden() -> None:
 @secret_app.command("list")
 def list_command() -> None:
     """The keys: id, fingerprint (never the key), created, and which one signs."""
-    from tidings.cli import open_database
-
     _warn_if_overridden()
     with open_database().session() as session:
         for key in list_keys(session):
@@ -51,8 +50,6 @@ def rotate_command(
 ) -> None:
     """Add a key that signs every new link; links signed before still verify (until
     `tidings secret drop-old`). Running processes take the new key within 30 seconds."""
-    from tidings.cli import open_database
-
     _warn_if_overridden()
     database = open_database()
     with database.session() as session:
@@ -70,8 +67,6 @@ def rotate_command(
 @secret_app.command("drop-old")
 def drop_old_command() -> None:
     """Delete every key but the one that signs: links signed with them stop working."""
-    from tidings.cli import open_database
-
     database = open_database()
     with database.session() as session:
         dropped = drop_old_keys(session)

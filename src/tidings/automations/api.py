@@ -16,7 +16,7 @@ from tidings.automations import service
 from tidings.automations.definition import parse_definition
 from tidings.automations.enrolments import is_active
 from tidings.automations.models import Automation, AutomationVersion, Enrolment
-from tidings.automations.worker import mark_work
+from tidings.db.hooks import mark_work
 from tidings.errors import Conflict, ValidationFailed
 
 router = APIRouter(tags=["automations"])

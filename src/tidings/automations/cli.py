@@ -11,6 +11,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from tidings.cli_support import open_database
 from tidings.clock import SystemClock
 from tidings.errors import TidingsError
 
@@ -54,7 +55,6 @@ def validate_command(
         raise _fail(exc.detail, exc.errors) from None
     if check_database:
         from tidings.automations.service import reference_problems
-        from tidings.cli import open_database
 
         with open_database().session() as session:
             for problem in reference_problems(session, parse_definition(data)):
@@ -72,7 +72,6 @@ def create_command(
 ) -> None:
     """Store a definition as a new automation (version 1)."""
     from tidings.automations.service import create_automation
-    from tidings.cli import open_database
 
     database = open_database()
     try:
@@ -95,7 +94,6 @@ def enrol_command(
 ) -> None:
     """Enrol contacts in bulk (one set-based insert)."""
     from tidings.automations.service import by_name, enrol_contacts
-    from tidings.cli import open_database
 
     database = open_database()
     try:
@@ -156,7 +154,6 @@ def install_command(
         EngagementPeriods,
         install_engagement_tagging,
     )
-    from tidings.cli import open_database
 
     if name not in TEMPLATES:
         raise _fail(f"unknown template {name!r}; one of {', '.join(TEMPLATES)}")
@@ -191,7 +188,6 @@ def worker_command(
     outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender)."""
     from tidings.automations.engine import Engine
     from tidings.automations.worker import Worker
-    from tidings.cli import open_database
     from tidings.config import get_settings
     from tidings.messaging.devmail import send_until_idle, start_sender
 

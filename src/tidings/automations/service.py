@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from tidings.automations import definition as d
 from tidings.automations.definition import Definition, parse_definition
-from tidings.automations.engine import ensure_cursor
 from tidings.automations.enrolments import ACTIVE, enrol, is_active
+from tidings.automations.matcher import ensure_cursor
 from tidings.automations.models import (
     Automation,
     AutomationVersion,
@@ -19,8 +20,11 @@ from tidings.automations.models import (
     StepLog,
 )
 from tidings.automations.registry import Loaded
-from tidings.contacts.models import Contact, ListMembership, MailingList
+from tidings.contacts.models import Contact, CustomField, ListMembership, MailingList, Tag
+from tidings.contacts.service import PROFILE_ATTRIBUTES, ensure_lists, ensure_tags
 from tidings.errors import Conflict, NotFound, ValidationFailed
+from tidings.messaging.models import EmailTemplate
+from tidings.segments import condition_sql, parse_condition
 
 STATUSES = ("active", "paused")
 
@@ -166,8 +170,6 @@ def set_status(session: Session, automation: Automation, status: str, *, now: da
 
 def delete_automation(session: Session, automation: Automation) -> None:
     """Delete an automation, its versions, enrolments and step history."""
-    from sqlalchemy import delete
-
     session.execute(delete(StepLog).where(StepLog.automation_id == automation.id))
     session.execute(delete(StepCount).where(StepCount.automation_id == automation.id))
     session.execute(delete(Enrolment).where(Enrolment.automation_id == automation.id))
@@ -203,8 +205,6 @@ def enrol_contacts(
             )
         )
     elif segment is not None:
-        from tidings.segments import condition_sql, parse_condition
-
         where = condition_sql(parse_condition(segment), now)
     return enrol(
         session, loaded(session, automation), now=now, contact_ids=contact_ids, where=where
@@ -329,11 +329,6 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
 def reference_problems(session: Session, definition: Definition) -> list[dict[str, str]]:
     """Tags, lists, fields, templates and automations named by the definition that do not
     exist, each with its path. Missing tags and lists can be created (`create_missing`)."""
-    from tidings.automations import definition as d
-    from tidings.contacts.models import CustomField, Tag
-    from tidings.contacts.service import PROFILE_ATTRIBUTES
-    from tidings.messaging.models import EmailTemplate
-
     tags = set(session.scalars(select(Tag.name)))
     lists = set(session.scalars(select(MailingList.name)))
     fields = set(session.scalars(select(CustomField.key)))
@@ -379,8 +374,6 @@ def reference_problems(session: Session, definition: Definition) -> list[dict[st
 
 def create_missing(session: Session, problems: list[dict[str, str]], *, now: datetime) -> None:
     """Create the tags and lists that `reference_problems` offered to create."""
-    from tidings.contacts.service import ensure_lists, ensure_tags
-
     names = {"tag": [], "list": []}  # type: dict[str, list[str]]
     for problem in problems:
         if problem.get("offer") == "create":

@@ -1,18 +1,23 @@
 """Start triggers: one pydantic model per trigger type, and how each matches an activity.
 
 The registry maps a trigger `type` to a TriggerSpec: the activity types it listens to and a
-predicate over one activity row. Adding a trigger (deal triggers, later) is one entry here, in
-its own module if it is large: `register(TriggerSpec(...))`.
+predicate over one activity row, or, for a trigger no activity starts, the contacts it enrols
+on a given day. Adding a trigger (deal triggers, later) is one entry here, in its own module
+if it is large: `register(TriggerSpec(...))`, and its model in `Trigger`. The engine asks
+only the registry (tidings.automations.matcher).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import ColumnElement, func
 
+from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 
 ENGAGEMENT_EVENTS = ("email_opened", "link_clicked", "purchase", "site_visit")
@@ -104,6 +109,8 @@ class TriggerSpec:
     type: str
     activity_types: Callable[[Any], list[str]]
     matches: Callable[[Any, str, dict[str, Any], bool], bool]
+    # A trigger that no activity starts: the contacts it enrols on a day (asked once a day).
+    daily: Callable[[Any, date], ColumnElement[bool]] | None = None
 
 
 TRIGGERS: dict[str, TriggerSpec] = {}
@@ -121,6 +128,18 @@ def activity_types(trigger: Any) -> list[str]:
 
 def matches(trigger: Any, activity_type: str, data: dict[str, Any], machine: bool) -> bool:
     return TRIGGERS[trigger.type].matches(trigger, activity_type, data, machine)
+
+
+def is_daily(trigger: Any) -> bool:
+    """Whether the trigger enrols by a daily scan (`enrols_on`) instead of by activities."""
+    return trigger is not None and TRIGGERS[trigger.type].daily is not None
+
+
+def enrols_on(trigger: Any, day: date) -> ColumnElement[bool]:
+    """The contacts a daily trigger enrols on `day`."""
+    daily = TRIGGERS[trigger.type].daily
+    assert daily is not None
+    return daily(trigger, day)
 
 
 def _compare(op: str, actual: Any, expected: Any) -> bool:
@@ -198,5 +217,14 @@ register(
 )
 register(TriggerSpec("score_threshold", lambda t: ["score_changed"], _score_matches))
 register(TriggerSpec("none", lambda t: [], lambda t, _ty, d, _m: False))
-# Date anniversaries match no activity: the engine scans for them once a day (engine.scan_dates).
-register(TriggerSpec("date_anniversary", lambda t: [], lambda t, _ty, d, _m: False))
+
+
+def _anniversary(t: DateTrigger, day: date) -> ColumnElement[bool]:
+    target = day + timedelta(days=t.days)
+    return func.substr(Contact.fields[t.field].as_string(), 6, 5) == target.strftime("%m-%d")
+
+
+# Date anniversaries match no activity: the engine scans for them once a day.
+register(
+    TriggerSpec("date_anniversary", lambda t: [], lambda t, _ty, d, _m: False, daily=_anniversary)
+)

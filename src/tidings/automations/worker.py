@@ -1,58 +1,27 @@
 """The worker: runs engine passes and effect delivery in threads, woken at once by work made in
-this process (activity commits, enrolments), on PostgreSQL by LISTEN/NOTIFY from other
-processes, and otherwise by polling every second."""
+this process (activity commits, enrolments: the database's commit hooks, tidings.db.hooks),
+on PostgreSQL by LISTEN/NOTIFY from other processes, and otherwise by polling every second."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-import weakref
 from typing import Any
 
-from sqlalchemy import event, text
+import psycopg
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session
 
-from tidings.activities.service import activities_written, on_activities_committed
 from tidings.automations.effects import deliver_due
 from tidings.automations.engine import Engine
 from tidings.clock import Clock
 from tidings.config import Settings, get_settings
 from tidings.db.engine import Database
+from tidings.db.hooks import WORK_CHANNEL
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-CHANNEL = "tidings_automations"
-_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
-
-
-def wake_local_workers() -> None:
-    for worker in list(_workers):
-        worker.wake()
-
-
-def mark_work(session: Session) -> None:
-    """Wake this process's workers when `session` commits (enrolments made by hand)."""
-    session.info["automation_work"] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    if session.info.pop("automation_work", False):
-        wake_local_workers()
-
-
-@event.listens_for(Session, "before_commit")
-def _notify_other_processes(session: Session) -> None:
-    """On PostgreSQL, a commit that wrote activities or enrolments wakes the workers of every
-    process (NOTIFY is delivered at commit, and only if the transaction commits)."""
-    if not (activities_written(session) or session.info.get("automation_work")):
-        return
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 class Worker:
@@ -84,8 +53,8 @@ class Worker:
 
     def start(self) -> None:
         self._stop.clear()
-        _workers.add(self)
-        self._unsubscribe = on_activities_committed(self.wake)
+        # Work committed through this database in this process (tidings.db.hooks.mark_work).
+        self._unsubscribe = self.database.hooks.on_work_committed(self.wake)
         if not self.database.is_sqlite:
             listener = threading.Thread(target=self._listen, name="tidings-listen", daemon=True)
             self._threads.append(listener)
@@ -108,7 +77,6 @@ class Worker:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        _workers.discard(self)
         self._threads.clear()
         self._wakes.clear()
 
@@ -124,14 +92,12 @@ class Worker:
 
     def _listen(self) -> None:
         """Wake on NOTIFY from other processes (PostgreSQL); polling remains the fallback."""
-        import psycopg
-
         url = self.database.engine.url.set(drivername="postgresql")
         dsn = url.render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(dsn, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {CHANNEL}")
+                    connection.execute(f"LISTEN {WORK_CHANNEL}")
                     while not self._stop.is_set():
                         for _ in connection.notifies(timeout=0.5, stop_after=1):
                             self.wake()

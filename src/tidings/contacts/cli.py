@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import select
 
+from tidings.cli_support import open_database
 from tidings.clock import SystemClock
 from tidings.contacts.importer import export_contacts, import_contacts, rejected_path_for
 from tidings.contacts.policy import ContactStatus
@@ -45,7 +46,6 @@ def import_command(
     reason: str = typer.Option(None, help="Why (required with --force-resubscribe)."),
 ) -> None:
     """Import contacts from CSV. Rejected rows go to FILE.rejected.csv with the reason."""
-    from tidings.cli import open_database
 
     if force_resubscribe and not reason:
         raise _fail("--force-resubscribe needs --reason")
@@ -99,7 +99,6 @@ def export_command(
     ),
 ) -> None:
     """Export contacts as CSV, in the columns `contacts import` reads."""
-    from tidings.cli import open_database
 
     database = open_database()
     where = None
@@ -122,7 +121,6 @@ def export_command(
 
 def _apply_segment(list_name: str, segment: str, action: Literal["add", "remove"]) -> None:
     from tidings.activities.service import Cause
-    from tidings.cli import open_database
     from tidings.contacts.models import MailingList
     from tidings.segments.lists import change_list_by_segment
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from tidings.db.hooks import CommitHooks
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_WAL_CHECKPOINT_PAGES = 10_000
@@ -67,6 +69,8 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     engine: Engine
     sessionmaker: sessionmaker[Session]
+    # Attached to `sessionmaker` by create_database (tidings.db.hooks).
+    hooks: CommitHooks = field(default_factory=CommitHooks)
 
     @property
     def is_sqlite(self) -> bool:
@@ -105,4 +109,6 @@ def create_database(url: str, **engine_kwargs: Any) -> Database:
     else:
         engine_kwargs.setdefault("pool_pre_ping", True)
         engine = create_engine(url, **engine_kwargs)
-    return Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))
+    database = Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))
+    database.hooks.attach(database.sessionmaker, notify=engine.dialect.name == "postgresql")
+    return database

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tidings.cli_support import open_database
 from tidings.clock import SystemClock
 from tidings.errors import TidingsError
 from tidings.progress import file_progress
@@ -32,7 +33,6 @@ def import_command(
     """Import events from NDJSON (one event object per line, as POST /events takes).
 
     Rejected lines go to FILE.rejected.ndjson with their line number and reason."""
-    from tidings.cli import open_database
     from tidings.events.importer import import_events, rejected_path_for
 
     database = open_database()
@@ -75,7 +75,6 @@ def prune_command(
     ),
 ) -> None:
     """Delete old raw events. Engagement summaries and daily aggregates are kept as they are."""
-    from tidings.cli import open_database
     from tidings.config import get_settings
     from tidings.events.service import prune_events
 
