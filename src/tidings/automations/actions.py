@@ -4,9 +4,9 @@ Tags, lists, fields, status and score are written by the contacts write API
 (tidings.contacts.service) for the whole group at once, with their activity rows (cause
 "automation"), so a tag added here can start another automation in the same worker pass; a
 per-contact refusal (rejoining a list one left, leaving a sticky status, a deleted contact)
-fails that run alone. Outbound effects
-(email, webhook, notify) are written to an outbox keyed by (enrolment, step, hop): the
-transaction that advances the enrolment is the one that records the effect.
+fails that run alone. Outbound effects (email, webhook, notify) are written to an outbox keyed
+by (enrolment, step, hop): the transaction that advances the enrolment is the one that
+records the effect.
 """
 
 from __future__ import annotations

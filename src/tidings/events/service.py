@@ -26,6 +26,7 @@ from tidings.contacts import service as contacts_service
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
+from tidings.contacts.service import Engagement
 from tidings.db.bulk import dialect_insert, in_values, insert_tuples
 from tidings.db.engine import use_bulk_page_cache
 from tidings.db.types import stored_time
@@ -334,28 +335,28 @@ def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def _summaries(events: list[CheckedEvent]) -> dict[int, contacts_service.Engagement]:
+def _summaries(events: list[CheckedEvent]) -> dict[int, Engagement]:
     """Per contact, what this batch adds. Machine opens/clicks are not engagement."""
-    out: dict[int, contacts_service.Engagement] = {}
+    out: dict[int, Engagement] = {}
     for event in events:
         if event.machine or event.contact_id is None:
             continue
         kind = event.type
         if kind == EMAIL_OPENED:
-            s = out.setdefault(event.contact_id, contacts_service.Engagement())
+            s = out.setdefault(event.contact_id, Engagement())
             s.opens += 1
             s.last_open = _later(s.last_open, event.occurred_at)
         elif kind == LINK_CLICKED:
-            s = out.setdefault(event.contact_id, contacts_service.Engagement())
+            s = out.setdefault(event.contact_id, Engagement())
             s.clicks += 1
             s.last_click = _later(s.last_click, event.occurred_at)
         elif kind == PURCHASE:
-            s = out.setdefault(event.contact_id, contacts_service.Engagement())
+            s = out.setdefault(event.contact_id, Engagement())
             s.purchases += 1
             s.amount_minor += event.amount_minor
             s.last_purchase = _later(s.last_purchase, event.occurred_at)
         elif kind == SITE_VISIT:
-            s = out.setdefault(event.contact_id, contacts_service.Engagement())
+            s = out.setdefault(event.contact_id, Engagement())
             s.visits += 1
             s.last_visit = _later(s.last_visit, event.occurred_at)
     return out
