@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tidings.contacts import membership
+from tidings.contacts import membership, repository
 from tidings.contacts.fields import STANDARD_FIELDS, FieldType
 from tidings.contacts.models import CustomField, MailingList, Tag
 from tidings.contacts.schemas import FieldIn, FieldPatch, ListIn, ListPatch, TagIn, TagPatch
@@ -28,12 +27,16 @@ def get_row(session: Session, model: Any, id_: int, what: str) -> Any:
 
 
 def _unique_name(
-    session: Session, model: Any, name: str, what: str, exclude_id: int | None = None
+    session: Session,
+    model: type[Tag] | type[MailingList],
+    name: str,
+    what: str,
+    exclude_id: int | None = None,
 ) -> str:
     cleaned = name.strip()
     if not cleaned:
         raise ValidationFailed("name: must not be blank")
-    existing = session.scalar(select(model.id).where(model.name == cleaned))
+    existing = repository.id_by_name(session, model, cleaned)
     if existing is not None and existing != exclude_id:
         raise Conflict(f"a {what} named {cleaned!r} already exists")
     return cleaned
@@ -120,7 +123,7 @@ def _check_options(field_type: FieldType, options: list[str] | None) -> list[str
 def create_field(session: Session, body: FieldIn, *, now: datetime) -> CustomField:
     if body.key in STANDARD_FIELDS:
         raise ValidationFailed(f"key: {body.key!r} is a standard contact attribute")
-    if session.scalar(select(CustomField.id).where(CustomField.key == body.key)) is not None:
+    if repository.field_id(session, body.key) is not None:
         raise Conflict(f"a custom field with key {body.key!r} already exists")
     row = CustomField(
         key=body.key,

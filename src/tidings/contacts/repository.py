@@ -102,6 +102,23 @@ def ids_by_email(session: Session, emails: Sequence[str]) -> dict[str, int]:
     return found
 
 
+def email_of(session: Session, contact_id: int) -> str | None:
+    return session.scalar(select(Contact.email).where(Contact.id == contact_id))
+
+
+def id_by_name(session: Session, model: type[Tag] | type[MailingList], name: str) -> int | None:
+    """The id of the tag or list with this name."""
+    return session.scalar(select(model.id).where(model.name == name))
+
+
+def field_id(session: Session, key: str) -> int | None:
+    return session.scalar(select(CustomField.id).where(CustomField.key == key))
+
+
+def suppression(session: Session, value: str) -> Suppression | None:
+    return session.scalar(select(Suppression).where(Suppression.value == value))
+
+
 def existing_ids(session: Session, ids: Sequence[int]) -> set[int]:
     """Which of these contacts exist."""
     if not ids:
@@ -142,7 +159,7 @@ def tag_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
 
 
 def list_id_by_name(session: Session, name: str) -> int | None:
-    return session.scalar(select(MailingList.id).where(MailingList.name == name))
+    return id_by_name(session, MailingList, name)
 
 
 def tag_names(session: Session, contact_id: int) -> list[str]:

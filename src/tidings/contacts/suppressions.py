@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from tidings.contacts import repository
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Suppression
 from tidings.errors import NotFound, ValidationFailed
@@ -28,7 +29,7 @@ def add_suppression(
             normalized = normalize_email(raw)
         except InvalidEmail as exc:
             raise ValidationFailed(f"value: {exc.detail}") from None
-    existing = session.scalar(select(Suppression).where(Suppression.value == normalized))
+    existing = repository.suppression(session, normalized)
     if existing is not None:
         return existing
     entry = Suppression(value=normalized, reason=reason, created_at=now)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, func, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityType, record_tuples
@@ -248,7 +248,7 @@ def set_email(session: Session, contact_id: int, email: str, *, cause: str, now:
     except InvalidEmail as exc:
         raise ValidationFailed(f"email: {exc.detail}") from None
     c = CONTACTS.c
-    old = session.scalar(select(c.email).where(c.id == contact_id))
+    old = repository.email_of(session, contact_id)
     if old is None or normalized == old:
         return False
     if repository.ids_by_email(session, [normalized]):
