@@ -1,9 +1,12 @@
 """Contact actions, run set-wise for every enrolment at the same step of the same version.
 
-Every action writes the same activity rows as tidings.contacts.service (cause "automation"),
-so a tag added here can start another automation in the same worker pass. Outbound effects
-(email, webhook, notify) are written to an outbox keyed by (enrolment, step, hop): the
-transaction that advances the enrolment is the one that records the effect.
+Tags, lists, fields, status and score are written by the contacts write API
+(tidings.contacts.service) for the whole group at once, with their activity rows (cause
+"automation"), so a tag added here can start another automation in the same worker pass; a
+per-contact refusal (rejoining a list one left, leaving a sticky status, a deleted contact)
+fails that run alone. Outbound effects (email, webhook, notify) are written to an outbox keyed
+by (enrolment, step, hop): the transaction that advances the enrolment is the one that
+records the effect.
 """
 
 from __future__ import annotations
@@ -13,16 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, delete, literal, select, true, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tidings.activities.service import (
-    ActivityRow,
-    ActivityType,
-    Cause,
-    record_many,
-    record_tuples,
-)
+from tidings.activities.service import Cause
 from tidings.automations import definition as d
 from tidings.automations.enrolments import (
     ACTIVE,
@@ -37,15 +34,14 @@ from tidings.automations.enrolments import (
 from tidings.automations.journal import Journal
 from tidings.automations.models import Effect
 from tidings.automations.registry import Loaded, Registry
+from tidings.contacts import repository as contacts_repository
 from tidings.contacts import service as contacts
-from tidings.contacts.models import Contact, ContactTag, MailingList, Tag
-from tidings.db.bulk import dialect_insert, in_values, values_select
-from tidings.db.types import UTCDateTime
+from tidings.contacts.models import Contact
+from tidings.db.bulk import dialect_insert, in_values
 from tidings.errors import TidingsError
 from tidings.messaging.outbox import queue_each
 
 CAUSE = Cause.AUTOMATION.value
-CONTACT_TAGS: Any = ContactTag.__table__
 PASSED, FAILED, REFUSED = "passed", "failed", "refused"
 
 
@@ -133,170 +129,79 @@ def run_action(ctx: Context, loaded: Loaded, step: Any, runs: Sequence[RunLike])
     return handler(ctx, loaded, step, runs)
 
 
-def _record(ctx: Context, rows: list[ActivityRow]) -> None:
-    if rows:
-        record_many(ctx.session, rows)
-        ctx.activities += len(rows)
-
-
 def _tags(ctx: Context, loaded: Loaded, step: d.TagAction, runs: Sequence[RunLike]) -> Outcomes:
     session, now = ctx.session, ctx.now
     ids = sorted({r.contact_id for r in runs})
     if step.action == "add_tag":
-        tag_ids = contacts.ensure_tags(session, step.tags, now)
+        found = contacts.ensure_tags(session, step.tags, now)
+        write = contacts.add_tags
     else:
-        tag_ids = dict(
-            session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(step.tags))).all()
-        )
-    rows: list[tuple[Any, ...]] = []
-    for name in step.tags:
-        tag_id = tag_ids.get(name)
-        if tag_id is None:
-            continue  # removing a tag nobody has ever had
-        if step.action == "add_tag":
-            changed, kind = _add_tag(session, tag_id, ids, now), ActivityType.TAG_ADDED.value
-        else:
-            changed, kind = _remove_tag(session, tag_id, ids), ActivityType.TAG_REMOVED.value
-        data = {"tag": name, "tag_id": tag_id}
-        rows.extend((cid, kind, CAUSE, now, data) for cid in sorted(changed))
-    if rows:
-        record_tuples(session, rows)
-        ctx.activities += len(rows)
+        found = contacts_repository.tag_ids(session, step.tags)  # none: nobody has it
+        write = contacts.remove_tags
+    tags = {name: found[name] for name in step.tags if name in found}  # in the step's order
+    ctx.activities += len(write(session, ids, tags, cause=CAUSE, now=now).changed)
     return {}
-
-
-def _add_tag(session: Session, tag_id: int, ids: list[int], now: datetime) -> list[int]:
-    """One INSERT ... SELECT; returns the contacts that did not have the tag (a request adding
-    it concurrently is no conflict: only rows really added come back)."""
-    source = values_select(session, ids, BigInteger()).subquery()
-    statement = (
-        dialect_insert(session, CONTACT_TAGS)
-        .from_select(
-            ["contact_id", "tag_id", "created_at"],
-            select(source.c.value, literal(tag_id), literal(now, UTCDateTime())).where(true()),
-        )
-        .on_conflict_do_nothing()
-        .returning(ContactTag.contact_id)
-    )
-    # The table, not the class: a Core statement, without the ORM's bulk-insert bookkeeping.
-    return list(session.scalars(statement))
-
-
-def _remove_tag(session: Session, tag_id: int, ids: list[int]) -> list[int]:
-    return list(
-        session.scalars(
-            delete(ContactTag)
-            .where(ContactTag.tag_id == tag_id, in_values(session, ContactTag.contact_id, ids))
-            .returning(ContactTag.contact_id)
-            .execution_options(synchronize_session=False)  # no ContactTag objects are loaded
-        )
-    )
 
 
 def _score(ctx: Context, loaded: Loaded, step: d.ScoreAction, runs: Sequence[RunLike]) -> Outcomes:
-    session = ctx.session
     ids = sorted({r.contact_id for r in runs})
-    changed = session.execute(
-        update(Contact)
-        .where(in_values(session, Contact.id, ids))
-        .values(score=Contact.score + step.by, updated_at=ctx.now)
-        .returning(Contact.id, Contact.score)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _record(
-        ctx,
-        [
-            ActivityRow(
-                cid,
-                ActivityType.SCORE_CHANGED.value,
-                CAUSE,
-                ctx.now,
-                {"old": score - step.by, "new": score, "by": step.by},
-            )
-            for cid, score in changed
-        ],
-    )
+    scores = contacts.adjust_scores(ctx.session, ids, step.by, cause=CAUSE, now=ctx.now)
+    ctx.activities += len(scores)
     return {}
 
 
-def _per_contact(
-    ctx: Context,
-    runs: Sequence[RunLike],
-    apply: Callable[[Contact], None],
-) -> Outcomes:
-    """Actions with per-contact rules (list rejoin, status stickiness, field types)."""
-    session = ctx.session
-    ids = sorted({r.contact_id for r in runs})
-    by_id = {
-        c.id: c for c in session.scalars(select(Contact).where(in_values(session, Contact.id, ids)))
+def _refused(ctx: Context, runs: Sequence[RunLike], changes: contacts.Changes) -> Outcomes:
+    """Runs whose contact a per-contact rule refused (list rejoin, status stickiness) or that
+    no longer exists: failed, with the reason; the others passed."""
+    ctx.activities += len(changes.changed)
+    refused = changes.refused
+    return {r.id: (FAILED, refused[r.contact_id]) for r in runs if r.contact_id in refused}
+
+
+def _all_failed(ctx: Context, runs: Sequence[RunLike], detail: str) -> Outcomes:
+    """A value every contact refuses (a field type): each run failed with it."""
+    present = contacts_repository.existing_ids(ctx.session, sorted({r.contact_id for r in runs}))
+    return {
+        r.id: (FAILED, detail if r.contact_id in present else contacts.NO_CONTACT) for r in runs
     }
-    outcomes: Outcomes = {}
-    for run in runs:
-        contact = by_id.get(run.contact_id)
-        if contact is None:
-            outcomes[run.id] = (FAILED, "contact no longer exists")
-            continue
-        try:
-            with session.begin_nested():
-                apply(contact)
-        except TidingsError as exc:
-            outcomes[run.id] = (FAILED, exc.detail)
-    ctx.activities += 1  # these services record their own activities
-    return outcomes
 
 
 def _list(ctx: Context, loaded: Loaded, step: d.ListAction, runs: Sequence[RunLike]) -> Outcomes:
     session, now = ctx.session, ctx.now
+    ids = sorted({r.contact_id for r in runs})
     if step.action == "subscribe_list":
         list_id = contacts.ensure_lists(session, [step.list], now)[step.list]
+        mailing_list = contacts.get_list(session, list_id)
+        changes = contacts.subscribe(session, ids, mailing_list, cause=CAUSE, now=now)
     else:
-        found = session.scalar(select(MailingList.id).where(MailingList.name == step.list))
+        found = contacts_repository.list_id_by_name(session, step.list)
         if found is None:
             return {}
-        list_id = found
-    mailing_list = session.get(MailingList, list_id)
-    assert mailing_list is not None
-    if step.action == "subscribe_list":
-
-        def apply(c: Contact) -> None:
-            contacts.subscribe_list(session, c, mailing_list, now=now, cause=CAUSE)
-    else:
-
-        def apply(c: Contact) -> None:
-            contacts.unsubscribe_list(session, c, mailing_list, now=now, cause=CAUSE)
-
-    return _per_contact(ctx, runs, apply)
+        mailing_list = contacts.get_list(session, found)
+        changes = contacts.unsubscribe(session, ids, mailing_list, cause=CAUSE, now=now)
+    return _refused(ctx, runs, changes)
 
 
 def _set_field(
     ctx: Context, loaded: Loaded, step: d.SetFieldAction, runs: Sequence[RunLike]
 ) -> Outcomes:
-    now = ctx.now
-    if step.field in contacts.PROFILE_ATTRIBUTES:
-
-        def apply(c: Contact) -> None:
-            contacts.update_contact(
-                ctx.session, c, now=now, cause=CAUSE, profile={step.field: step.value}
-            )
-    else:
-
-        def apply(c: Contact) -> None:
-            contacts.update_contact(
-                ctx.session, c, now=now, cause=CAUSE, fields={step.field: step.value}
-            )
-
-    return _per_contact(ctx, runs, apply)
+    ids = sorted({r.contact_id for r in runs})
+    values = {step.field: step.value}
+    try:
+        changes = contacts.set_fields(ctx.session, ids, values, cause=CAUSE, now=ctx.now)
+    except TidingsError as exc:
+        return _all_failed(ctx, runs, exc.detail)
+    return _refused(ctx, runs, changes)
 
 
 def _set_status(
     ctx: Context, loaded: Loaded, step: d.SetStatusAction, runs: Sequence[RunLike]
 ) -> Outcomes:
-    def apply(c: Contact) -> None:
-        contacts.change_status(
-            ctx.session, c, step.status.value, now=ctx.now, cause=CAUSE, reason=step.reason
-        )
-
-    return _per_contact(ctx, runs, apply)
+    ids = sorted({r.contact_id for r in runs})
+    changes = contacts.set_status(
+        ctx.session, ids, step.status.value, cause=CAUSE, now=ctx.now, reason=step.reason
+    )
+    return _refused(ctx, runs, changes)
 
 
 def _send_email(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
@@ -13,9 +13,8 @@ from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
-from tidings.contacts import repository, service
+from tidings.contacts import catalog, repository, service
 from tidings.contacts.emails import InvalidEmail, normalize_email
-from tidings.contacts.fields import STANDARD_FIELDS, FieldType
 from tidings.contacts.models import Contact, CustomField, MailingList, Suppression, Tag
 from tidings.contacts.policy import ContactStatus
 from tidings.contacts.schemas import (
@@ -44,7 +43,7 @@ from tidings.contacts.schemas import (
     TagOut,
     TagPatch,
 )
-from tidings.errors import Conflict, NotFound, ValidationFailed
+from tidings.errors import ValidationFailed
 
 router = APIRouter()
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -297,25 +296,6 @@ def unsubscribe(contact_id: Id, list_id: Id, session: SessionDep, clock: ClockDe
 # ---- tags -------------------------------------------------------------------------------
 
 
-def _get(session: Session, model: Any, id_: int, what: str) -> Any:
-    row = session.get(model, id_)
-    if row is None:
-        raise NotFound(f"{what} {id_} does not exist")
-    return row
-
-
-def _unique_name(
-    session: Session, model: Any, name: str, what: str, exclude_id: int | None = None
-) -> str:
-    cleaned = name.strip()
-    if not cleaned:
-        raise ValidationFailed("name: must not be blank")
-    existing = session.scalar(select(model.id).where(model.name == cleaned))
-    if existing is not None and existing != exclude_id:
-        raise Conflict(f"a {what} named {cleaned!r} already exists")
-    return cleaned
-
-
 @router.get("/tags", tags=["tags"])
 def list_tags(session: SessionDep) -> list[TagOut]:
     return [TagOut.model_validate(t) for t in session.scalars(select(Tag).order_by(Tag.name))]
@@ -323,35 +303,23 @@ def list_tags(session: SessionDep) -> list[TagOut]:
 
 @router.post("/tags", status_code=201, tags=["tags"])
 def create_tag(body: TagIn, session: SessionDep, clock: ClockDep) -> TagOut:
-    tag = Tag(
-        name=_unique_name(session, Tag, body.name, "tag"),
-        description=body.description,
-        created_at=clock.now(),
-    )
-    session.add(tag)
-    session.flush()
-    return TagOut.model_validate(tag)
+    return TagOut.model_validate(catalog.create_tag(session, body, now=clock.now()))
 
 
 @router.get("/tags/{tag_id}", tags=["tags"])
 def get_tag(tag_id: Id, session: SessionDep) -> TagOut:
-    return TagOut.model_validate(_get(session, Tag, tag_id, "tag"))
+    return TagOut.model_validate(catalog.get_row(session, Tag, tag_id, "tag"))
 
 
 @router.patch("/tags/{tag_id}", tags=["tags"])
 def patch_tag(tag_id: Id, body: TagPatch, session: SessionDep) -> TagOut:
-    tag = _get(session, Tag, tag_id, "tag")
-    if body.name is not None:
-        tag.name = _unique_name(session, Tag, body.name, "tag", exclude_id=tag.id)
-    if "description" in body.model_fields_set:
-        tag.description = body.description
-    session.flush()
-    return TagOut.model_validate(tag)
+    tag = catalog.get_row(session, Tag, tag_id, "tag")
+    return TagOut.model_validate(catalog.update_tag(session, tag, body))
 
 
 @router.delete("/tags/{tag_id}", status_code=204, tags=["tags"])
 def delete_tag(tag_id: Id, session: SessionDep) -> Response:
-    service.delete_tag(session, _get(session, Tag, tag_id, "tag"))
+    catalog.delete_tag(session, catalog.get_row(session, Tag, tag_id, "tag"))
     return Response(status_code=204)
 
 
@@ -368,15 +336,7 @@ def list_lists(session: SessionDep) -> list[ListOut]:
 
 @router.post("/lists", status_code=201, tags=["lists"])
 def create_list(body: ListIn, session: SessionDep, clock: ClockDep) -> ListOut:
-    mailing_list = MailingList(
-        name=_unique_name(session, MailingList, body.name, "list"),
-        description=body.description,
-        double_opt_in=body.double_opt_in,
-        created_at=clock.now(),
-    )
-    session.add(mailing_list)
-    session.flush()
-    return ListOut.model_validate(mailing_list)
+    return ListOut.model_validate(catalog.create_list(session, body, now=clock.now()))
 
 
 @router.get("/lists/{list_id}", tags=["lists"])
@@ -387,37 +347,16 @@ def get_list(list_id: Id, session: SessionDep) -> ListOut:
 @router.patch("/lists/{list_id}", tags=["lists"])
 def patch_list(list_id: Id, body: ListPatch, session: SessionDep) -> ListOut:
     mailing_list = service.get_list(session, list_id)
-    if body.name is not None:
-        mailing_list.name = _unique_name(
-            session, MailingList, body.name, "list", exclude_id=mailing_list.id
-        )
-    if "description" in body.model_fields_set:
-        mailing_list.description = body.description
-    if body.double_opt_in is not None:
-        mailing_list.double_opt_in = body.double_opt_in
-    session.flush()
-    return ListOut.model_validate(mailing_list)
+    return ListOut.model_validate(catalog.update_list(session, mailing_list, body))
 
 
 @router.delete("/lists/{list_id}", status_code=204, tags=["lists"])
 def delete_list(list_id: Id, session: SessionDep) -> Response:
-    session.delete(service.get_list(session, list_id))
+    catalog.delete_list(session, service.get_list(session, list_id))
     return Response(status_code=204)
 
 
 # ---- custom fields ----------------------------------------------------------------------
-
-
-def _check_options(field_type: FieldType, options: list[str] | None) -> list[str] | None:
-    if field_type in (FieldType.SINGLE_CHOICE, FieldType.MULTI_CHOICE):
-        if not options:
-            raise ValidationFailed(f"options: a {field_type} field needs at least one option")
-        if len(set(options)) != len(options):
-            raise ValidationFailed("options: must be unique")
-        return options
-    if options:
-        raise ValidationFailed(f"options: only choice fields have options, not {field_type}")
-    return None
 
 
 @router.get("/fields", tags=["fields"])
@@ -430,42 +369,24 @@ def list_fields(session: SessionDep) -> list[FieldOut]:
 
 @router.post("/fields", status_code=201, tags=["fields"])
 def create_field(body: FieldIn, session: SessionDep, clock: ClockDep) -> FieldOut:
-    if body.key in STANDARD_FIELDS:
-        raise ValidationFailed(f"key: {body.key!r} is a standard contact attribute")
-    if session.scalar(select(CustomField.id).where(CustomField.key == body.key)) is not None:
-        raise Conflict(f"a custom field with key {body.key!r} already exists")
-    row = CustomField(
-        key=body.key,
-        label=body.label or body.key.replace("_", " ").capitalize(),
-        type=body.type.value,
-        options=_check_options(body.type, body.options),
-        created_at=clock.now(),
-    )
-    session.add(row)
-    session.flush()
-    return FieldOut.model_validate(row)
+    return FieldOut.model_validate(catalog.create_field(session, body, now=clock.now()))
 
 
 @router.get("/fields/{field_id}", tags=["fields"])
 def get_field(field_id: Id, session: SessionDep) -> FieldOut:
-    return FieldOut.model_validate(_get(session, CustomField, field_id, "field"))
+    return FieldOut.model_validate(catalog.get_row(session, CustomField, field_id, "field"))
 
 
 @router.patch("/fields/{field_id}", tags=["fields"])
 def patch_field(field_id: Id, body: FieldPatch, session: SessionDep) -> FieldOut:
-    row = _get(session, CustomField, field_id, "field")
-    if body.label is not None:
-        row.label = body.label
-    if body.options is not None:
-        row.options = _check_options(FieldType(row.type), body.options)
-    session.flush()
-    return FieldOut.model_validate(row)
+    row = catalog.get_row(session, CustomField, field_id, "field")
+    return FieldOut.model_validate(catalog.update_field(session, row, body))
 
 
 @router.delete("/fields/{field_id}", status_code=204, tags=["fields"])
 def delete_field(field_id: Id, session: SessionDep) -> Response:
     """Delete the definition; values already stored on contacts stay in their history."""
-    session.delete(_get(session, CustomField, field_id, "field"))
+    catalog.delete_field(session, catalog.get_row(session, CustomField, field_id, "field"))
     return Response(status_code=204)
 
 
@@ -486,7 +407,5 @@ def add_suppression(body: SuppressionIn, session: SessionDep, clock: ClockDep) -
 
 @router.delete("/suppressions/{suppression_id}", status_code=204, tags=["suppressions"])
 def delete_suppression(suppression_id: Id, session: SessionDep) -> Response:
-    result = session.execute(delete(Suppression).where(Suppression.id == suppression_id))
-    if not result.rowcount:  # type: ignore[attr-defined]
-        raise NotFound(f"suppression {suppression_id} does not exist")
+    service.delete_suppression(session, suppression_id)
     return Response(status_code=204)

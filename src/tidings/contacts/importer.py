@@ -17,7 +17,7 @@ from tidings.contacts.csvfile import Record, read_records
 from tidings.contacts.fields import FieldDef
 from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
 from tidings.contacts.policy import ContactStatus
-from tidings.contacts.service import (
+from tidings.contacts.upsert import (
     ContactInput,
     UpsertReport,
     ValidatedBatch,

@@ -57,7 +57,8 @@ class ContactTag(Base):
     tag step of every automation writes it), and PostgreSQL checks a key by locking the
     referenced contact AND tag row for each new row, a WAL record each and one hot tag row
     locked by every worker at once. Deleting a contact or a tag deletes its rows here
-    (contacts.service.delete_contact, delete_tag); reads always join contacts and tags."""
+    (contacts.writes.delete_contacts, contacts.catalog.delete_tag); reads always join
+    contacts and tags."""
 
     __tablename__ = "contact_tags"
 

@@ -1,4 +1,8 @@
-"""Queries for contacts, tags, lists, fields and suppressions."""
+"""Queries for contacts, tags, lists, fields and suppressions.
+
+The write functions of this package (membership, writes, upsert) read through these; so does
+every other package that looks at contact data.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, exists, select
+from sqlalchemy import ColumnElement, Select, String, exists, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -21,7 +25,11 @@ from tidings.contacts.models import (
     Suppression,
     Tag,
 )
-from tidings.db.bulk import in_values
+from tidings.db.bulk import in_values, values_select
+
+# The contacts a set-based write applies to: their ids, or a SELECT of one column of ids (so a
+# caller holding a query - a segment, a list - never loads the ids itself).
+ContactIds = Sequence[int] | Select[Any]
 
 # Portable bound on the number of parameters in one IN (...) list.
 IN_CHUNK = 500
@@ -30,6 +38,20 @@ IN_CHUNK = 500
 def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def ids_condition(session: Session, column: Any, contacts: ContactIds) -> ColumnElement[bool]:
+    """`column IN contacts`, with one bound parameter for a list of ids."""
+    if isinstance(contacts, Select):
+        return column.in_(contacts)  # type: ignore[no-any-return]
+    return in_values(session, column, contacts)
+
+
+def ids_source(session: Session, contacts: ContactIds, type_: Any) -> Any:
+    """The ids as the one column of a FROM clause: the source of an INSERT ... SELECT."""
+    if isinstance(contacts, Select):
+        return next(iter(contacts.subquery().c))
+    return values_select(session, contacts, type_).subquery().c.value
 
 
 def field_definitions(session: Session) -> dict[str, FieldDef]:
@@ -80,32 +102,64 @@ def ids_by_email(session: Session, emails: Sequence[str]) -> dict[str, int]:
     return found
 
 
-def pairs_present(
-    session: Session, column_a: Any, column_b: Any, a_values: Sequence[int], b_values: Sequence[int]
-) -> set[tuple[int, int]]:
-    """Which (a, b) pairs of a two-column link table exist, for the given a's and b's."""
-    present: set[tuple[int, int]] = set()
-    if not a_values or not b_values:
-        return present
-    query = select(column_a, column_b).where(
-        in_values(session, column_a, a_values), column_b.in_(b_values)
-    )
-    present.update((a, b) for a, b in session.execute(query))
-    return present
+def email_of(session: Session, contact_id: int) -> str | None:
+    return session.scalar(select(Contact.email).where(Contact.id == contact_id))
 
 
-def memberships(
-    session: Session, contact_ids: Sequence[int], list_ids: Sequence[int]
-) -> dict[tuple[int, int], str]:
-    found: dict[tuple[int, int], str] = {}
-    if not contact_ids or not list_ids:
-        return found
-    query = select(ListMembership.contact_id, ListMembership.list_id, ListMembership.status).where(
-        in_values(session, ListMembership.contact_id, contact_ids),
-        ListMembership.list_id.in_(list_ids),
+def id_by_name(session: Session, model: type[Tag] | type[MailingList], name: str) -> int | None:
+    """The id of the tag or list with this name."""
+    return session.scalar(select(model.id).where(model.name == name))
+
+
+def field_id(session: Session, key: str) -> int | None:
+    return session.scalar(select(CustomField.id).where(CustomField.key == key))
+
+
+def suppression(session: Session, value: str) -> Suppression | None:
+    return session.scalar(select(Suppression).where(Suppression.value == value))
+
+
+def existing_ids(session: Session, ids: Sequence[int]) -> set[int]:
+    """Which of these contacts exist."""
+    if not ids:
+        return set()
+    return set(session.scalars(select(Contact.id).where(in_values(session, Contact.id, ids))))
+
+
+def statuses(session: Session, contacts: ContactIds) -> list[tuple[int, str]]:
+    """(id, status) of each of these contacts that exists."""
+    query = select(Contact.id, Contact.status).where(ids_condition(session, Contact.id, contacts))
+    return [(contact_id, status) for contact_id, status in session.execute(query)]
+
+
+PROFILE_COLUMNS = (Contact.id, Contact.first_name, Contact.last_name, Contact.phone, Contact.fields)
+
+
+def profiles(session: Session, contacts: ContactIds) -> list[Any]:
+    """Names, phone and custom-field values of each of these contacts that exists."""
+    query = select(*PROFILE_COLUMNS).where(ids_condition(session, Contact.id, contacts))
+    return list(session.execute(query.order_by(Contact.id)))
+
+
+def membership_status(session: Session, contact_id: int, list_id: int) -> str | None:
+    """The contact's membership status on the list (None when not on it)."""
+    return session.scalar(
+        select(ListMembership.status).where(
+            ListMembership.contact_id == contact_id, ListMembership.list_id == list_id
+        )
     )
-    found.update({(c, ls): status for c, ls, status in session.execute(query)})
-    return found
+
+
+def tag_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
+    """Ids of those of the named tags that exist."""
+    if not names:
+        return {}
+    query = select(Tag.name, Tag.id).where(Tag.name.in_(sorted(set(names))))
+    return {name: tag_id for name, tag_id in session.execute(query)}
+
+
+def list_id_by_name(session: Session, name: str) -> int | None:
+    return id_by_name(session, MailingList, name)
 
 
 def tag_names(session: Session, contact_id: int) -> list[str]:

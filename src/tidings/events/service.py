@@ -2,19 +2,20 @@
 
 Events are activity rows (one log for contact changes and events, so automations trigger on
 both). A batch is written set-wise: one executemany for the events, one for the contact
-summaries (relative UPDATEs, so concurrent batches add up exactly), one upsert per (day, type)
-for the daily aggregates. Invalid events are reported with their index; the rest are stored.
+summaries (`apply_engagement` of the contacts write API: relative UPDATEs, so concurrent
+batches add up exactly), one upsert per (day, type) for the daily aggregates. Invalid events
+are reported with their index; the rest are stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -25,8 +26,10 @@ from tidings.contacts import service as contacts_service
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
+from tidings.contacts.service import Engagement
 from tidings.db.bulk import dialect_insert, in_values, insert_tuples
 from tidings.db.engine import use_bulk_page_cache
+from tidings.db.types import stored_time
 from tidings.events.models import EventDaily
 from tidings.events.validation import (
     BUILTIN_TYPES,
@@ -44,7 +47,6 @@ from tidings.memory import gc_paused
 
 MAX_BATCH = 50_000
 ACTIVITIES = cast(Table, Activity.__table__)
-CONTACTS = cast(Table, Contact.__table__)
 DAILY = cast(Table, EventDaily.__table__)
 EVENT_COLUMNS = ("contact_id", "type", "cause", "occurred_at", "data", "event_id", "machine")
 # Contacts an unknown email creates (create_contacts=true) have not opted in to campaigns.
@@ -115,7 +117,7 @@ def _ingest(
         stored = _sqlite_store(session, checked, cause, report)
     else:
         stored = _postgres_store(session, checked, cause, report)
-    _update_summaries(session, stored)
+    contacts_service.apply_engagement(session, _summaries(stored))
     _update_daily(session, stored)
     report.rejected.sort(key=lambda r: r.index)
     return report
@@ -226,13 +228,6 @@ def _row(event: CheckedEvent, cause: str) -> tuple[Any, ...]:
     )
 
 
-def stored_time(value: datetime) -> str:
-    """What SQLite stores for a UTCDateTime (as db.types.sqlite_timestamp), 3x cheaper."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
-
-
 _SQLITE_INSERT = (
     f"INSERT INTO activities ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
@@ -336,158 +331,35 @@ def _postgres_store(
     return stored
 
 
-@dataclass(slots=True)
-class _Summary:
-    opens: int = 0
-    clicks: int = 0
-    purchases: int = 0
-    visits: int = 0
-    amount_minor: int = 0
-    last_open: datetime | None = None
-    last_click: datetime | None = None
-    last_purchase: datetime | None = None
-    last_visit: datetime | None = None
-
-    def last_engaged(self) -> datetime | None:
-        times = [t for t in (self.last_open, self.last_click, self.last_purchase, self.last_visit)]
-        present = [t for t in times if t is not None]
-        return max(present) if present else None
-
-
 def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def _summaries(events: list[CheckedEvent]) -> dict[int, _Summary]:
+def _summaries(events: list[CheckedEvent]) -> dict[int, Engagement]:
     """Per contact, what this batch adds. Machine opens/clicks are not engagement."""
-    out: dict[int, _Summary] = {}
+    out: dict[int, Engagement] = {}
     for event in events:
         if event.machine or event.contact_id is None:
             continue
         kind = event.type
         if kind == EMAIL_OPENED:
-            s = out.setdefault(event.contact_id, _Summary())
+            s = out.setdefault(event.contact_id, Engagement())
             s.opens += 1
             s.last_open = _later(s.last_open, event.occurred_at)
         elif kind == LINK_CLICKED:
-            s = out.setdefault(event.contact_id, _Summary())
+            s = out.setdefault(event.contact_id, Engagement())
             s.clicks += 1
             s.last_click = _later(s.last_click, event.occurred_at)
         elif kind == PURCHASE:
-            s = out.setdefault(event.contact_id, _Summary())
+            s = out.setdefault(event.contact_id, Engagement())
             s.purchases += 1
             s.amount_minor += event.amount_minor
             s.last_purchase = _later(s.last_purchase, event.occurred_at)
         elif kind == SITE_VISIT:
-            s = out.setdefault(event.contact_id, _Summary())
+            s = out.setdefault(event.contact_id, Engagement())
             s.visits += 1
             s.last_visit = _later(s.last_visit, event.occurred_at)
     return out
-
-
-SUMMARY_TIMES = ("last_open_at", "last_click_at", "last_purchase_at", "last_visit_at")
-SUMMARY_COUNTS = ("open_count", "click_count", "purchase_count", "visit_count")
-
-# SQLite: timestamps are fixed-width text, so "later" is a text comparison; a NULL parameter
-# (nothing of that kind in the batch) compares as NULL and keeps the stored value.
-_SQLITE_SUMMARY = (
-    "UPDATE contacts SET "
-    + ", ".join(f"{c} = {c} + ?{i + 1}" for i, c in enumerate(SUMMARY_COUNTS))
-    + ", purchase_total_minor = purchase_total_minor + ?5, "
-    + ", ".join(
-        f"{c} = CASE WHEN ?{i + 6} > coalesce({c}, '') THEN ?{i + 6} ELSE {c} END"
-        for i, c in enumerate((*SUMMARY_TIMES, "last_engaged_at"))
-    )
-    + " WHERE id = ?11"
-)
-
-
-def _update_summaries(session: Session, events: list[CheckedEvent]) -> None:
-    """Add each contact's batch totals with relative UPDATEs: exact under concurrency.
-
-    Contacts are updated in id order so two concurrent batches lock rows in the same order
-    (no deadlock on PostgreSQL).
-    """
-    per_contact = _summaries(events)
-    if not per_contact:
-        return
-    connection = session.connection()
-    ordered = sorted(per_contact.items())
-    if connection.dialect.name == "sqlite":
-
-        def ts(value: datetime | None) -> str | None:
-            return None if value is None else stored_time(value)
-
-        rows = [
-            (
-                s.opens,
-                s.clicks,
-                s.purchases,
-                s.visits,
-                s.amount_minor,
-                ts(s.last_open),
-                ts(s.last_click),
-                ts(s.last_purchase),
-                ts(s.last_visit),
-                ts(s.last_engaged()),
-                contact_id,
-            )
-            for contact_id, s in ordered
-        ]
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(_SQLITE_SUMMARY, rows)
-        finally:
-            cursor.close()
-        return
-    table = CONTACTS
-    c = table.c
-    # PostgreSQL: greatest() ignores NULLs, so a missing kind keeps the stored value.
-    statement = (
-        update(table)
-        .where(c.id == bindparam("b_id"))
-        .values(
-            open_count=c.open_count + bindparam("b_opens"),
-            click_count=c.click_count + bindparam("b_clicks"),
-            purchase_count=c.purchase_count + bindparam("b_purchases"),
-            visit_count=c.visit_count + bindparam("b_visits"),
-            purchase_total_minor=c.purchase_total_minor + bindparam("b_amount"),
-            last_open_at=func.greatest(
-                c.last_open_at, bindparam("b_open", type_=c.last_open_at.type)
-            ),
-            last_click_at=func.greatest(
-                c.last_click_at, bindparam("b_click", type_=c.last_click_at.type)
-            ),
-            last_purchase_at=func.greatest(
-                c.last_purchase_at, bindparam("b_purchase", type_=c.last_purchase_at.type)
-            ),
-            last_visit_at=func.greatest(
-                c.last_visit_at, bindparam("b_visit", type_=c.last_visit_at.type)
-            ),
-            last_engaged_at=func.greatest(
-                c.last_engaged_at, bindparam("b_engaged", type_=c.last_engaged_at.type)
-            ),
-        )
-    )
-    connection.execute(
-        statement,
-        [
-            {
-                "b_id": contact_id,
-                "b_opens": s.opens,
-                "b_clicks": s.clicks,
-                "b_purchases": s.purchases,
-                "b_visits": s.visits,
-                "b_amount": s.amount_minor,
-                "b_open": s.last_open,
-                "b_click": s.last_click,
-                "b_purchase": s.last_purchase,
-                "b_visit": s.last_visit,
-                "b_engaged": s.last_engaged(),
-            }
-            for contact_id, s in ordered
-        ],
-    )
 
 
 def _update_daily(session: Session, events: list[CheckedEvent]) -> None:

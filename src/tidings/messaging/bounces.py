@@ -16,10 +16,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.activities.service import Cause, record
+from tidings.activities.service import ActivityRow, Cause, record, record_many
+from tidings.contacts import repository as contacts_repository
+from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 from tidings.contacts.service import change_status
+from tidings.db.bulk import in_values
 from tidings.messaging.bounce_parse import (
     BounceParseError,
     BounceReport,
@@ -29,6 +32,9 @@ from tidings.messaging.bounce_parse import (
 from tidings.messaging.bounce_rules import BounceKind
 from tidings.messaging.models import OutboxMessage
 from tidings.messaging.outbox import EmailActivity, OutboxStatus
+
+# Statuses a bounce changes (a complaint or an earlier bounce stays as it is).
+BOUNCEABLE = frozenset(ContactStatus) - {ContactStatus.BOUNCED, ContactStatus.COMPLAINED}
 
 __all__ = [
     "BounceKind",
@@ -218,28 +224,51 @@ def _mark_message(
 
 
 def hard_failures_bounce(session: Session, outcomes: Sequence[Any], now: datetime) -> None:
-    """A 5xx at RCPT TO from the receiving server is a hard bounce given synchronously."""
-    for outcome in outcomes:
-        result = outcome.result
-        enhanced = result.enhanced
-        if enhanced is not None and not enhanced.startswith("5.1"):
-            continue  # a policy refusal (5.7.x) is not a bad address
-        contact = session.get(Contact, outcome.job.contact_id)
-        if contact is None:
+    """A 5xx at RCPT TO from the receiving server is a hard bounce given synchronously.
+
+    Set-wise for a whole sending batch: one lookup of the contacts, one insert of the
+    `email_bounced` rows, one UPDATE of the messages and one status change through the
+    contacts write API (a contact that complained stays complained).
+    """
+    failures = [
+        (outcome.job, outcome.result)
+        for outcome in outcomes
+        # A policy refusal (5.7.x) is not a bad address.
+        if outcome.result.enhanced is None or outcome.result.enhanced.startswith("5.1")
+    ]
+    present = contacts_repository.existing_ids(
+        session, sorted({job.contact_id for job, _ in failures})
+    )
+    rows: list[ActivityRow] = []
+    reasons: dict[int, str] = {}
+    for job, result in failures:
+        if job.contact_id not in present:
             continue
-        report = BounceReport(
-            BounceKind.HARD, status=enhanced, diagnostic=f"{result.code} {result.message}"
-        )
-        message = session.get(OutboxMessage, outcome.job.id)
-        _apply_one(
-            session,
-            contact,
-            BounceKind.HARD,
-            enhanced,
-            report.diagnostic,
-            message,
-            report,
-            now,
-            1,
-            1,
-        )
+        diagnostic = f"{result.code} {result.message}"
+        data = {
+            "status": result.enhanced,
+            "diagnostic": diagnostic,
+            "outbox_id": job.id,
+            "broadcast_id": job.broadcast_id,
+        }
+        rows.append(ActivityRow(job.contact_id, EmailActivity.BOUNCED, Cause.TRACKING, now, data))
+        # The first failure of a contact names the reason (as when they were applied in turn).
+        reason = f"hard bounce {result.enhanced or ''}: {diagnostic}"
+        reasons.setdefault(job.contact_id, " ".join(reason.split()))
+    if not rows:
+        return
+    record_many(session, rows)
+    session.execute(
+        update(OutboxMessage)
+        .where(in_values(session, OutboxMessage.id, [row.data["outbox_id"] for row in rows]))
+        .values(status=OutboxStatus.BOUNCED, updated_at=now)
+    )
+    contacts.set_status(
+        session,
+        sorted(reasons),
+        ContactStatus.BOUNCED,
+        cause=Cause.TRACKING,
+        now=now,
+        reason=reasons,
+        only_from=BOUNCEABLE,
+    )

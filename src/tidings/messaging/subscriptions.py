@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause, record
+from tidings.contacts import repository as contacts_repository
 from tidings.contacts import service as contacts
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact, ListMembership, MailingList
@@ -21,7 +22,6 @@ from tidings.messaging.models import EmailTemplate, OutboxMessage
 from tidings.messaging.outbox import EmailActivity, OutboxStatus, QueueResult, queue_email
 
 OPT_IN_TEMPLATE = "double-opt-in-confirmation"
-MEMBERSHIP_PENDING = "pending"
 
 
 def _contact(session: Session, contact_id: int) -> Contact:
@@ -255,14 +255,11 @@ def start_double_opt_in(
     Also the path of `PUT /contacts/{id}/lists/{list_id}` for such lists."""
     if contact.status in (ContactStatus.BOUNCED, ContactStatus.COMPLAINED):
         raise Conflict(f"email: this address is {contact.status} and cannot be subscribed")
-    membership = session.get(ListMembership, (contact.id, mailing_list.id))
-    if membership is not None and membership.status == "active":
+    membership = contacts_repository.membership_status(session, contact.id, mailing_list.id)
+    if membership == contacts.MEMBERSHIP_ACTIVE:
         return None
-    if membership is not None and membership.status == "unsubscribed" and not force_resubscribe:
-        raise Conflict(
-            f"contact unsubscribed from list {mailing_list.name!r}; "
-            "rejoining needs force_resubscribe=true"
-        )
+    if membership == contacts.MEMBERSHIP_UNSUBSCRIBED and not force_resubscribe:
+        raise Conflict(contacts.rejoin_refused(mailing_list.name))
     if contact.status != ContactStatus.SUBSCRIBED and contact.status != ContactStatus.PENDING:
         contacts.change_status(
             session,
@@ -273,19 +270,7 @@ def start_double_opt_in(
             reason=f"asked to join list {mailing_list.name!r}; awaiting confirmation",
             force_resubscribe=force_resubscribe,  # unsubscribed -> pending needs it
         )
-    if membership is None:
-        session.add(
-            ListMembership(
-                contact_id=contact.id,
-                list_id=mailing_list.id,
-                status=MEMBERSHIP_PENDING,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    else:
-        membership.status, membership.updated_at = MEMBERSHIP_PENDING, now
-    session.flush()
+    contacts.set_pending(session, contact.id, mailing_list.id, now=now)
     ensure_opt_in_template(session, now)
     confirm_url = links.confirm_url(contact.id, mailing_list.id, now)
     result = queue_email(
@@ -330,7 +315,7 @@ def read_confirmation(
         pending_since = membership.updated_at if membership is not None else None
         if (
             membership is None
-            or membership.status != MEMBERSHIP_PENDING
+            or membership.status != contacts.MEMBERSHIP_PENDING
             or pending_since is None
             or int(pending_since.timestamp()) > int(confirmation.issued.timestamp())
         ):
