@@ -14,7 +14,7 @@ from tidings.api.deps import ClockDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.contacts import repository, service
 from tidings.contacts.emails import InvalidEmail, normalize_email
-from tidings.contacts.fields import STANDARD_FIELDS, FieldType
+from tidings.contacts.fields import STANDARD_FIELDS, FieldType, check_options
 from tidings.contacts.models import Contact, CustomField, MailingList, Suppression, Tag
 from tidings.contacts.policy import ContactStatus
 from tidings.contacts.schemas import (
@@ -406,18 +406,6 @@ def delete_list(list_id: int, session: SessionDep) -> Response:
 # ---- custom fields ----------------------------------------------------------------------
 
 
-def _check_options(field_type: FieldType, options: list[str] | None) -> list[str] | None:
-    if field_type in (FieldType.SINGLE_CHOICE, FieldType.MULTI_CHOICE):
-        if not options:
-            raise ValidationFailed(f"options: a {field_type} field needs at least one option")
-        if len(set(options)) != len(options):
-            raise ValidationFailed("options: must be unique")
-        return options
-    if options:
-        raise ValidationFailed(f"options: only choice fields have options, not {field_type}")
-    return None
-
-
 @router.get("/fields", tags=["fields"])
 def list_fields(session: SessionDep) -> list[FieldOut]:
     return [
@@ -436,7 +424,7 @@ def create_field(body: FieldIn, session: SessionDep, clock: ClockDep) -> FieldOu
         key=body.key,
         label=body.label or body.key.replace("_", " ").capitalize(),
         type=body.type.value,
-        options=_check_options(body.type, body.options),
+        options=check_options(body.type, body.options),
         created_at=clock.now(),
     )
     session.add(row)
@@ -455,7 +443,7 @@ def patch_field(field_id: int, body: FieldPatch, session: SessionDep) -> FieldOu
     if body.label is not None:
         row.label = body.label
     if body.options is not None:
-        row.options = _check_options(FieldType(row.type), body.options)
+        row.options = check_options(FieldType(row.type), body.options)
     session.flush()
     return FieldOut.model_validate(row)
 
