@@ -139,6 +139,11 @@ def _register_domain_commands() -> None:
     from tidings.messaging.cli import register as register_messaging
 
     register_messaging(app)
+    from tidings.deals.cli import deals_app, pipelines_app, users_app
+
+    app.add_typer(deals_app, name="deals")
+    app.add_typer(pipelines_app, name="pipelines")
+    app.add_typer(users_app, name="users")
 
 
 _register_domain_commands()
