@@ -34,7 +34,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Select,
     and_,
@@ -63,7 +62,7 @@ from tidings.deals.timeline import DealActivity, deal_row, record_rows
 from tidings.errors import Conflict, NotFound, field_error
 from tidings.segments.conditions import Condition, parse_condition
 from tidings.segments.service import check_fields
-from tidings.segments.sql import asks_about_contact, condition_sql
+from tidings.segments.sql import asks_about_contact, deal_condition_sql
 
 MAX_POINTS = 1_000_000
 MAX_EXPIRY_DAYS = 36_600
@@ -281,7 +280,7 @@ def _sync(
 ) -> None:
     """Bring the rule's matches up to date: end those whose condition no longer holds, start
     those where it newly holds."""
-    holds = func.coalesce(condition_sql(condition, now), false(), type_=Boolean)
+    holds = deal_condition_sql(condition, now)
     candidates = select(Deal.id)
     if asks_about_contact(condition):
         candidates = candidates.outerjoin(Contact, Contact.id == Deal.contact_id)

@@ -3,9 +3,9 @@
 Every atom compiles to a two-valued expression (never SQL NULL), so `not` and `or` mean what
 they say in Python: a missing value is simply "does not match".
 
-Deal scoring compiles `{"deal": ...}` comparisons over the deals table (the caller selects
-from deals, outer-joined to the primary contact when the condition asks about it); there every
-other atom is about that contact, and a deal without a contact matches none of them.
+Deal scoring (`deal_condition_sql`) compiles `{"deal": ...}` comparisons over the deals table
+(the caller selects from deals, outer-joined to the primary contact when the condition asks
+about it); there every other atom is about that contact, and is false for a deal without one.
 
 Event conditions become `contacts.id IN (SELECT contact_id FROM activities WHERE type IN ...
 AND occurred_at in window ...)`, which both databases run as one index range scan over
@@ -227,9 +227,15 @@ _DEAL = _Subject(
 
 
 def condition_sql(condition: Condition, now: datetime) -> ColumnElement[bool]:
-    """A WHERE clause over Contact: `select(Contact.id).where(condition_sql(c, now))`
-    (a deal rule's condition: over Deal, outer-joined to its Contact)."""
+    """A WHERE clause over Contact: `select(Contact.id).where(condition_sql(c, now))`."""
     return _compile(condition, now)
+
+
+def deal_condition_sql(condition: Condition, now: datetime) -> ColumnElement[bool]:
+    """A deal rule's condition: a WHERE clause over Deal outer-joined to its primary Contact
+    (when `asks_about_contact`). Atoms about the contact are false for a deal without one,
+    never NULL, so `not` still means what it says."""
+    return _compile(condition, now, Contact.id.is_not(None))
 
 
 def asks_about_contact(condition: Condition) -> bool:
@@ -237,20 +243,27 @@ def asks_about_contact(condition: Condition) -> bool:
     return any(not isinstance(node, And | Or | Not | DealCondition) for node in walk(condition))
 
 
-def _compile(node: Condition, now: datetime) -> ColumnElement[bool]:
+def _compile(
+    node: Condition, now: datetime, has_contact: ColumnElement[bool] | None = None
+) -> ColumnElement[bool]:
     if isinstance(node, And):
-        return and_(*(_compile(item, now) for item in node.items))
+        return and_(*(_compile(item, now, has_contact) for item in node.items))
     if isinstance(node, Or):
-        return or_(*(_compile(item, now) for item in node.items))
+        return or_(*(_compile(item, now, has_contact) for item in node.items))
     if isinstance(node, Not):
-        return not_(_compile(node.item, now))
-    if isinstance(node, FieldCondition):
-        return _field(node, now)
+        return not_(_compile(node.item, now, has_contact))
     if isinstance(node, DealCondition):
         item = node.item
         if item.field in DEAL_DATE_FIELDS and isinstance(item.value, str):
             item = item.model_copy(update={"value": date.fromisoformat(item.value)})
         return _field(item, now, _DEAL)
+    atom = _atom(node, now)
+    return atom if has_contact is None else and_(has_contact, atom)
+
+
+def _atom(node: Condition, now: datetime) -> ColumnElement[bool]:
+    if isinstance(node, FieldCondition):
+        return _field(node, now)
     if isinstance(node, TagCondition):
         tagged = Contact.id.in_(
             select(ContactTag.contact_id)
@@ -420,4 +433,10 @@ def _purchase_total(node: PurchaseTotalCondition, now: datetime) -> ColumnElemen
     return Contact.id.in_(buyers.having(compare(total, target)))
 
 
-__all__ = ["asks_about_contact", "condition_sql", "json_number", "json_text"]
+__all__ = [
+    "asks_about_contact",
+    "condition_sql",
+    "deal_condition_sql",
+    "json_number",
+    "json_text",
+]
