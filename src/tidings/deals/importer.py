@@ -38,6 +38,7 @@ from tidings.db.bulk import in_values
 from tidings.db.engine import Database
 from tidings.deals.fields import field_definitions
 from tidings.deals.models import Deal, Pipeline, Stage, User
+from tidings.deals.repository import pairs
 from tidings.deals.service import (
     DealChange,
     create_deals,
@@ -329,14 +330,11 @@ def export_deals(database: Database, out: Any, *, pipeline_id: int | None = None
                 return count
             further = further_contacts(session, [d.id for d in deals])
             wanted = {c for d in deals for c in [d.contact_id, *further.get(d.id, [])] if c}
-            emails = (
-                dict(
-                    session.execute(
-                        select(Contact.id, Contact.email).where(Contact.id.in_(wanted))
-                    ).tuples()
-                )
-                if wanted
-                else {}
+            emails = pairs(
+                session,
+                select(Contact.id, Contact.email).where(
+                    in_values(session, Contact.id, list(wanted))
+                ),
             )
         for d in deals:
             writer.writerow(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from tidings.db.sqlfunc import epoch_seconds
 from tidings.deals.models import Deal, Pipeline, Stage, StageVisit
 from tidings.deals.pipelines import get_pipeline, stages_of
+from tidings.deals.repository import pairs
 
 
 @dataclass(slots=True)
@@ -162,9 +163,7 @@ def funnel(
     if until is not None:
         per_deal = per_deal.having(entered < until)
     inner = per_deal.subquery()
-    counts: dict[int, int] = dict(
-        session.execute(select(inner.c.furthest, func.count()).group_by(inner.c.furthest)).tuples()
-    )
+    counts = pairs(session, select(inner.c.furthest, func.count()).group_by(inner.c.furthest))
     reached = 0
     steps: list[dict[str, Any]] = []
     for stage in reversed(stages):
@@ -204,12 +203,11 @@ def time_in_stage(
             .group_by(StageVisit.stage_id)
         )
     }
-    current = dict(
-        session.execute(
-            select(StageVisit.stage_id, func.count())
-            .where(StageVisit.pipeline_id == pipeline_id, StageVisit.left_at.is_(None))
-            .group_by(StageVisit.stage_id)
-        ).tuples()
+    current = pairs(
+        session,
+        select(StageVisit.stage_id, func.count())
+        .where(StageVisit.pipeline_id == pipeline_id, StageVisit.left_at.is_(None))
+        .group_by(StageVisit.stage_id),
     )
     out = []
     for stage in stages:
@@ -243,7 +241,7 @@ def forecast(
         where.append(Deal.expected_close >= since)
     if until is not None:
         where.append(Deal.expected_close < until)
-    probability = dict(session.execute(select(Stage.id, Stage.probability)).tuples())
+    probability = pairs(session, select(Stage.id, Stage.probability))
     rows = session.execute(
         select(
             Deal.expected_close, Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.value)

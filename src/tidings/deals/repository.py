@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from tidings.deals.models import Deal, DealContact
@@ -69,3 +70,8 @@ def deal_page(
 def deals_of_contact(contact_id: int) -> ColumnElement[bool]:
     """Deals where the contact is the primary or a further contact (a condition on Deal)."""
     return Deal.id.in_(select(DealContact.deal_id).where(DealContact.contact_id == contact_id))
+
+
+def pairs(session: Session, statement: Select[Any, Any]) -> dict[Any, Any]:
+    """A two-column query's rows as a dict (first column -> second)."""
+    return {key: value for key, value in session.execute(statement)}
