@@ -104,3 +104,23 @@ def test_bulk_move_to_another_pipeline_and_bad_input(crm: Crm) -> None:
         ),
         422,
     )
+
+
+def test_a_move_rescores_by_the_rules_that_compare_the_stage(crm: Crm) -> None:
+    ids = [crm.deal(value=5)["id"] for _ in range(3)]
+    rule = {"deal": {"field": "stage", "op": "eq", "value": crm.stages[2]}}
+    ok(
+        crm.client.post(
+            "/api/v1/deal-scoring-rules", json={"name": "late", "condition": rule, "points": 4}
+        ),
+        201,
+    )
+    ok(
+        crm.client.post(
+            "/api/v1/deals/bulk/move", json={"deal_ids": ids[:2], "stage_id": crm.stages[2]}
+        )
+    )
+    assert [ok(crm.client.get(f"/api/v1/deals/{i}"))["score"] for i in ids] == [4, 4, 0]
+    url = f"/api/v1/pipelines/{crm.pipeline}/stages/{crm.stages[2]}"
+    assert crm.client.delete(url, params={"move_to": crm.stages[1]}).status_code == 204
+    assert [ok(crm.client.get(f"/api/v1/deals/{i}"))["score"] for i in ids] == [0, 0, 0]

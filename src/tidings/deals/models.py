@@ -100,8 +100,9 @@ class Deal(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        # The board: a stage's cards in order, and per-stage counts and sums read from the
-        # index alone (currency and value at its end).
+        # The board and the forecast, from the index alone: a stage's cards in order (a range
+        # of it), per-stage counts and sums (one pass grouped by stage, in index order), and
+        # the open deals' values by expected close date.
         Index(
             "ix_deals_board",
             "pipeline_id",
@@ -111,6 +112,7 @@ class Deal(Base):
             "id",
             "currency",
             "value",
+            "expected_close",
         ),
         Index("ix_deals_contact_id", "contact_id"),
         Index("ix_deals_owner_id_status", "owner_id", "status"),
@@ -164,15 +166,9 @@ class StageVisit(Base):
 
     __table_args__ = (
         Index("ix_deal_stage_visits_deal_id_left_at", "deal_id", "left_at"),
-        # A pipeline's funnel and times in stage, from the index alone.
-        Index(
-            "ix_deal_stage_visits_pipeline",
-            "pipeline_id",
-            "deal_id",
-            "stage_id",
-            "entered_at",
-            "left_at",
-        ),
+        # A pipeline's funnel from the index alone, in deal order. Without left_at: a move
+        # sets it on thousands of visits, which would move their entries here too.
+        Index("ix_deal_stage_visits_pipeline", "pipeline_id", "deal_id", "stage_id", "entered_at"),
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from tidings.activities.models import Activity
 from tidings.activities.service import DEAL_ACTIVITY_COLUMNS, record_select
 from tidings.db.bulk import in_values
+from tidings.db.engine import use_bulk_page_cache
 from tidings.db.sqlfunc import json_object
 from tidings.deals import scoring
 from tidings.deals.models import Deal, Stage, StageVisit
@@ -23,6 +24,9 @@ from tidings.errors import Conflict, field_error
 
 MAX_BULK = 10_000
 NO_SYNC = {"synchronize_session": False}
+# What a move changes, as scoring conditions name deal fields: only rules that compare one of
+# these are re-evaluated for the moved deals.
+MOVE_CHANGES = frozenset({"stage", "pipeline", "updated_at"})
 
 
 def move_deals(
@@ -40,6 +44,7 @@ def move_deals(
     Their scores are refreshed after the move, for the deals `afterwards` selects then
     (default: `which`; it must still select the movers)."""
     moving = [which, Deal.stage_id != stage.id]
+    use_bulk_page_cache(session)  # the activity, visit and board indexes, all over the place
     time = literal(now, Activity.occurred_at.type)
     record_select(
         session,
@@ -89,7 +94,7 @@ def move_deals(
     count = int(moved.rowcount or 0)
     if count:
         rescore = select(Deal.id).where(which if afterwards is None else afterwards)
-        scoring.refresh_scores(session, rescore, now, cause=cause)
+        scoring.refresh_scores(session, rescore, now, cause=cause, changed=MOVE_CHANGES)
     return count
 
 
@@ -134,9 +139,10 @@ def delete_stage(
         count = session.scalar(
             select(func.count()).select_from(Deal).where(Deal.stage_id == stage.id)
         )
+        message = f"stage {stage.id} holds {count} deal(s): name another stage of the pipeline"
         raise Conflict(
-            f"stage {stage.id} holds {count} deal(s): move them to another stage of the "
-            f"pipeline with ?move_to=STAGE_ID"
+            f"{message} to move them to (?move_to=STAGE_ID)",
+            errors=[{"field": "move_to", "message": message}],
         )
     remove_stage(session, stage, now=now)
     return moved

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select, union_all
 from sqlalchemy.orm import Session
 
 from tidings.db.sqlfunc import epoch_seconds
@@ -46,54 +46,78 @@ def _stage_out(stage: Stage) -> dict[str, Any]:
     }
 
 
-def _card(deal: Deal) -> dict[str, Any]:
-    return {
-        "id": deal.id,
-        "title": deal.title,
-        "value": deal.value,
-        "currency": deal.currency,
-        "status": deal.status,
-        "contact_id": deal.contact_id,
-        "owner_id": deal.owner_id,
-        "score": deal.score,
-        "expected_close": deal.expected_close,
-        "position": deal.position,
-        "updated_at": deal.updated_at,
-    }
+CARD_COLUMNS = (
+    Deal.id,
+    Deal.stage_id,
+    Deal.title,
+    Deal.value,
+    Deal.currency,
+    Deal.status,
+    Deal.contact_id,
+    Deal.owner_id,
+    Deal.score,
+    Deal.expected_close,
+    Deal.position,
+    Deal.updated_at,
+)
+CARD_KEYS = tuple(c.key for c in CARD_COLUMNS)
 
 
 def board(
     session: Session, pipeline_id: int, *, status: str = "open", cards: int = 50
 ) -> dict[str, Any]:
     """Per stage, in the stage order: the count and value sums of its deals with `status`,
-    and its first `cards` deals in card order (position, then id)."""
+    and its first `cards` deals in card order (position, then id). Read from ix_deals_board
+    alone: the sums in one pass grouped by stage (in the index's order; split by currency only
+    for the stages whose deals have several), then each stage's first cards (a range each,
+    UNION ALL)."""
     pipeline = get_pipeline(session, pipeline_id)
     stages = stages_of(session, pipeline_id)
     money: dict[int, Money] = defaultdict(Money)
-    totals = session.execute(
-        select(Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.value))
-        .where(Deal.pipeline_id == pipeline_id, Deal.status == status)
-        .group_by(Deal.stage_id, Deal.currency)
+    mine = (Deal.pipeline_id == pipeline_id, Deal.status == status)
+    mixed: list[int] = []
+    per_stage = session.execute(
+        select(
+            Deal.stage_id,
+            func.min(Deal.currency),
+            func.max(Deal.currency),
+            func.count(),
+            func.sum(Deal.value),
+        )
+        .where(*mine)
+        .group_by(Deal.stage_id)
     )
-    for stage_id, currency, count, total in totals:
-        money[stage_id].add(currency, count, int(total or 0))
-    columns = []
-    for stage in stages:
-        first = session.scalars(
-            select(Deal)
-            .where(
-                Deal.pipeline_id == pipeline_id, Deal.status == status, Deal.stage_id == stage.id
-            )
+    for stage_id, lowest, highest, count, total in per_stage:
+        if lowest == highest:
+            money[stage_id].add(lowest, count, int(total or 0))
+        else:
+            mixed.append(stage_id)
+    if mixed:
+        per_currency = session.execute(
+            select(Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.value))
+            .where(*mine, Deal.stage_id.in_(mixed))
+            .group_by(Deal.stage_id, Deal.currency)
+        )
+        for stage_id, currency, count, total in per_currency:
+            money[stage_id].add(currency, count, int(total or 0))
+    by_stage: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if stages and cards:
+        firsts = [
+            select(*CARD_COLUMNS)
+            .where(Deal.pipeline_id == pipeline_id, Deal.status == status, Deal.stage_id == s.id)
             .order_by(Deal.position, Deal.id)
             .limit(cards)
-        ).all()
-        columns.append(
-            {
-                "stage": _stage_out(stage),
-                **money[stage.id].out(),
-                "cards": [_card(d) for d in first],
-            }
-        )
+            .subquery()
+            for s in stages
+        ]
+        query = union_all(*(select(first) for first in firsts))
+        for row in session.execute(query):
+            card = dict(zip(CARD_KEYS, row, strict=True))
+            by_stage[card.pop("stage_id")].append(card)
+    columns = [
+        {"stage": _stage_out(stage), **money[stage.id].out(), "cards": by_stage[stage.id]}
+        for stage in stages
+    ]
     return {"pipeline": _pipeline_out(pipeline), "status": status, "stages": columns}
 
 
@@ -149,27 +173,28 @@ def funnel(
     deal_created / deal_stage_changed activity is written with."""
     pipeline = get_pipeline(session, pipeline_id)
     stages = stages_of(session, pipeline_id)
-    order = {s.id: s.position for s in stages}
-    furthest_position = func.max(Stage.position)
-    per_deal = (
-        select(StageVisit.deal_id, furthest_position.label("furthest"))
-        .join(Stage, Stage.id == StageVisit.stage_id)
-        .where(StageVisit.pipeline_id == pipeline_id)
-        .group_by(StageVisit.deal_id)
-    )
-    entered = func.min(StageVisit.entered_at)
-    if since is not None:
-        per_deal = per_deal.having(entered >= since)
-    if until is not None:
-        per_deal = per_deal.having(entered < until)
-    inner = per_deal.subquery()
-    counts = pairs(session, select(inner.c.furthest, func.count()).group_by(inner.c.furthest))
-    reached = 0
-    steps: list[dict[str, Any]] = []
-    for stage in reversed(stages):
-        reached += int(counts.get(order[stage.id], 0))
-        steps.append({"stage": _stage_out(stage), "reached": reached})
-    steps.reverse()
+    steps: list[dict[str, Any]] = [{"stage": _stage_out(s), "reached": 0} for s in stages]
+    if stages:
+        # One pass over the pipeline's visits in ix_deal_stage_visits_pipeline order: the
+        # furthest stage (its index in the current order) of each deal, then per stage how
+        # many deals got at least that far; no join, no sort.
+        rank = case(*((StageVisit.stage_id == s.id, i) for i, s in enumerate(stages)), else_=-1)
+        per_deal = (
+            select(func.max(rank).label("furthest"))
+            .where(StageVisit.pipeline_id == pipeline_id)
+            .group_by(StageVisit.deal_id)
+        )
+        entered = func.min(StageVisit.entered_at)
+        if since is not None:
+            per_deal = per_deal.having(entered >= since)
+        if until is not None:
+            per_deal = per_deal.having(entered < until)
+        furthest = per_deal.subquery().c.furthest
+        row = session.execute(
+            select(*(func.sum(case((furthest >= i, 1), else_=0)) for i in range(len(stages))))
+        ).one()
+        for step, reached in zip(steps, row, strict=True):
+            step["reached"] = int(reached or 0)
     for here, after in zip(steps, [*steps[1:], None], strict=True):
         if after is None:
             here["conversion"] = None

@@ -55,12 +55,13 @@ from tidings.activities.models import Activity
 from tidings.activities.service import DEAL_ACTIVITY_COLUMNS, Cause, record_select
 from tidings.contacts.models import Contact
 from tidings.db.bulk import in_values
+from tidings.db.engine import use_bulk_page_cache
 from tidings.db.sqlfunc import json_object
 from tidings.deals.fields import field_definitions
 from tidings.deals.models import Deal, ScoreMatch, ScoringRule
 from tidings.deals.timeline import DealActivity, deal_row, record_rows
 from tidings.errors import Conflict, NotFound, field_error
-from tidings.segments.conditions import Condition, parse_condition
+from tidings.segments.conditions import Condition, DealCondition, parse_condition, walk
 from tidings.segments.service import check_fields
 from tidings.segments.sql import asks_about_contact, deal_condition_sql
 
@@ -189,25 +190,42 @@ def recompute_rule(
     session: Session, rule: ScoringRule, *, now: datetime, cause: str = Cause.SYSTEM
 ) -> None:
     """Re-evaluate one rule over every deal (after it changed)."""
+    use_bulk_page_cache(session)
     if rule.active:
         _sync(session, rule, parse_condition(rule.condition, deal=True), now=now, deals=None)
     _apply(session, [_counted(rule)], now=now, cause=cause, where=None)
 
 
 def refresh_scores(
-    session: Session, deals: Deals, now: datetime, *, cause: str = Cause.SYSTEM
+    session: Session,
+    deals: Deals,
+    now: datetime,
+    *,
+    cause: str = Cause.SYSTEM,
+    changed: frozenset[str] | None = None,
 ) -> None:
     """Re-evaluate every active rule for these deals (ids, or a SELECT of deal ids) and move
-    their scores: what a deal write or an arriving activity calls."""
+    their scores: what a deal write or an arriving activity calls. `changed`: only the deal
+    fields (as conditions name them) that changed, so rules that cannot see them are skipped
+    (None: any rule may have changed, e.g. the contact's behaviour)."""
     if isinstance(deals, Sequence) and not deals:
         return
-    rules = [r for r in list_rules(session) if r.active]
+    rules: list[tuple[ScoringRule, Condition]] = []
+    for rule in list_rules(session):
+        condition = parse_condition(rule.condition, deal=True)
+        if rule.active and (changed is None or changed & deal_fields_of(condition)):
+            rules.append((rule, condition))
     if not rules:
         return
-    for rule in rules:
-        _sync(session, rule, parse_condition(rule.condition, deal=True), now=now, deals=deals)
+    for rule, condition in rules:
+        _sync(session, rule, condition, now=now, deals=deals)
     where = _in(session, ScoreMatch.deal_id, deals)
-    _apply(session, [_counted(r) for r in rules], now=now, cause=cause, where=where)
+    _apply(session, [_counted(r) for r, _ in rules], now=now, cause=cause, where=where)
+
+
+def deal_fields_of(condition: Condition) -> frozenset[str]:
+    """The deal fields a condition compares."""
+    return frozenset(n.item.field for n in walk(condition) if isinstance(n, DealCondition))
 
 
 def expire_scores(session: Session, now: datetime, *, cause: str = Cause.SYSTEM) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from tidings.db.bulk import in_values, insert_returning_ids, insert_tuples
@@ -183,11 +183,13 @@ def update_deals(
         changed.append(deal.id)
         _assign(deal, new, now)
     session.flush()
-    for deal_id, contact_id in links_removed:
+    if links_removed:
+        links = cast(Table, DealContact.__table__)
         session.execute(
-            delete(DealContact).where(
-                DealContact.deal_id == deal_id, DealContact.contact_id == contact_id
-            )
+            delete(links).where(
+                links.c.deal_id == bindparam("d"), links.c.contact_id == bindparam("c")
+            ),
+            [{"d": d, "c": c} for d, c in links_removed],
         )
     insert_tuples(session, DealContact.__table__, LINK_COLUMNS, links_added)  # type: ignore[arg-type]
     _enter_stages(session, moved, now)

@@ -80,7 +80,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_deal_stage_visits_pipeline",
-            ["pipeline_id", "deal_id", "stage_id", "entered_at", "left_at"],
+            ["pipeline_id", "deal_id", "stage_id", "entered_at"],
             unique=False,
         )
 
@@ -174,7 +174,16 @@ def upgrade() -> None:
     with op.batch_alter_table("deals", schema=None) as batch_op:
         batch_op.create_index(
             "ix_deals_board",
-            ["pipeline_id", "status", "stage_id", "position", "id", "currency", "value"],
+            [
+                "pipeline_id",
+                "status",
+                "stage_id",
+                "position",
+                "id",
+                "currency",
+                "value",
+                "expected_close",
+            ],
             unique=False,
         )
         batch_op.create_index("ix_deals_closed_at", ["closed_at"], unique=False)
