@@ -123,6 +123,18 @@ def read_records(
 MULTI_SEPARATOR = "|"  # several values in one cell: tags, lists, choices, contacts
 
 
+def column_keys(header: list[str]) -> list[str]:
+    """The header's column names as keys ("First Name" -> first_name); a column named twice
+    stops the import before anything is written."""
+    keys = [name.strip().lower().replace(" ", "_").replace("-", "_") for name in header]
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValidationFailed(f"header: column {key!r} appears twice")
+        seen.add(key)
+    return keys
+
+
 def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
     batch: list[Record] = []
     for record in records:

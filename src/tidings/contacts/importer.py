@@ -19,6 +19,7 @@ from tidings.contacts.csvfile import (
     RejectedWriter,
     batches,
     cell,
+    column_keys,
     read_records,
 )
 from tidings.contacts.fields import FieldDef
@@ -52,19 +53,10 @@ class ImportSummary:
     samples: list[str] = field(default_factory=list)
 
 
-def _column_key(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
 def _plan_columns(header: list[str], definitions: dict[str, FieldDef]) -> list[str]:
-    keys = [_column_key(h) for h in header]
+    keys = column_keys(header)
     if "email" not in keys:
         raise ValidationFailed("header: no 'email' column")
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise ValidationFailed(f"header: column {key!r} appears twice")
-        seen.add(key)
     unknown = [
         h
         for h, k in zip(header, keys, strict=True)

@@ -16,7 +16,7 @@ from tidings.deals.importer import export_deals, import_deals
 from tidings.deals.pipelines import StageSpec
 from tidings.deals.users import Role
 from tidings.errors import TidingsError
-from tidings.progress import file_progress
+from tidings.progress import file_import
 
 deals_app = typer.Typer(help="Import and export deals.", no_args_is_help=True)
 pipelines_app = typer.Typer(help="Deal pipelines and their stages.", no_args_is_help=True)
@@ -45,22 +45,20 @@ def import_command(
     database = _database()
     rejected = rejected_path_for(file)
     rejected.unlink(missing_ok=True)
-    with file.open("rb") as stream, file_progress("importing", console) as progress:
-        task = progress.add_task("import", total=file.stat().st_size)
-        try:
+    try:
+        with file_import(file, "importing", console) as (stream, progress):
             summary = import_deals(
                 database,
                 stream,
                 clock=SystemClock(),
                 rejected_path=rejected,
                 encoding=encoding,
-                progress=lambda _rows: progress.update(task, completed=stream.tell()),
+                progress=progress,
             )
-        except TidingsError as exc:
-            raise _fail(exc.detail) from None
-        except LookupError as exc:
-            raise _fail(f"--encoding: {exc}") from None
-        progress.update(task, completed=file.stat().st_size)
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    except LookupError as exc:
+        raise _fail(f"--encoding: {exc}") from None
     console.print(
         f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
         f"rejected {summary.rejected}"

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts.fields import FIELD_KEY, FieldDef, FieldType, check_options
 from tidings.deals.models import DealField
-from tidings.errors import Conflict, NotFound, field_error
+from tidings.deals.repository import get_row
+from tidings.errors import Conflict, field_error
 
 # A deal's own attributes and the CSV columns: no custom field may take these keys.
 STANDARD_KEYS = frozenset(
@@ -55,10 +56,7 @@ def list_fields(session: Session) -> Sequence[DealField]:
 
 
 def get_field(session: Session, field_id: int) -> DealField:
-    row = session.get(DealField, field_id)
-    if row is None:
-        raise NotFound(f"deal field {field_id} does not exist")
-    return row
+    return get_row(session, DealField, field_id, "deal field")
 
 
 def create_field(

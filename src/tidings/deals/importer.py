@@ -29,6 +29,7 @@ from tidings.contacts.csvfile import (
     RejectedWriter,
     batches,
     cell,
+    column_keys,
     read_records,
 )
 from tidings.contacts.emails import InvalidEmail, normalize_email
@@ -83,19 +84,10 @@ class RowError(Exception):
     pass
 
 
-def _key(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
 def _plan(header: list[str], custom: set[str]) -> list[str]:
-    keys = [_key(h) for h in header]
+    keys = column_keys(header)
     if "title" not in keys and "id" not in keys:
         raise ValidationFailed("header: no 'title' column (or 'id' column, to update deals)")
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise ValidationFailed(f"header: column {key!r} appears twice")
-        seen.add(key)
     unknown = [
         h
         for h, k in zip(header, keys, strict=True)

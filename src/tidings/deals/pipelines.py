@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tidings.deals.currencies import check_currency
 from tidings.deals.models import Deal, Pipeline, Stage
+from tidings.deals.repository import get_row
 from tidings.errors import Conflict, NotFound, field_error
 
 COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -92,10 +93,7 @@ def create_pipeline(
 
 
 def get_pipeline(session: Session, pipeline_id: int) -> Pipeline:
-    pipeline = session.get(Pipeline, pipeline_id)
-    if pipeline is None:
-        raise NotFound(f"pipeline {pipeline_id} does not exist")
-    return pipeline
+    return get_row(session, Pipeline, pipeline_id, "pipeline")
 
 
 def find_pipeline(session: Session, name_or_id: str) -> Pipeline:

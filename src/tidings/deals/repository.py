@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from tidings.deals.models import Deal, DealContact
+from tidings.errors import NotFound
+
+Row = TypeVar("Row")
+
+
+def get_row(session: Session, model: type[Row], row_id: int, what: str) -> Row:
+    """The row with this id, or a 404 naming it ("deal 7 does not exist")."""
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return row
 
 
 @dataclass(slots=True)

@@ -59,8 +59,9 @@ from tidings.db.engine import use_bulk_page_cache
 from tidings.db.sqlfunc import json_object
 from tidings.deals.fields import field_definitions
 from tidings.deals.models import Deal, ScoreMatch, ScoringRule
+from tidings.deals.repository import get_row
 from tidings.deals.timeline import DealActivity, deal_row, record_rows
-from tidings.errors import Conflict, NotFound, field_error
+from tidings.errors import Conflict, field_error
 from tidings.segments.conditions import Condition, DealCondition, parse_condition, walk
 from tidings.segments.service import check_fields
 from tidings.segments.sql import asks_about_contact, deal_condition_sql
@@ -104,10 +105,7 @@ def _name(session: Session, raw: str, exclude_id: int | None = None) -> str:
 
 
 def get_rule(session: Session, rule_id: int) -> ScoringRule:
-    rule = session.get(ScoringRule, rule_id)
-    if rule is None:
-        raise NotFound(f"scoring rule {rule_id} does not exist")
-    return rule
+    return get_row(session, ScoringRule, rule_id, "scoring rule")
 
 
 def list_rules(session: Session) -> Sequence[ScoringRule]:

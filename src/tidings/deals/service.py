@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from tidings.db.bulk import in_values, insert_returning_ids, insert_tuples
 from tidings.deals import scoring
 from tidings.deals.models import Deal, DealContact, StageVisit
+from tidings.deals.repository import get_row
 from tidings.deals.timeline import DealActivity, DealRow, deal_row, record_rows
 from tidings.deals.validation import DealInput, DealState, Lookups, resolve
-from tidings.errors import NotFound
 
 VISIT_COLUMNS = ("deal_id", "pipeline_id", "stage_id", "entered_at")
 LINK_COLUMNS = ("deal_id", "contact_id", "created_at")
@@ -28,10 +28,7 @@ def entry_position(now: datetime) -> int:
 
 
 def get_deal(session: Session, deal_id: int) -> Deal:
-    deal = session.get(Deal, deal_id)
-    if deal is None:
-        raise NotFound(f"deal {deal_id} does not exist")
-    return deal
+    return get_row(session, Deal, deal_id, "deal")
 
 
 def further_contacts(session: Session, deal_ids: Sequence[int]) -> dict[int, list[int]]:

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts.models import Contact
 from tidings.deals.models import Deal, Note, Task, TaskType, User
+from tidings.deals.repository import get_row
 from tidings.deals.timeline import ContactWorkActivity, DealActivity, deal_row, record_rows
-from tidings.errors import Conflict, NotFound, field_error
+from tidings.errors import Conflict, field_error
 
 BUILTIN_TYPES = ("call", "email", "meeting", "to-do")
 MAX_TITLE = 300
@@ -59,10 +60,7 @@ def create_task_type(session: Session, name: str, *, now: datetime) -> TaskType:
 
 
 def get_task_type(session: Session, type_id: int) -> TaskType:
-    row = session.get(TaskType, type_id)
-    if row is None:
-        raise NotFound(f"task type {type_id} does not exist")
-    return row
+    return get_row(session, TaskType, type_id, "task type")
 
 
 def rename_task_type(session: Session, row: TaskType, name: str, *, now: datetime) -> TaskType:
@@ -207,10 +205,7 @@ def create_task(session: Session, item: TaskInput, *, now: datetime, cause: str)
 
 
 def get_task(session: Session, task_id: int) -> Task:
-    task = session.get(Task, task_id)
-    if task is None:
-        raise NotFound(f"task {task_id} does not exist")
-    return task
+    return get_row(session, Task, task_id, "task")
 
 
 def update_task(session: Session, task: Task, item: TaskInput, *, now: datetime) -> Task:
@@ -335,10 +330,7 @@ def create_note(
 
 
 def get_note(session: Session, note_id: int) -> Note:
-    note = session.get(Note, note_id)
-    if note is None:
-        raise NotFound(f"note {note_id} does not exist")
-    return note
+    return get_row(session, Note, note_id, "note")
 
 
 def update_note(session: Session, note: Note, body: str, *, now: datetime) -> Note:

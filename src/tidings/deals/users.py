@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.deals.models import User
+from tidings.deals.repository import get_row
 from tidings.errors import Conflict, NotFound, field_error
 
 
@@ -63,10 +64,7 @@ def create_user(
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"user {user_id} does not exist")
-    return user
+    return get_row(session, User, user_id, "user")
 
 
 def find_user(session: Session, id_or_email: str) -> User:
