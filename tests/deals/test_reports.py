@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+
 from tests.deals.helpers import Crm, ok, problem
 from tidings.clock import FakeClock
+from tidings.db.engine import Database
+from tidings.deals import totals
+from tidings.deals.models import Deal, StageTotal
 
 
 def test_board_counts_sums_and_cards_in_order(crm: Crm) -> None:
@@ -130,3 +135,41 @@ def test_forecast_by_month_weighted_by_probability(crm: Crm) -> None:
     ]
     may = ok(crm.client.get("/api/v1/reports/deals/forecast", params={"since": "2026-05-01"}))
     assert [m["month"] for m in may["months"]] == ["2026-05"]
+
+
+def test_stage_totals_follow_every_kind_of_deal_write(crm: Crm, database: Database) -> None:
+    """The board's per-stage totals, kept by increments, always equal a recount."""
+
+    def kept() -> set[tuple[int, int, str, str, int, int]]:
+        with database.session() as session:
+            rows = session.scalars(select(StageTotal).where(StageTotal.deals != 0))
+            return {
+                (r.pipeline_id, r.stage_id, r.status, r.currency, r.deals, r.value) for r in rows
+            }
+
+    def recounted() -> set[tuple[int, int, str, str, int, int]]:
+        groups = (Deal.pipeline_id, Deal.stage_id, Deal.status, Deal.currency)
+        with database.session() as session:
+            rows = session.execute(
+                select(*groups, func.count(), func.sum(Deal.value)).group_by(*groups)
+            )
+            return {(p, s, st, c, n, int(v)) for p, s, st, c, n, v in rows}
+
+    ids = [crm.deal(value=100 * i, stage_id=crm.stages[i % 3])["id"] for i in range(1, 7)]
+    ok(crm.client.patch(f"/api/v1/deals/{ids[0]}", json={"value": 7, "currency": "USD"}))
+    ok(crm.client.patch(f"/api/v1/deals/{ids[1]}", json={"status": "won"}))
+    ok(crm.client.patch(f"/api/v1/deals/{ids[2]}", json={"stage_id": crm.stages[3], "value": 1}))
+    ok(
+        crm.client.post(
+            "/api/v1/deals/bulk/move", json={"deal_ids": ids[3:], "stage_id": crm.stages[1]}
+        )
+    )
+    assert crm.client.delete(f"/api/v1/deals/{ids[4]}").status_code == 204
+    url = f"/api/v1/pipelines/{crm.pipeline}/stages/{crm.stages[1]}"
+    assert crm.client.delete(url, params={"move_to": crm.stages[0]}).status_code == 204
+    assert kept() == recounted()
+    board = ok(crm.client.get("/api/v1/reports/deals/board", params={"pipeline": crm.pipeline}))
+    assert sum(s["count"] for s in board["stages"]) == 4  # 6 made, one won, one deleted
+    with database.session() as session:
+        totals.rebuild(session)
+    assert kept() == recounted()

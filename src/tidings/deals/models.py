@@ -121,6 +121,21 @@ class Deal(Base):
     )
 
 
+class StageTotal(Base):
+    """How many deals, worth how much, are in a stage with a status and currency: what the
+    board shows per stage, kept by every deal write (deals.totals) so the board reads a few
+    rows, not every deal of the pipeline. `deals.totals.rebuild` recounts it."""
+
+    __tablename__ = "deal_stage_totals"
+
+    pipeline_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    stage_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(8), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    deals: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 class DealContact(Base):
     """Every contact of a deal, the primary one included."""
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
+from tidings.deals import totals
 from tidings.deals.currencies import check_currency
 from tidings.deals.models import Deal, Pipeline, Stage
 from tidings.deals.repository import get_row
@@ -166,6 +167,7 @@ def delete_pipeline(session: Session, pipeline: Pipeline) -> None:
     if deals:
         raise Conflict(f"pipeline {pipeline.id} holds {deals} deal(s): move or delete them first")
     session.execute(delete(Stage).where(Stage.pipeline_id == pipeline.id))
+    totals.forget_pipeline(session, pipeline.id)
     session.delete(pipeline)
     session.flush()
 
@@ -266,5 +268,6 @@ def remove_stage(session: Session, stage: Stage, *, now: datetime) -> None:
     if stage_has_deals(session, stage.id):
         raise Conflict(f"stage {stage.id} still holds deals")
     session.delete(stage)
+    totals.forget_stage(session, stage.id)
     _renumber([s for s in stages if s.id != stage.id], now)
     session.flush()

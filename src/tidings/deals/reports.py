@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, and_, case, func, select, union_all
 from sqlalchemy.orm import Session
 
 from tidings.db.sqlfunc import epoch_seconds
+from tidings.deals import totals
 from tidings.deals.models import Deal, Pipeline, Stage, StageVisit
 from tidings.deals.pipelines import get_pipeline, stages_of
 from tidings.deals.repository import pairs
@@ -66,40 +67,14 @@ CARD_KEYS = tuple(c.key for c in CARD_COLUMNS)
 def board(
     session: Session, pipeline_id: int, *, status: str = "open", cards: int = 50
 ) -> dict[str, Any]:
-    """Per stage, in the stage order: the count and value sums of its deals with `status`,
-    and its first `cards` deals in card order (position, then id). Read from ix_deals_board
-    alone: the sums in one pass grouped by stage (in the index's order; split by currency only
-    for the stages whose deals have several), then each stage's first cards (a range each,
-    UNION ALL)."""
+    """Per stage, in the stage order: the count and value sums of its deals with `status`
+    (from the stage totals every deal write keeps), and its first `cards` deals in card order
+    (position, then id: a range of ix_deals_board each, in one UNION ALL)."""
     pipeline = get_pipeline(session, pipeline_id)
     stages = stages_of(session, pipeline_id)
     money: dict[int, Money] = defaultdict(Money)
-    mine = (Deal.pipeline_id == pipeline_id, Deal.status == status)
-    mixed: list[int] = []
-    per_stage = session.execute(
-        select(
-            Deal.stage_id,
-            func.min(Deal.currency),
-            func.max(Deal.currency),
-            func.count(),
-            func.sum(Deal.value),
-        )
-        .where(*mine)
-        .group_by(Deal.stage_id)
-    )
-    for stage_id, lowest, highest, count, total in per_stage:
-        if lowest == highest:
-            money[stage_id].add(lowest, count, int(total or 0))
-        else:
-            mixed.append(stage_id)
-    if mixed:
-        per_currency = session.execute(
-            select(Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.value))
-            .where(*mine, Deal.stage_id.in_(mixed))
-            .group_by(Deal.stage_id, Deal.currency)
-        )
-        for stage_id, currency, count, total in per_currency:
-            money[stage_id].add(currency, count, int(total or 0))
+    for total in totals.of_pipeline(session, pipeline_id, status):
+        money[total.stage_id].add(total.currency, total.deals, total.value)
     by_stage: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if stages and cards:
         firsts = [

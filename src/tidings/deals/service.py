@@ -12,7 +12,7 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from tidings.db.bulk import in_values, insert_returning_ids, insert_tuples
-from tidings.deals import scoring
+from tidings.deals import scoring, totals
 from tidings.deals.models import Deal, DealContact, StageVisit
 from tidings.deals.repository import get_row
 from tidings.deals.timeline import DealActivity, DealRow, deal_row, record_rows
@@ -107,6 +107,7 @@ def create_deals(
     )
     links = [(i, c, now) for i, s in zip(ids, states, strict=True) for c in s.contacts]
     insert_tuples(session, DealContact.__table__, LINK_COLUMNS, links)  # type: ignore[arg-type]
+    totals.add(session, (_total(s, 1) for s in states))
     visits = [(i, s.pipeline_id, s.stage_id, now) for i, s in zip(ids, states, strict=True)]
     insert_tuples(session, StageVisit.__table__, VISIT_COLUMNS, visits)  # type: ignore[arg-type]
     record_rows(
@@ -162,6 +163,7 @@ def update_deals(
     """Write checked changes, an activity per changed aspect; returns how many deals
     changed (a change that changes nothing writes nothing)."""
     rows: list[DealRow] = []
+    counted: list[totals.Change] = []
     moved: list[tuple[int, int, int]] = []
     links_added: list[tuple[int, int, datetime]] = []
     links_removed: list[tuple[int, int]] = []
@@ -178,6 +180,7 @@ def update_deals(
             continue
         rows.extend(activities)
         changed.append(deal.id)
+        counted.extend((_total(old, -1), _total(new, 1)))
         _assign(deal, new, now)
     session.flush()
     if links_removed:
@@ -190,10 +193,23 @@ def update_deals(
         )
     insert_tuples(session, DealContact.__table__, LINK_COLUMNS, links_added)  # type: ignore[arg-type]
     _enter_stages(session, moved, now)
+    totals.add(session, counted)
     record_rows(session, rows)
     if changed:
         scoring.refresh_scores(session, changed, now, cause=cause)
     return len(changed)
+
+
+def _total(state: DealState | Deal, sign: int) -> totals.Change:
+    """What a deal adds to (sign 1) or takes from (-1) its stage's totals."""
+    return (
+        state.pipeline_id,
+        state.stage_id,
+        state.status,
+        state.currency,
+        sign,
+        sign * state.value,
+    )
 
 
 def _assign(deal: Deal, new: DealState, now: datetime) -> None:
@@ -310,6 +326,7 @@ def delete_deal(session: Session, deal: Deal, *, now: datetime, cause: str) -> N
         ],
     )
     session.execute(delete(StageVisit).where(StageVisit.deal_id == deal.id))
+    totals.add(session, [_total(deal, -1)])
     scoring.forget_deals(session, [deal.id])
     session.delete(deal)
     session.flush()

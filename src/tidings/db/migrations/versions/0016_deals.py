@@ -65,6 +65,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_deal_scoring_rules_name")),
     )
     op.create_table(
+        "deal_stage_totals",
+        sa.Column("pipeline_id", sa.BigInteger(), nullable=False),
+        sa.Column("stage_id", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("deals", sa.BigInteger(), nullable=False),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "pipeline_id", "stage_id", "status", "currency", name=op.f("pk_deal_stage_totals")
+        ),
+    )
+    op.create_table(
         "deal_stage_visits",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("deal_id", sa.BigInteger(), nullable=False),
@@ -326,6 +338,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_deal_stage_visits_deal_id_left_at")
 
     op.drop_table("deal_stage_visits")
+    op.drop_table("deal_stage_totals")
     op.drop_table("deal_scoring_rules")
     with op.batch_alter_table("deal_score_matches", schema=None) as batch_op:
         batch_op.drop_index("ix_deal_score_matches_deal_id")
