@@ -39,10 +39,8 @@ from sqlalchemy import (
     and_,
     case,
     delete,
-    exists,
     false,
     func,
-    insert,
     literal,
     not_,
     select,
@@ -54,7 +52,7 @@ from sqlalchemy.orm import Session
 from tidings.activities.models import Activity
 from tidings.activities.service import DEAL_ACTIVITY_COLUMNS, Cause, record_select
 from tidings.contacts.models import Contact
-from tidings.db.bulk import in_values
+from tidings.db.bulk import dialect_insert, in_values
 from tidings.db.engine import use_bulk_page_cache
 from tidings.db.sqlfunc import json_object
 from tidings.deals.fields import field_definitions
@@ -312,18 +310,19 @@ def _sync(
         .values(holds=False)
         .execution_options(**NO_SYNC)
     )
-    known = exists().where(ScoreMatch.rule_id == rule.id, ScoreMatch.deal_id == Deal.id)
-    starting = candidates.where(holds, ~known).with_only_columns(
+    starting = candidates.where(holds).with_only_columns(
         literal(rule.id),
         Deal.id,
         literal(now, ScoreMatch.matched_at.type),
         true(),
         literal(0),
     )
+    # ON CONFLICT, not NOT EXISTS: an anti-join planned while the table looked empty (stale
+    # statistics after a big insert) turned into a scan of it per deal on PostgreSQL.
     session.execute(
-        insert(ScoreMatch).from_select(
-            ["rule_id", "deal_id", "matched_at", "holds", "points"], starting
-        )
+        dialect_insert(session, ScoreMatch)
+        .from_select(["rule_id", "deal_id", "matched_at", "holds", "points"], starting)
+        .on_conflict_do_nothing()
     )
 
 
