@@ -78,11 +78,6 @@ def deal_page(
     return list(session.scalars(query.order_by(Deal.id).limit(limit)))
 
 
-def deals_of_contact(contact_id: int) -> ColumnElement[bool]:
-    """Deals where the contact is the primary or a further contact (a condition on Deal)."""
-    return Deal.id.in_(select(DealContact.deal_id).where(DealContact.contact_id == contact_id))
-
-
 def pairs(session: Session, statement: Select[Any, Any]) -> dict[Any, Any]:
     """A two-column query's rows as a dict (first column -> second)."""
     return {key: value for key, value in session.execute(statement)}

@@ -113,13 +113,3 @@ def update_user(
 def deactivate_user(session: Session, user: User, *, now: datetime) -> User:
     """The user keeps their deals and tasks but can no longer be given new ones."""
     return update_user(session, user, now=now, active=False)
-
-
-def active_owner(session: Session, user_id: int, field: str = "owner_id") -> int:
-    """`user_id` if it names an active user, else a 422 naming `field`."""
-    user = session.get(User, user_id)
-    if user is None:
-        raise field_error(field, f"user {user_id} does not exist")
-    if not user.active:
-        raise field_error(field, f"user {user_id} ({user.email}) is deactivated")
-    return user.id

@@ -57,10 +57,6 @@ class DealInput:
     fields: dict[str, Any] | None = None
     position: int | None = None
 
-    @classmethod
-    def of(cls, **values: Any) -> DealInput:
-        return cls(given=set(values), **values)
-
 
 @dataclass(slots=True)
 class DealState:
