@@ -19,17 +19,15 @@ package's own functions, each printed with its ratio to a bare query measured in
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from _common import fresh_sqlite, report, scale
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import Engine, make_url
+from _common import fresh_sqlite, report, scale, scratch_postgres
+from sqlalchemy import func, select, text
 
-from tidings.db.engine import Database, create_database, normalize_url
+from tidings.db.engine import Database, create_database
 from tidings.db.migrate import upgrade
 from tidings.deals import moves, reports, scoring, totals
 from tidings.deals.models import Deal, Stage
@@ -180,8 +178,7 @@ def load_sqlite() -> Database:
     return database
 
 
-def load_postgres(admin: Engine, name: str) -> Database:
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
+def load_postgres(url: str) -> Database:
     database = create_database(url)
     upgrade(database)
     started = time.perf_counter()
@@ -417,25 +414,11 @@ def main() -> None:
     run_figures(sqlite, "SQLite")
     sqlite.dispose()
 
-    admin_url = normalize_url(
-        os.environ.get("TIDINGS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    )
-    admin = create_engine(make_url(admin_url), isolation_level="AUTOCOMMIT")
-    name = f"tidings_bench_deals_{os.getpid()}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        print(f"PostgreSQL skipped ({type(exc).__name__}: {exc})")
-        return
-    try:
-        postgres = load_postgres(admin, name)
-        run_figures(postgres, "PostgreSQL")
-        postgres.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres("deals") as url:
+        if url is not None:
+            postgres = load_postgres(url)
+            run_figures(postgres, "PostgreSQL")
+            postgres.dispose()
 
 
 if __name__ == "__main__":

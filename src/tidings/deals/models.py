@@ -197,7 +197,22 @@ class TaskType(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class Task(Base):
+class _OnDealOrContact:
+    """A task or note is on a deal or on a contact: exactly one of the two is set (a check
+    constraint in each table), and it goes when that deal or contact is deleted."""
+
+    deal_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("deals.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("contacts.id", ondelete="CASCADE")
+    )
+
+
+ON_DEAL_OR_CONTACT = "(deal_id IS NULL) <> (contact_id IS NULL)"
+
+
+class Task(_OnDealOrContact, Base):
     """A task on a deal or on a contact (exactly one of them)."""
 
     __tablename__ = "tasks"
@@ -209,17 +224,11 @@ class Task(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     assignee_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    deal_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("deals.id", ondelete="CASCADE")
-    )
-    contact_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("contacts.id", ondelete="CASCADE")
-    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        CheckConstraint("(deal_id IS NULL) <> (contact_id IS NULL)", name="on_deal_or_contact"),
+        CheckConstraint(ON_DEAL_OR_CONTACT, name="on_deal_or_contact"),
         # A user's open tasks by due time (the overdue list).
         Index("ix_tasks_assignee_id_done_at_due_at", "assignee_id", "done_at", "due_at"),
         Index("ix_tasks_deal_id", "deal_id"),
@@ -228,7 +237,7 @@ class Task(Base):
     )
 
 
-class Note(Base):
+class Note(_OnDealOrContact, Base):
     """A note on a deal or on a contact (exactly one of them)."""
 
     __tablename__ = "notes"
@@ -236,17 +245,11 @@ class Note(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     body: Mapped[str] = mapped_column(Text)
     author_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
-    deal_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("deals.id", ondelete="CASCADE")
-    )
-    contact_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("contacts.id", ondelete="CASCADE")
-    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        CheckConstraint("(deal_id IS NULL) <> (contact_id IS NULL)", name="on_deal_or_contact"),
+        CheckConstraint(ON_DEAL_OR_CONTACT, name="on_deal_or_contact"),
         Index("ix_notes_deal_id", "deal_id"),
         Index("ix_notes_contact_id", "contact_id"),
     )
