@@ -10,7 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tidings.db.engine import normalize_url
+
 DATA_DIR = Path(__file__).parent / ".data"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def scale() -> float:
@@ -26,6 +32,30 @@ def fresh_sqlite(name: str) -> Path:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def scratch_postgres(label: str) -> Iterator[str | None]:
+    """The URL of a new PostgreSQL database for this run, dropped when the block ends; None
+    (and a line saying why) when the server of TIDINGS_BENCH_POSTGRES_URL (used as the admin
+    connection) cannot be reached."""
+    admin_url = normalize_url(os.environ.get("TIDINGS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    admin = create_engine(make_url(admin_url), isolation_level="AUTOCOMMIT")
+    name = f"tidings_bench_{label}_{os.getpid()}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        print(f"PostgreSQL skipped ({type(exc).__name__}: {exc})")
+        admin.dispose()
+        yield None
+        return
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def free_port() -> int:

@@ -56,6 +56,10 @@ def create_app(
 
     app.include_router(automations_router, prefix="/api/v1", dependencies=authenticated)
 
+    from tidings.deals.api import router as deals_router
+
+    app.include_router(deals_router, prefix="/api/v1", dependencies=authenticated)
+
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}

@@ -142,6 +142,11 @@ def _register_domain_commands() -> None:
     from tidings.auth.cli import secret_app
 
     app.add_typer(secret_app, name="secret")
+    from tidings.deals.cli import deals_app, pipelines_app, users_app
+
+    app.add_typer(deals_app, name="deals")
+    app.add_typer(pipelines_app, name="pipelines")
+    app.add_typer(users_app, name="users")
 
 
 _register_domain_commands()

@@ -30,3 +30,8 @@ class NotFound(TidingsError):
 class Conflict(TidingsError):
     status = 409
     title = "Conflict"
+
+
+def field_error(field: str, message: str) -> ValidationFailed:
+    """A 422 about one field: detail "field: message", and the field in `errors`."""
+    return ValidationFailed(f"{field}: {message}", errors=[{"field": field, "message": message}])

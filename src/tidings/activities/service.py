@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Select, insert
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
@@ -38,6 +39,8 @@ class ActivityType(StrEnum):
 
 
 ACTIVITY_COLUMNS = ("contact_id", "type", "cause", "occurred_at", "data")
+# Activities of a deal also carry its id (tidings.deals).
+DEAL_ACTIVITY_COLUMNS = (*ACTIVITY_COLUMNS, "deal_id")
 
 
 @dataclass(slots=True)  # not frozen: frozen __init__ costs 3x on the ingest paths
@@ -79,9 +82,18 @@ def record_many(session: Session, rows: Sequence[ActivityRow]) -> None:
     mark_activities_written(session)
 
 
-def record_tuples(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
-    """record_many for rows already in ACTIVITY_COLUMNS order (the engine's hot path)."""
+def record_tuples(
+    session: Session, rows: Sequence[tuple[Any, ...]], columns: Sequence[str] = ACTIVITY_COLUMNS
+) -> None:
+    """record_many for rows already in `columns` order (the engine's hot path)."""
     if not rows:
         return
-    insert_tuples(session, Activity.__table__, ACTIVITY_COLUMNS, rows)  # type: ignore[arg-type]
+    insert_tuples(session, Activity.__table__, columns, rows)  # type: ignore[arg-type]
+    mark_activities_written(session)
+
+
+def record_select(session: Session, columns: Sequence[str], rows: Select[*tuple[Any, ...]]) -> None:
+    """INSERT ... SELECT of activity rows, `rows` selecting `columns` in order: one statement
+    however many rows (set-based writers such as a bulk move of deals)."""
+    session.execute(insert(Activity).from_select(list(columns), rows))
     mark_activities_written(session)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tidings.contacts import membership, repository
-from tidings.contacts.fields import STANDARD_FIELDS, FieldType
+from tidings.contacts.fields import STANDARD_FIELDS, FieldType, check_options
 from tidings.contacts.models import CustomField, MailingList, Tag
 from tidings.contacts.schemas import FieldIn, FieldPatch, ListIn, ListPatch, TagIn, TagPatch
 from tidings.errors import Conflict, NotFound, ValidationFailed
@@ -108,18 +108,6 @@ def delete_list(session: Session, mailing_list: MailingList) -> None:
 # ---- custom fields ------------------------------------------------------------------------
 
 
-def _check_options(field_type: FieldType, options: list[str] | None) -> list[str] | None:
-    if field_type in (FieldType.SINGLE_CHOICE, FieldType.MULTI_CHOICE):
-        if not options:
-            raise ValidationFailed(f"options: a {field_type} field needs at least one option")
-        if len(set(options)) != len(options):
-            raise ValidationFailed("options: must be unique")
-        return options
-    if options:
-        raise ValidationFailed(f"options: only choice fields have options, not {field_type}")
-    return None
-
-
 def create_field(session: Session, body: FieldIn, *, now: datetime) -> CustomField:
     if body.key in STANDARD_FIELDS:
         raise ValidationFailed(f"key: {body.key!r} is a standard contact attribute")
@@ -129,7 +117,7 @@ def create_field(session: Session, body: FieldIn, *, now: datetime) -> CustomFie
         key=body.key,
         label=body.label or body.key.replace("_", " ").capitalize(),
         type=body.type.value,
-        options=_check_options(body.type, body.options),
+        options=check_options(body.type, body.options),
         created_at=now,
     )
     session.add(row)
@@ -141,7 +129,7 @@ def update_field(session: Session, row: CustomField, body: FieldPatch) -> Custom
     if body.label is not None:
         row.label = body.label
     if body.options is not None:
-        row.options = _check_options(FieldType(row.type), body.options)
+        row.options = check_options(FieldType(row.type), body.options)
     session.flush()
     return row
 

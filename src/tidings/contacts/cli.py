@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from tidings.cli_support import open_database
 from tidings.clock import SystemClock
-from tidings.contacts.importer import export_contacts, import_contacts, rejected_path_for
+from tidings.contacts.csvfile import rejected_path_for
+from tidings.contacts.importer import export_contacts, import_contacts
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import TidingsError
 from tidings.progress import file_progress

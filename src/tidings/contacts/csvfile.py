@@ -6,7 +6,8 @@ import codecs
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from tidings.errors import ValidationFailed
 
@@ -63,8 +64,11 @@ def _check_encoding(stream: BinaryIO) -> None:
         )
 
 
-def read_records(stream: BinaryIO, encoding: str = "utf-8") -> tuple[list[str], Iterator[Record]]:
-    """The header and an iterator over the data records (blank lines skipped)."""
+def read_records(
+    stream: BinaryIO, encoding: str = "utf-8", *, expected: str = "an 'email' column"
+) -> tuple[list[str], Iterator[Record]]:
+    """The header and an iterator over the data records (blank lines skipped); `expected`
+    says what the header should hold when the file is empty."""
     if encoding.replace("-", "").lower() == "utf8":
         _check_encoding(stream)
         encoding = "utf-8-sig"  # drop a byte-order mark if Excel wrote one
@@ -74,7 +78,7 @@ def read_records(stream: BinaryIO, encoding: str = "utf-8") -> tuple[list[str], 
         header = next(reader)
     except StopIteration:
         raise ValidationFailed(
-            "the file is empty: expected a header line with an 'email' column"
+            f"the file is empty: expected a header line with {expected}"
         ) from None
     except csv.Error as exc:
         raise ValidationFailed(f"line 1: cannot read the header: {exc}") from None
@@ -114,3 +118,65 @@ def read_records(stream: BinaryIO, encoding: str = "utf-8") -> tuple[list[str], 
                 yield Record(start, values)
 
     return header, records()
+
+
+MULTI_SEPARATOR = "|"  # several values in one cell: tags, lists, choices, contacts
+
+
+def column_keys(header: list[str]) -> list[str]:
+    """The header's column names as keys ("First Name" -> first_name); a column named twice
+    stops the import before anything is written."""
+    keys = [name.strip().lower().replace(" ", "_").replace("-", "_") for name in header]
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValidationFailed(f"header: column {key!r} appears twice")
+        seen.add(key)
+    return keys
+
+
+def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def rejected_path_for(path: Path) -> Path:
+    return path.with_name(path.stem + ".rejected.csv")
+
+
+class RejectedWriter:
+    """Writes rejected rows beside the input, created only when the first row is rejected."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path = path
+        self.header = header
+        self._file: Any = None
+        self._writer: Any = None
+
+    def write(self, line: int, values: list[str] | None, reason: str) -> None:
+        if self._writer is None:
+            self._file = self.path.open("w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(["line", "reason", *self.header])
+        self._writer.writerow([line, reason, *(values or [])])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def cell(value: Any) -> str:
+    """A stored value as the importers read it back (booleans, lists joined by '|')."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return MULTI_SEPARATOR.join(map(str, value))
+    return str(value)

@@ -127,6 +127,19 @@ _COERCERS: dict[FieldType, Callable[[Any, tuple[str, ...]], Any]] = {
 }
 
 
+def check_options(field_type: FieldType, options: list[str] | None) -> list[str] | None:
+    """The options of a field definition: required (and unique) for choice fields only."""
+    if field_type in (FieldType.SINGLE_CHOICE, FieldType.MULTI_CHOICE):
+        if not options:
+            raise ValidationFailed(f"options: a {field_type} field needs at least one option")
+        if len(set(options)) != len(options):
+            raise ValidationFailed("options: must be unique")
+        return options
+    if options:
+        raise ValidationFailed(f"options: only choice fields have options, not {field_type}")
+    return None
+
+
 def coerce(field: FieldDef, value: Any) -> Any:
     """The stored form of `value` for `field`; None and "" clear the field."""
     if value is None or value == "":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -13,7 +13,15 @@ from sqlalchemy import ColumnElement, select
 from tidings.activities.service import Cause
 from tidings.clock import Clock
 from tidings.contacts import repository
-from tidings.contacts.csvfile import Record, read_records
+from tidings.contacts.csvfile import (
+    MULTI_SEPARATOR,
+    Record,
+    RejectedWriter,
+    batches,
+    cell,
+    column_keys,
+    read_records,
+)
 from tidings.contacts.fields import FieldDef
 from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
 from tidings.contacts.policy import ContactStatus
@@ -30,7 +38,6 @@ from tidings.memory import gc_paused
 
 BATCH_SIZE = 5_000
 STANDARD_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags", "lists")
-MULTI_SEPARATOR = "|"
 PROFILE_COLUMNS = ("first_name", "last_name", "phone")
 
 
@@ -46,19 +53,10 @@ class ImportSummary:
     samples: list[str] = field(default_factory=list)
 
 
-def _column_key(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
 def _plan_columns(header: list[str], definitions: dict[str, FieldDef]) -> list[str]:
-    keys = [_column_key(h) for h in header]
+    keys = column_keys(header)
     if "email" not in keys:
         raise ValidationFailed("header: no 'email' column")
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise ValidationFailed(f"header: column {key!r} appears twice")
-        seen.add(key)
     unknown = [
         h
         for h, k in zip(header, keys, strict=True)
@@ -120,31 +118,6 @@ class _RowReader:
         return item
 
 
-class _RejectedWriter:
-    """Writes rejected rows beside the input, created only when the first row is rejected."""
-
-    def __init__(self, path: Path, header: list[str]) -> None:
-        self.path = path
-        self.header = header
-        self._file: Any = None
-        self._writer: Any = None
-
-    def write(self, line: int, values: list[str] | None, reason: str) -> None:
-        if self._writer is None:
-            self._file = self.path.open("w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(["line", "reason", *self.header])
-        self._writer.writerow([line, reason, *(values or [])])
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def rejected_path_for(path: Path) -> Path:
-    return path.with_name(path.stem + ".rejected.csv")
-
-
 def import_contacts(
     database: Database,
     stream: BinaryIO,
@@ -171,7 +144,7 @@ def import_contacts(
         definitions = repository.field_definitions(session)
     row_reader = _RowReader.for_columns(_plan_columns(header, definitions))
     summary = ImportSummary()
-    writer = _RejectedWriter(rejected_path, header)
+    writer = RejectedWriter(rejected_path, header)
     extra_tags = [tag] if tag else []
     extra_lists = [list_name] if list_name else []
 
@@ -188,7 +161,7 @@ def import_contacts(
             )
 
     try:
-        for records_batch in _batches(records, batch_size):
+        for records_batch in batches(records, batch_size):
             with gc_paused():  # a batch's many small objects live until it is written
                 good = [r for r in records_batch if r.values is not None]
                 validated = validate_batch(
@@ -205,22 +178,11 @@ def import_contacts(
     return summary
 
 
-def _batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    batch: list[Record] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _finish(
     summary: ImportSummary,
     report: UpsertReport,
     records: list[Record],
-    writer: _RejectedWriter,
+    writer: RejectedWriter,
     progress: Callable[[int], None] | None,
 ) -> None:
     """Report a written batch's rows, in file order."""
@@ -235,7 +197,7 @@ def _finish(
 
 
 def _account(
-    summary: ImportSummary, report: UpsertReport, good: list[Record], writer: _RejectedWriter
+    summary: ImportSummary, report: UpsertReport, good: list[Record], writer: RejectedWriter
 ) -> None:
     summary.created += report.created
     summary.updated += report.updated
@@ -312,7 +274,7 @@ def export_contacts(
                     c.score,
                     MULTI_SEPARATOR.join(sorted(tags.get(c.id, []))),
                     MULTI_SEPARATOR.join(sorted(lists.get(c.id, []))),
-                    *(_cell(values.get(k)) for k in field_keys),
+                    *(cell(values.get(k)) for k in field_keys),
                     c.created_at.isoformat(),
                 ]
             )
@@ -325,13 +287,3 @@ def _grouped(rows: Any) -> dict[int, list[str]]:
     for contact_id, name in rows:
         grouped.setdefault(contact_id, []).append(name)
     return grouped
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return MULTI_SEPARATOR.join(map(str, value))
-    return str(value)

@@ -21,6 +21,20 @@ from tidings.contacts.models import (
     Tag,
 )
 from tidings.db.base import Base
+from tidings.deals.models import (
+    Deal,
+    DealContact,
+    DealField,
+    Note,
+    Pipeline,
+    ScoreMatch,
+    ScoringRule,
+    Stage,
+    StageVisit,
+    Task,
+    TaskType,
+    User,
+)
 from tidings.events.models import EventDaily
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
@@ -35,6 +49,9 @@ __all__ = [
     "Contact",
     "ContactTag",
     "CustomField",
+    "Deal",
+    "DealContact",
+    "DealField",
     "Effect",
     "EmailTemplate",
     "EngineState",
@@ -42,11 +59,20 @@ __all__ = [
     "EventDaily",
     "ListMembership",
     "MailingList",
+    "Note",
     "OutboxMessage",
+    "Pipeline",
+    "ScoreMatch",
+    "ScoringRule",
     "Segment",
     "SigningKey",
+    "Stage",
+    "StageVisit",
     "StepCount",
     "StepLog",
     "Suppression",
     "Tag",
+    "Task",
+    "TaskType",
+    "User",
 ]

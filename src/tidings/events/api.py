@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
@@ -199,6 +200,11 @@ def _decode(cursor: str) -> tuple[datetime, int]:
         raise ValidationFailed("cursor: not a cursor returned by this API") from None
 
 
+# Other packages (deals) add activities to a contact's timeline that do not carry its id: each
+# function returns a condition on Activity for a contact id.
+timeline_extensions: list[Callable[[int], ColumnElement[bool]]] = []
+
+
 @router.get("/contacts/{contact_id}/timeline", tags=["events"])
 def timeline(
     contact_id: Id,
@@ -208,7 +214,10 @@ def timeline(
 ) -> TimelinePage:
     """The contact's activities and events, newest first by when they happened."""
     contacts_service.get_contact(session, contact_id)
-    query = select(Activity).where(Activity.contact_id == contact_id)
+    mine = Activity.contact_id == contact_id
+    query = select(Activity).where(
+        or_(mine, *(extend(contact_id) for extend in timeline_extensions))
+    )
     if cursor:
         moment, last_id = _decode(cursor)
         query = query.where(

@@ -14,6 +14,11 @@ one exception: `{"field": ..., "op": ..., "value": ...}`):
                "where": [{"property": "url", "op": "contains", "value": "pricing"}]}}
     {"purchase_total": {"op": "gte", "value": 100, "within_days": 90}}
 
+Deal scoring rules (tidings.deals.scoring) add one kind, a comparison on the deal itself; every
+other kind then asks about the deal's primary contact:
+
+    {"deal": {"field": "value", "op": "gte", "value": 1000000}}
+
 What one condition may cost is bounded (each becomes SQL run over every contact): at most
 MAX_NODES conditions in all, MAX_DEPTH levels of and/or/not, MAX_WHERE property filters per
 event condition, MAX_EVENT_TYPES types per event condition and MAX_VALUES values in `in` /
@@ -59,6 +64,11 @@ TIME_FIELDS = frozenset(
     }
 )
 STANDARD_FIELDS = TEXT_FIELDS | NUMBER_FIELDS | TIME_FIELDS
+# A deal's own fields (`{"deal": {...}}`); stage, pipeline and owner compare their ids.
+DEAL_TEXT_FIELDS = frozenset({"title", "currency", "status"})
+DEAL_NUMBER_FIELDS = frozenset({"value", "score", "stage", "pipeline", "owner"})
+DEAL_TIME_FIELDS = frozenset({"created_at", "updated_at", "closed_at"})
+DEAL_DATE_FIELDS = frozenset({"expected_close"})
 CUSTOM_FIELD_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,40}|custom:[A-Za-z0-9_.\-]{1,56}")
@@ -116,6 +126,12 @@ class FieldCondition(Node):
     value: Any = None
     value_kind: Literal["text", "number", "time", "bool", "date", "list"] = "text"
     custom: bool = False
+
+
+class DealCondition(Node):
+    """A comparison on the deal's own fields (deal scoring only)."""
+
+    item: FieldCondition
 
 
 class TagCondition(Node):
@@ -274,6 +290,7 @@ Condition = (
     | EventCondition
     | PurchaseTotalCondition
     | CreatedCondition
+    | DealCondition
 )
 for _recursive in (And, Or, Not):
     _recursive.model_rebuild()
@@ -294,12 +311,13 @@ KINDS = (
 )
 
 
-def parse_condition(obj: Any) -> Condition:
-    """Validate a JSON condition; ValidationFailed names the path of the first problem."""
+def parse_condition(obj: Any, *, deal: bool = False) -> Condition:
+    """Validate a JSON condition; ValidationFailed names the path of the first problem.
+    `deal`: a deal scoring rule's condition, which may also compare the deal's own fields."""
     where = find_nul(obj)
     if where is not None:
         raise _fail(where, NUL_MESSAGE)
-    return _parse(obj, "", 0, _Budget())
+    return _parse(obj, "", 0, _Budget(), deal)
 
 
 def _join(path: str, part: str | int) -> str:
@@ -339,7 +357,7 @@ class _Budget:
     nodes: int = MAX_NODES
 
 
-def _parse(obj: Any, path: str, depth: int, budget: _Budget) -> Condition:
+def _parse(obj: Any, path: str, depth: int, budget: _Budget, deal: bool) -> Condition:
     if depth > MAX_DEPTH:
         raise _fail(path, f"nested more than {MAX_DEPTH} levels (the depth limit)")
     budget.nodes -= 1
@@ -359,11 +377,11 @@ def _parse(obj: Any, path: str, depth: int, budget: _Budget) -> Condition:
         if len(body) > MAX_ITEMS:
             raise _fail(here, f"at most {MAX_ITEMS} conditions (the limit per and/or)")
         items = tuple(
-            _parse(item, f"{here}[{i}]", depth + 1, budget) for i, item in enumerate(body)
+            _parse(item, f"{here}[{i}]", depth + 1, budget, deal) for i, item in enumerate(body)
         )
         return And(items=items) if key == "and" else Or(items=items)
     if key == "not":
-        return Not(item=_parse(body, here, depth + 1, budget))
+        return Not(item=_parse(body, here, depth + 1, budget, deal))
     if key in ("has_tag", "lacks_tag"):
         if not isinstance(body, str) or not body.strip():
             raise _fail(here, "must be a tag name")
@@ -393,6 +411,12 @@ def _parse(obj: Any, path: str, depth: int, budget: _Budget) -> Condition:
         return _model(EventCondition, body, here)
     if key == "purchase_total":
         return _model(PurchaseTotalCondition, body, here)
+    if key == "deal":
+        if not deal:
+            raise _fail(here, "deal conditions apply only to deal scoring rules")
+        if not isinstance(body, dict) or "field" not in body:
+            raise _fail(here, "must be an object like {'field': 'value', 'op': 'gte', 'value': 1}")
+        return DealCondition(item=_field(body, here, DEAL_FIELDS))
     raise _fail(here, f"unknown condition; expected one of: {', '.join(KINDS)}")
 
 
@@ -400,7 +424,25 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _field(obj: dict[str, Any], path: str) -> FieldCondition:
+@dataclass(frozen=True, slots=True)
+class FieldSet:
+    """The standard fields of what a field comparison is about, by how they compare."""
+
+    text: frozenset[str]
+    number: frozenset[str]
+    time: frozenset[str]
+    date: frozenset[str] = frozenset()
+
+    @property
+    def standard(self) -> frozenset[str]:
+        return self.text | self.number | self.time | self.date
+
+
+CONTACT_FIELDS = FieldSet(TEXT_FIELDS, NUMBER_FIELDS, TIME_FIELDS)
+DEAL_FIELDS = FieldSet(DEAL_TEXT_FIELDS, DEAL_NUMBER_FIELDS, DEAL_TIME_FIELDS, DEAL_DATE_FIELDS)
+
+
+def _field(obj: dict[str, Any], path: str, fields: FieldSet = CONTACT_FIELDS) -> FieldCondition:
     extra = set(obj) - {"field", "op", "value"}
     if extra:
         raise _fail(_join(path, sorted(extra)[0]), "unknown key")
@@ -409,10 +451,10 @@ def _field(obj: dict[str, Any], path: str) -> FieldCondition:
         raise _fail(_join(path, "field"), "must be a field name")
     if not isinstance(op, str) or op not in ALL_OPS:
         raise _fail(_join(path, "op"), f"unknown operator {op!r}")
-    custom = name not in STANDARD_FIELDS
+    custom = name not in fields.standard
     if custom and not CUSTOM_FIELD_KEY.fullmatch(name):
         raise _fail(_join(path, "field"), f"unknown field {name!r}")
-    kind = _kind(name, op, value, custom)
+    kind = _kind(name, op, value, custom, fields)
     allowed = {
         "text": TEXT_OPS,
         "number": NUMBER_OPS,
@@ -428,14 +470,16 @@ def _field(obj: dict[str, Any], path: str) -> FieldCondition:
 
 
 def _kind(
-    name: str, op: str, value: Any, custom: bool
+    name: str, op: str, value: Any, custom: bool, fields: FieldSet
 ) -> Literal["text", "number", "time", "bool", "date", "list"]:
-    if name in TEXT_FIELDS:
+    if name in fields.text:
         return "text"
-    if name in NUMBER_FIELDS:
+    if name in fields.number:
         return "number"
-    if name in TIME_FIELDS:
+    if name in fields.time:
         return "time"
+    if name in fields.date:
+        return "date"
     # A custom field: its type is checked against the definitions by `check_fields`; here the
     # value decides how the JSON value is compared.
     if isinstance(value, bool):

@@ -11,10 +11,18 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository as contacts_repository
-from tidings.contacts.fields import FieldType
+from tidings.contacts.fields import FieldDef, FieldType
 from tidings.contacts.models import Contact
 from tidings.errors import Conflict, NotFound, ValidationFailed
-from tidings.segments.conditions import And, Condition, FieldCondition, Not, Or, parse_condition
+from tidings.segments.conditions import (
+    And,
+    Condition,
+    DealCondition,
+    FieldCondition,
+    Not,
+    Or,
+    parse_condition,
+)
 from tidings.segments.models import Segment
 from tidings.segments.sql import condition_sql
 
@@ -29,8 +37,9 @@ _KINDS_FOR_TYPE = {
 }
 
 
-def _field_nodes(node: Condition, path: str) -> Iterator[tuple[str, FieldCondition]]:
-    """Field comparisons with their path, named as parse_condition names them."""
+def _field_nodes(node: Condition, path: str) -> Iterator[tuple[str, FieldCondition, bool]]:
+    """Field comparisons with their path, named as parse_condition names them, and whether
+    they compare a deal's field."""
     if isinstance(node, And | Or):
         kind = "and" if isinstance(node, And) else "or"
         for index, item in enumerate(node.items):
@@ -38,19 +47,25 @@ def _field_nodes(node: Condition, path: str) -> Iterator[tuple[str, FieldConditi
     elif isinstance(node, Not):
         yield from _field_nodes(node.item, f"{path}.not" if path else "not")
     elif isinstance(node, FieldCondition):
-        yield path, node
+        yield path, node, False
+    elif isinstance(node, DealCondition):
+        yield f"{path}.deal" if path else "deal", node.item, True
 
 
-def check_fields(session: Session, condition: Condition) -> None:
-    """Custom fields named in the condition exist and are compared as their type allows."""
+def check_fields(
+    session: Session, condition: Condition, deal_fields: dict[str, FieldDef] | None = None
+) -> None:
+    """Custom fields named in the condition exist and are compared as their type allows
+    (`deal_fields`: the custom deal field definitions, for a deal rule's condition)."""
     definitions = contacts_repository.field_definitions(session)
-    for path, node in _field_nodes(condition, ""):
+    for path, node, of_deal in _field_nodes(condition, ""):
         if not node.custom:
             continue
         where = f"{path}." if path else ""
-        definition = definitions.get(node.field)
+        definition = ((deal_fields or {}) if of_deal else definitions).get(node.field)
         if definition is None:
-            raise ValidationFailed(f"{where}field: unknown field {node.field!r}")
+            kind = "deal field" if of_deal else "field"
+            raise ValidationFailed(f"{where}field: unknown {kind} {node.field!r}")
         if node.op in ("is_set", "not_set"):
             continue
         if node.value_kind not in _KINDS_FOR_TYPE[definition.type]:

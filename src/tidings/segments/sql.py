@@ -3,6 +3,10 @@
 Every atom compiles to a two-valued expression (never SQL NULL), so `not` and `or` mean what
 they say in Python: a missing value is simply "does not match".
 
+Deal scoring (`deal_condition_sql`) compiles `{"deal": ...}` comparisons over the deals table
+(the caller selects from deals, outer-joined to the primary contact when the condition asks
+about it); there every other atom is about that contact, and is false for a deal without one.
+
 Event conditions become `contacts.id IN (SELECT contact_id FROM activities WHERE type IN ...
 AND occurred_at in window ...)`, which both databases run as one index range scan over
 ix_activities_type_occurred_at followed by a semi-join (see migration 0002).
@@ -12,7 +16,8 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -34,10 +39,13 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from tidings.activities.models import Activity
 from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
+from tidings.deals.models import Deal
 from tidings.segments.conditions import (
+    DEAL_DATE_FIELDS,
     And,
     Condition,
     CreatedCondition,
+    DealCondition,
     EventCondition,
     FieldCondition,
     ListCondition,
@@ -48,6 +56,7 @@ from tidings.segments.conditions import (
     StatusCondition,
     TagCondition,
     Window,
+    walk,
 )
 
 # ---- typed access to JSON values, the same on SQLite and PostgreSQL ------------------------
@@ -189,18 +198,70 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Subject:
+    """What field comparisons are about: its standard columns and its custom-field JSON."""
+
+    columns: dict[str, Any]
+    fields: Any
+
+
+_CONTACT = _Subject({}, Contact.fields)
+_DEAL = _Subject(
+    {
+        "title": Deal.title,
+        "currency": Deal.currency,
+        "status": Deal.status,
+        "value": Deal.value,
+        "score": Deal.score,
+        "stage": Deal.stage_id,
+        "pipeline": Deal.pipeline_id,
+        "owner": Deal.owner_id,
+        "created_at": Deal.created_at,
+        "updated_at": Deal.updated_at,
+        "closed_at": Deal.closed_at,
+        "expected_close": Deal.expected_close,
+    },
+    Deal.fields,
+)
+
+
 def condition_sql(condition: Condition, now: datetime) -> ColumnElement[bool]:
     """A WHERE clause over Contact: `select(Contact.id).where(condition_sql(c, now))`."""
     return _compile(condition, now)
 
 
-def _compile(node: Condition, now: datetime) -> ColumnElement[bool]:
+def deal_condition_sql(condition: Condition, now: datetime) -> ColumnElement[bool]:
+    """A deal rule's condition: a WHERE clause over Deal outer-joined to its primary Contact
+    (when `asks_about_contact`). Atoms about the contact are false for a deal without one,
+    never NULL, so `not` still means what it says."""
+    return _compile(condition, now, Contact.id.is_not(None))
+
+
+def asks_about_contact(condition: Condition) -> bool:
+    """Whether a deal rule's condition reads the primary contact (so needs it joined)."""
+    return any(not isinstance(node, And | Or | Not | DealCondition) for node in walk(condition))
+
+
+def _compile(
+    node: Condition, now: datetime, has_contact: ColumnElement[bool] | None = None
+) -> ColumnElement[bool]:
     if isinstance(node, And):
-        return and_(*(_compile(item, now) for item in node.items))
+        return and_(*(_compile(item, now, has_contact) for item in node.items))
     if isinstance(node, Or):
-        return or_(*(_compile(item, now) for item in node.items))
+        return or_(*(_compile(item, now, has_contact) for item in node.items))
     if isinstance(node, Not):
-        return not_(_compile(node.item, now))
+        return not_(_compile(node.item, now, has_contact))
+    if isinstance(node, DealCondition):
+        item = node.item
+        if item.field in DEAL_DATE_FIELDS and isinstance(item.value, str):
+            item = item.model_copy(update={"value": date.fromisoformat(item.value)})
+        return _field(item, now, _DEAL)
+    atom = _atom(node, now)
+    return atom if has_contact is None else and_(has_contact, atom)
+
+
+def _atom(node: Condition, now: datetime) -> ColumnElement[bool]:
     if isinstance(node, FieldCondition):
         return _field(node, now)
     if isinstance(node, TagCondition):
@@ -243,31 +304,34 @@ def _in_list(node: ListCondition) -> ColumnElement[bool]:
     return Contact.id.in_(members)
 
 
-def _column(node: FieldCondition) -> Any:
+def _column(node: FieldCondition, subject: _Subject) -> Any:
     if not node.custom:
-        return getattr(Contact, node.field)
+        column = subject.columns.get(node.field)
+        return getattr(Contact, node.field) if column is None else column
     keys = (node.field,)
     if node.value_kind == "number":
-        return _json(json_number, Contact.fields, keys)
+        return _json(json_number, subject.fields, keys)
     if node.value_kind == "bool":
-        return _json(json_bool_text, Contact.fields, keys)
-    return _json(json_text, Contact.fields, keys)
+        return _json(json_bool_text, subject.fields, keys)
+    return _json(json_text, subject.fields, keys)
 
 
-def _field(node: FieldCondition, now: datetime) -> ColumnElement[bool]:
+def _field(
+    node: FieldCondition, now: datetime, subject: _Subject = _CONTACT
+) -> ColumnElement[bool]:
     op, value = node.op, node.value
     if node.custom and op in ("is_set", "not_set"):
-        is_present = _json(json_present, Contact.fields, (node.field,)).is_not(None)
+        is_present = _json(json_present, subject.fields, (node.field,)).is_not(None)
         return is_present if op == "is_set" else not_(is_present)
     if node.value_kind == "list":
-        has = _array_has(Contact.fields, (node.field,), value)
+        has = _array_has(subject.fields, (node.field,), value)
         return has if op == "includes" else not_(has)
-    column = _column(node)
+    column = _column(node, subject)
     if op == "not_set":
-        return not_(_field(node.model_copy(update={"op": "is_set"}), now))
+        return not_(_field(node.model_copy(update={"op": "is_set"}), now, subject))
     if op in ("neq", "not_contains", "not_in", "not_within_days"):
         positive = {"neq": "eq", "not_contains": "contains", "not_in": "in"}.get(op, "within_days")
-        return not_(_field(node.model_copy(update={"op": positive}), now))
+        return not_(_field(node.model_copy(update={"op": positive}), now, subject))
     present: ColumnElement[bool] = column.is_not(None)
     if op == "is_set":
         if node.value_kind == "text":
@@ -369,4 +433,10 @@ def _purchase_total(node: PurchaseTotalCondition, now: datetime) -> ColumnElemen
     return Contact.id.in_(buyers.having(compare(total, target)))
 
 
-__all__ = ["condition_sql", "json_number", "json_text"]
+__all__ = [
+    "asks_about_contact",
+    "condition_sql",
+    "deal_condition_sql",
+    "json_number",
+    "json_text",
+]

@@ -1,0 +1,169 @@
+"""`tidings deals import|export`, `tidings pipelines create|list`, `tidings users ...`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tidings.cli_support import open_database
+from tidings.clock import SystemClock
+from tidings.contacts.csvfile import rejected_path_for
+from tidings.db.engine import Database
+from tidings.deals import pipelines, users
+from tidings.deals.importer import export_deals, import_deals
+from tidings.deals.pipelines import StageSpec
+from tidings.deals.users import Role
+from tidings.errors import TidingsError
+from tidings.progress import file_import
+
+deals_app = typer.Typer(help="Import and export deals.", no_args_is_help=True)
+pipelines_app = typer.Typer(help="Deal pipelines and their stages.", no_args_is_help=True)
+users_app = typer.Typer(help="Users: the people who own deals and tasks.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(2)
+
+
+def _database() -> Database:
+    return open_database()
+
+
+@deals_app.command("import")
+def import_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    encoding: str = typer.Option("utf-8", help="Text encoding of the file."),
+) -> None:
+    """Import deals from CSV (rows with an id update that deal). Rejected rows go to
+    FILE.rejected.csv with the reason."""
+    database = _database()
+    rejected = rejected_path_for(file)
+    rejected.unlink(missing_ok=True)
+    try:
+        with file_import(file, "importing", console) as (stream, progress):
+            summary = import_deals(
+                database,
+                stream,
+                clock=SystemClock(),
+                rejected_path=rejected,
+                encoding=encoding,
+                progress=progress,
+            )
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    except LookupError as exc:
+        raise _fail(f"--encoding: {exc}") from None
+    console.print(
+        f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
+        f"rejected {summary.rejected}"
+    )
+    for sample in summary.samples:
+        console.print(f"  [yellow]{sample}[/yellow]")
+    if summary.rejected_file:
+        console.print(f"rejected rows written to {summary.rejected_file}")
+
+
+@deals_app.command("export")
+def export_command(
+    file: Path = typer.Argument(..., help="Output CSV file, or - for standard output."),
+    pipeline: str = typer.Option(None, help="Only the deals of this pipeline (name or id)."),
+) -> None:
+    """Export deals as CSV, in the columns `deals import` reads."""
+    database = _database()
+    pipeline_id = None
+    if pipeline:
+        try:
+            with database.session() as session:
+                pipeline_id = pipelines.find_pipeline(session, pipeline).id
+        except TidingsError as exc:
+            raise _fail(exc.detail) from None
+    if str(file) == "-":
+        count = export_deals(database, sys.stdout, pipeline_id=pipeline_id)
+    else:
+        with file.open("w", newline="", encoding="utf-8") as out:
+            count = export_deals(database, out, pipeline_id=pipeline_id)
+    console.print(f"exported {count} deals")
+
+
+def _stage_spec(text: str) -> StageSpec:
+    title, colon, probability = text.rpartition(":")
+    if colon and probability.strip().isdigit():
+        return StageSpec(title, probability=int(probability))
+    return StageSpec(text)
+
+
+@pipelines_app.command("create")
+def pipelines_create(
+    name: str,
+    currency: str = typer.Option(..., help="ISO 4217 code of the deals' values, e.g. EUR."),
+    stage: list[str] = typer.Option(
+        ..., "--stage", help="A stage, in order; TITLE or TITLE:PROBABILITY (percent)."
+    ),
+) -> None:
+    """Create a pipeline with its stages."""
+    try:
+        with _database().session() as session:
+            pipeline = pipelines.create_pipeline(
+                session, name, currency, [_stage_spec(s) for s in stage], now=SystemClock().now()
+            )
+            pipeline_id = pipeline.id
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    console.print(f"created pipeline {pipeline_id} ({name})")
+
+
+@pipelines_app.command("list")
+def pipelines_list() -> None:
+    """Pipelines with their stages: id, name, currency, then stage id, title, probability."""
+    with _database().session() as session:
+        grouped = pipelines.stages_by_pipeline(session)
+        for pipeline in pipelines.list_pipelines(session):
+            typer.echo(f"{pipeline.id}\t{pipeline.name}\t{pipeline.currency}")
+            for s in grouped.get(pipeline.id, []):
+                typer.echo(f"  {s.id}\t{s.title}\t{s.probability}%")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    name: str = typer.Option(..., "--name", help="The user's name."),
+    admin: bool = typer.Option(False, "--admin", help="An administrator (default: member)."),
+) -> None:
+    """Create a user."""
+    role = Role.ADMIN if admin else Role.MEMBER
+    try:
+        with _database().session() as session:
+            user = users.create_user(session, email, name, role=role, now=SystemClock().now())
+            user_id, address = user.id, user.email
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    console.print(f"created user {user_id} ({address}, {role.value})")
+
+
+@users_app.command("list")
+def users_list(
+    all_users: bool = typer.Option(False, "--all", help="Include deactivated users."),
+) -> None:
+    """Users: id, email, name, role, active or deactivated."""
+    with _database().session() as session:
+        for user in users.list_users(session, active=None if all_users else True):
+            state = "active" if user.active else "deactivated"
+            typer.echo(f"{user.id}\t{user.email}\t{user.name}\t{user.role}\t{state}")
+
+
+@users_app.command("deactivate")
+def users_deactivate(user: str = typer.Argument(..., help="The user's id or email.")) -> None:
+    """Deactivate a user: their deals and tasks stay theirs, nothing new can be given them."""
+    try:
+        with _database().session() as session:
+            row = users.find_user(session, user)
+            users.deactivate_user(session, row, now=SystemClock().now())
+            address = row.email
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    console.print(f"deactivated {address}")
