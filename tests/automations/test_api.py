@@ -28,7 +28,7 @@ def test_create_errors_name_the_path(client: TestClient) -> None:
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     fields = [e["field"] for e in response.json()["errors"]]
-    assert fields == ["steps[0].tag"]
+    assert fields == ["steps[0].tag", "steps[1].goto"]  # every problem in one answer
     response = client.post(
         "/api/v1/automations",
         json={"definition": {"name": "x", "steps": [{"id": "b", "goto": "nowhere"}]}},
@@ -160,3 +160,70 @@ steps:
         "steps[2].template",
         "steps[3].automation",
     }
+
+
+def test_conditions_and_trigger_fields_are_checked_against_the_database(
+    client: TestClient,
+) -> None:
+    """Tags, lists and custom fields named in if steps, goals, condition waits and a field
+    trigger are warned about too (a typo there matches nobody, silently)."""
+    text = """
+name: Conditions
+trigger: {type: field_changed, field: plann}
+steps:
+  - {id: check, if: {and: [{has_tag: Vip}, {not: {in_list: Ghost}}]}, then: wait}
+  - {id: wait, wait: {condition: {field: tier, op: eq, value: gold}, timeout: {days: 1}}}
+goals:
+  - {id: g, when: {or: [{status: subscribed}, {lacks_tag: Churned}]}, jump_to: end}
+"""
+    body = client.post("/api/v1/automations", json={"yaml": text}).json()
+    assert body["warnings"] == [
+        {"field": "trigger.field", "message": "custom field 'plann' does not exist"},
+        {"field": "steps[0].if.and[0].has_tag", "message": "tag 'Vip' does not exist"},
+        {"field": "steps[0].if.and[1].not.in_list", "message": "list 'Ghost' does not exist"},
+        {"field": "steps[1].wait.condition.field", "message": "custom field 'tier' does not exist"},
+        {"field": "goals[0].when.or[1].lacks_tag", "message": "tag 'Churned' does not exist"},
+    ]
+
+
+def test_end_runs_then_delete_a_paused_automation(
+    client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    ids = make_contacts(database, clock, 5)
+    multiple = DRIP.replace("name: Drip", "name: Drip\nruns: multiple")
+    automation_id = client.post("/api/v1/automations", json={"yaml": multiple}).json()["id"]
+    client.post(f"/api/v1/automations/{automation_id}/enrol", json={"all": True})
+    Engine(database, clock).run_until_idle()
+    client.post(f"/api/v1/automations/{automation_id}/status", json={"status": "paused"})
+    refused = client.delete(f"/api/v1/automations/{automation_id}")
+    assert refused.status_code == 409
+    assert "end their runs first" in refused.json()["detail"]
+
+    url = f"/api/v1/automations/{automation_id}/end-runs"
+    one = client.post(url, json={"contact_ids": [ids[0]], "reason": "asked to stop"})
+    assert one.status_code == 200, one.text
+    assert one.json() == {"ended": 1, "by_step": {"pause": 1}}
+    unknown = client.post(url, json={"step": "nowhere"})
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"] == "step"
+    assert client.post(url, json={"step": "hello"}).json() == {"ended": 0, "by_step": {}}
+    rest = client.post(url, json={"step": "pause"})
+    assert rest.json() == {"ended": 4, "by_step": {"pause": 4}}
+    assert client.post(url).json() == {"ended": 0, "by_step": {}}  # no body: every run
+
+    body = client.get(f"/api/v1/automations/{automation_id}").json()
+    assert body["enrolments"] == {"exited": 5}
+    steps = {s["id"]: s for s in body["steps"]}
+    assert steps["pause"]["exited"] == 5 and steps["pause"]["waiting"] == 0
+    (run,) = client.get(f"/api/v1/contacts/{ids[0]}/automations").json()
+    assert run["state"] == "exited" and run["end_reason"] == "asked to stop"
+    assert run["history"][-1]["outcome"] == "exited"
+    (other,) = client.get(f"/api/v1/contacts/{ids[1]}/automations").json()
+    assert other["end_reason"] == "runs ended by hand"
+    # Runs multiple: an ended run frees the contact to enter again.
+    client.post(f"/api/v1/automations/{automation_id}/status", json={"status": "active"})
+    again = client.post(f"/api/v1/automations/{automation_id}/enrol", json={"contact_ids": ids})
+    assert again.json() == {"enrolled": 5}
+    client.post(url)
+    assert client.delete(f"/api/v1/automations/{automation_id}").status_code == 204
+    assert client.post(url).status_code == 404

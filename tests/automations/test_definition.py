@@ -92,3 +92,51 @@ steps:
         "name: D\nsteps:\n  - {id: a, end: true}\n  - {id: a, end: true}\n"
     )
     assert problems("name: [")[0][0].startswith("line")
+
+
+ALL_AT_ONCE = """
+name: All at once
+steps:
+  - {id: a, action: add_tag}
+  - {id: b, goto: a}
+  - {id: orphan, end: true}
+goals:
+  - {id: g, when: {has_tag: X}, jump_to: nowhere}
+"""
+
+
+def test_every_problem_in_one_pass() -> None:
+    """A schema error, a goal error, an unreachable step and a loop without a wait: the graph
+    is checked on what could be parsed, so all four come back together."""
+    found = problems(ALL_AT_ONCE)
+    assert ("steps[0].tag", "Field required") in found
+    assert ("goals[0].jump_to", "unknown step id 'nowhere'") in found
+    assert ("steps[2]", "step 'orphan' is unreachable") in found
+    assert ("steps[0]", "loop without a wait: a -> b -> a") in found
+    assert len(found) == 4
+
+
+def test_graph_checks_survive_steps_that_do_not_parse() -> None:
+    # A step that fails keeps its id and its targets: no false "unreachable", and its own
+    # unknown target is reported with the rest.
+    found = problems(
+        """
+name: Partial
+steps:
+  - {id: a, if: {has_tagg: X}, then: c, else: nowher}
+  - {id: b, end: true}
+  - {id: c, action: send_email}
+"""
+    )
+    assert (
+        "steps[0].if.has_tagg",
+        "unknown condition; expected one of: and, or, not, field, "
+        "has_tag, lacks_tag, in_list, status, score, created, event, purchase_total",
+    ) in found
+    assert ("steps[0].else", "unknown step id 'nowher'") in found
+    assert ("steps[2].template", "Field required") in found
+    assert ("steps[1]", "step 'b' is unreachable") in found
+    assert len(found) == 4
+    # A step without a usable id: reachability is not guessed.
+    found = problems("name: N\nsteps:\n  - {action: add_tag, tag: X}\n  - {id: b, end: true}\n")
+    assert [f for f, _ in found] == ["steps[0].id"]

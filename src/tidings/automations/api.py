@@ -8,16 +8,14 @@ from typing import Any, Literal
 import yaml
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import func, select
 
 from tidings.api.deps import ClockDep, SessionDep
 from tidings.api.schemas import Id, InputModel
-from tidings.automations import service
+from tidings.automations import references, service
 from tidings.automations.definition import parse_definition
-from tidings.automations.enrolments import is_active
-from tidings.automations.models import Automation, AutomationVersion, Enrolment
+from tidings.automations.models import Automation
 from tidings.db.hooks import mark_work
-from tidings.errors import Conflict, ValidationFailed
+from tidings.errors import ValidationFailed
 
 router = APIRouter(tags=["automations"])
 
@@ -73,6 +71,19 @@ class EnrolIn(InputModel):
     everyone: bool = Field(default=False, alias="all")
 
 
+class EndRunsIn(InputModel):
+    """Which active runs to end: all, or only those at `step` and/or of `contact_ids`."""
+
+    step: str | None = Field(default=None, min_length=1, max_length=100)
+    contact_ids: list[Id] | None = Field(default=None, max_length=100_000)
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class EndRunsOut(BaseModel):
+    ended: int
+    by_step: dict[str, int]
+
+
 class StepCount(BaseModel):
     id: str
     kind: str
@@ -107,33 +118,15 @@ class AutomationSummary(BaseModel):
 
 
 def _references(session: Any, data: dict[str, Any], create: bool, now: datetime) -> list[Any]:
-    problems = service.reference_problems(session, parse_definition(data))
+    problems = references.reference_problems(session, parse_definition(data))
     if create:
-        service.create_missing(session, problems, now=now)
+        references.create_missing(session, problems, now=now)
         problems = [p for p in problems if p.get("offer") != "create"]
     return problems
 
 
 def _out(session: Any, automation: Automation) -> AutomationOut:
-    versions = list(
-        session.scalars(
-            select(AutomationVersion.version)
-            .where(AutomationVersion.automation_id == automation.id)
-            .order_by(AutomationVersion.version)
-        )
-    )
-    return AutomationOut(
-        id=automation.id,
-        name=automation.name,
-        status=automation.status,
-        version=automation.current_version,
-        versions=versions,
-        definition=service.definition_of(session, automation),
-        created_at=automation.created_at,
-        updated_at=automation.updated_at,
-        enrolments=service.enrolment_totals(session, automation.id),
-        steps=[StepCount(**s) for s in service.step_counts(session, automation)],
-    )
+    return AutomationOut.model_validate(service.report(session, automation))
 
 
 @router.post("/automations", status_code=201, response_model=AutomationOut)
@@ -146,23 +139,7 @@ def create(body: AutomationIn, session: SessionDep, clock: ClockDep) -> Automati
 
 @router.get("/automations", response_model=list[AutomationSummary])
 def list_automations(session: SessionDep) -> list[AutomationSummary]:
-    active = dict(
-        session.execute(
-            select(Enrolment.automation_id, func.count())
-            .where(is_active())
-            .group_by(Enrolment.automation_id)
-        ).all()
-    )
-    return [
-        AutomationSummary(
-            id=a.id,
-            name=a.name,
-            status=a.status,
-            version=a.current_version,
-            active_enrolments=active.get(a.id, 0),
-        )
-        for a in session.scalars(select(Automation).order_by(Automation.id))
-    ]
+    return [AutomationSummary(**s) for s in service.summaries(session)]
 
 
 @router.get("/automations/{automation_id}", response_model=AutomationOut)
@@ -220,17 +197,28 @@ def enrol(automation_id: Id, body: EnrolIn, session: SessionDep, clock: ClockDep
     return {"enrolled": count}
 
 
+@router.post("/automations/{automation_id}/end-runs")
+def end_runs(
+    automation_id: Id, session: SessionDep, clock: ClockDep, body: EndRunsIn | None = None
+) -> EndRunsOut:
+    """End the automation's active runs (all, or those at `step` and/or of `contact_ids`),
+    each as an exit with `reason`, counted like one."""
+    body = body or EndRunsIn()
+    automation = service.get_automation(session, automation_id)
+    by_step = service.end_runs(
+        session,
+        automation,
+        now=clock.now(),
+        step=body.step,
+        contact_ids=body.contact_ids,
+        reason=body.reason,
+    )
+    return EndRunsOut(ended=sum(by_step.values()), by_step=by_step)
+
+
 @router.delete("/automations/{automation_id}", status_code=204)
 def delete(automation_id: Id, session: SessionDep) -> Response:
-    automation = service.get_automation(session, automation_id)
-    active = session.scalar(
-        select(func.count())
-        .select_from(Enrolment)
-        .where(Enrolment.automation_id == automation.id, is_active())
-    )
-    if active:
-        raise Conflict(f"{active} contact(s) are still running through this automation; pause it")
-    service.delete_automation(session, automation)
+    service.delete_automation(session, service.get_automation(session, automation_id))
     return Response(status_code=204)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,8 @@ import psycopg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    String,
+    and_,
     case,
     func,
     literal,
@@ -68,6 +71,11 @@ def enrol(
     statement = _enrol_statement(session, loaded, now, contact_ids, where)
     if statement is None:
         return 0
+    return _inserted(session, statement)
+
+
+def _inserted(session: Session, statement: Any) -> int:
+    """Run an INSERT ... SELECT of enrolments; how many rows it inserted."""
     if session.get_bind().dialect.name == "sqlite":
         return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
     # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
@@ -227,6 +235,7 @@ def _enrol_statement(
     now: datetime,
     contact_ids: Sequence[int] | None,
     where: ColumnElement[bool] | None,
+    placed: Placed | None = None,
 ) -> Any:
     conditions: list[ColumnElement[bool]] = [
         Contact.status.in_(sorted(loaded.allowed)),
@@ -238,25 +247,56 @@ def _enrol_statement(
         conditions.append(in_values(session, Contact.id, sorted(set(contact_ids))))
     if where is not None:
         conditions.append(where)
-    first = loaded.definition.steps[0].id
+    at: Any = literal(now, UTCDateTime())
+    if placed is None:
+        placed = Placed(loaded.definition.steps[0].id, at, at)
+    ended = placed.state != ACTIVE
+    slot = run_slot(loaded)
     select_ = select(
         literal(loaded.automation_id),
         literal(loaded.version),
         Contact.id,
-        literal(ACTIVE),
-        literal(first),
-        literal(now, UTCDateTime()),
+        literal(placed.state),
+        literal(placed.step),
+        placed.wake_at if placed.wake_at is not None else literal(None, UTCDateTime()),
         literal(0),
         literal([], JSONType),
-        literal(run_slot(loaded)),
-        literal(now, UTCDateTime()),
+        literal(None if ended and slot == ACTIVE_SLOT else slot, String()),
+        placed.entered_at,
+        at if ended else literal(None, UTCDateTime()),
     ).where(*conditions)
-    columns = list(ENTERED_COLUMNS)
+    columns = [*ENTERED_COLUMNS, "ended_at"]
     return (
         dialect_insert(session, ENROLMENTS)  # the table: a Core statement, no ORM bookkeeping
         .from_select(columns, select_)
         .on_conflict_do_nothing(index_elements=["automation_id", "contact_id", "run_slot"])
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where runs enrolled by `place` stand: a step, in a state (active, or completed: it
+    ended there), with SQL for each contact's entry and wake times (columns of contacts)."""
+
+    step: str
+    entered_at: ColumnElement[Any]
+    wake_at: ColumnElement[Any] | None
+    state: str = ACTIVE
+
+
+def place(
+    session: Session,
+    loaded: Loaded,
+    placed: Placed,
+    *,
+    now: datetime,
+    where: ColumnElement[bool],
+) -> int:
+    """Enrol the contacts matching `where` (and the automation's statuses) directly at a step,
+    as if they had run there from their own entry time: ONE INSERT ... SELECT. Their history
+    starts at that step (the steps before it are not run). Returns how many were enrolled."""
+    statement = _enrol_statement(session, loaded, now, None, where, placed)
+    return _inserted(session, statement)
 
 
 def exit_active(
@@ -282,9 +322,46 @@ def exit_active(
         Enrolment.run_slot.is_not(None),
         func.coalesce(Enrolment.state, "") == ACTIVE,
     )
-    statement = (
+    statement = _exit(Enrolment.id.in_(active), now, reason).returning(
+        Enrolment.id, Enrolment.contact_id, Enrolment.step
+    )
+    rows = [(r[0], r[1], r[2]) for r in session.connection().execute(statement).all()]
+    for _, _, step in rows:
+        journal.count(automation_id, step or step_hint, EXITED)
+    return rows
+
+
+def end_runs(
+    session: Session,
+    automation_id: int,
+    *,
+    now: datetime,
+    reason: str,
+    journal: Journal,
+    step: str | None = None,
+    contact_ids: Sequence[int] | None = None,
+) -> Counter[str]:
+    """End an automation's active runs (only those at `step`, only those of these contacts)
+    as exits with `reason`, in ONE UPDATE, and count them like exits; returns the runs ended
+    per step. A run a worker holds in its batch is waited for (its row is locked), and is
+    ended only if it is still active, and still at `step`, once that batch has committed."""
+    conditions = [Enrolment.automation_id == automation_id, is_active()]
+    if step is not None:
+        conditions.append(Enrolment.step == step)
+    if contact_ids is not None:
+        conditions.append(in_values(session, Enrolment.contact_id, sorted(set(contact_ids))))
+    statement = _exit(and_(*conditions), now, reason).returning(Enrolment.step)
+    ended = Counter(s or "exit" for s in session.connection().execute(statement).scalars())
+    for at, runs in ended.items():
+        journal.count(automation_id, at, EXITED, runs)
+    return ended
+
+
+def _exit(where: ColumnElement[bool], now: datetime, reason: str) -> Any:
+    """UPDATE: the active runs `where` selects end as exits with `reason`."""
+    return (
         update(Enrolment)
-        .where(Enrolment.id.in_(active))
+        .where(where)
         .values(
             state=EXITED,
             wake_at=None,
@@ -292,13 +369,8 @@ def exit_active(
             end_reason=reason,
             run_slot=released_slot(),  # runs multiple: the contact may enter again
         )
-        .returning(Enrolment.id, Enrolment.contact_id, Enrolment.step)
         .execution_options(synchronize_session=False)  # no Enrolment objects are loaded
     )
-    rows = [(r[0], r[1], r[2]) for r in session.connection().execute(statement).all()]
-    for _, _, step in rows:
-        journal.count(automation_id, step or step_hint, EXITED)
-    return rows
 
 
 def released_slot() -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, select
 
 from tidings.automations import definition as d
 from tidings.automations.actions import FAILED, PASSED, Context, Outcomes, run_action
@@ -27,8 +27,9 @@ from tidings.automations.enrolments import ACTIVE, COMPLETED, EXITED
 from tidings.automations.registry import Loaded
 from tidings.automations.runs import Run, end, started
 from tidings.contacts.models import Contact
-from tidings.db.bulk import in_values
-from tidings.segments import condition_sql
+from tidings.db.bulk import in_values, rows_select
+from tidings.db.types import UTCDateTime
+from tidings.segments import condition_sql, has_events
 
 MAX_HOPS = 200  # steps one enrolment may run in one batch before yielding (no wait in a loop)
 
@@ -72,7 +73,7 @@ def check_goals(ctx: Context, runs: list[Run]) -> None:
         loaded = ctx.registry.version(ctx.session, automation_id, version)
         for goal in loaded.definition.goals:
             candidates = [r for r in group if r.moving and goal.id not in r.goals_hit]
-            hits = holding(ctx, goal.when, candidates)
+            hits = holding(ctx, goal.when, candidates, since_entry=goal.since_entry)
             for run in candidates:
                 if run.contact_id not in hits:
                     continue
@@ -80,12 +81,36 @@ def check_goals(ctx: Context, runs: list[Run]) -> None:
                 move(ctx, automation_id, run.step, [run], goal.jump_to, "goal", goal.id)
 
 
-def holding(ctx: Context, condition: Any, runs: list[Run]) -> set[int]:
-    """The contacts of these runs for whom the condition holds now: one query."""
+def holding(
+    ctx: Context, condition: Any, runs: list[Run], *, since_entry: bool = False
+) -> set[int]:
+    """The contacts of these runs for whom the condition holds now: one query.
+
+    `since_entry`: events count only when they occurred after the run entered. Each run's
+    entry time goes into the query beside its contact (a VALUES list), and the condition's
+    event atoms are bounded by it: still one query for the group, however many entry times.
+    (A contact has one run per automation version, so contact ids identify the runs.)"""
     if not runs:
         return set()
     session = ctx.session
     ids = sorted({r.contact_id for r in runs})
+    if since_entry and has_events(condition):
+        entered = rows_select(
+            session,
+            [("contact_id", BigInteger()), ("entered_at", UTCDateTime())],
+            sorted({(r.contact_id, r.entered_at) for r in runs}),
+        ).subquery("runs")
+        query = (
+            select(Contact.id)
+            .select_from(entered.join(Contact, Contact.id == entered.c.contact_id))
+            .where(
+                # The ids again, as a list: PostgreSQL's planner then reads these contacts by
+                # their key rather than hashing the table for the join.
+                in_values(session, Contact.id, ids),
+                condition_sql(condition, ctx.now, after=entered.c.entered_at),
+            )
+        )
+        return set(session.scalars(query))
     query = select(Contact.id).where(
         in_values(session, Contact.id, ids), condition_sql(condition, ctx.now)
     )
@@ -249,7 +274,7 @@ def _wait(ctx: Context, loaded: Loaded, step: d.WaitStep, group: list[Run]) -> i
             run.wait_until = deadline(run)
     held: list[Run] = []
     if wait.condition is not None:
-        holds = holding(ctx, wait.condition, group)
+        holds = holding(ctx, wait.condition, group, since_entry=wait.since_entry)
         held = [r for r in group if r.contact_id in holds]
         move(ctx, aid, step.id, held, following, PASSED, "condition held")
         group = [r for r in group if r.contact_id not in holds]

@@ -58,10 +58,10 @@ class Journal:
         else:
             trail[2].append((step, outcome, detail))
 
-    def count(self, automation_id: int, step: str, outcome: str) -> None:
+    def count(self, automation_id: int, step: str, outcome: str, runs: int = 1) -> None:
         """Count an outcome without a history entry: a run's end, which its enrolment row
         records (state, step, ended_at, end_reason)."""
-        self.tallies[(automation_id, step, outcome)] += 1
+        self.tallies[(automation_id, step, outcome)] += runs
 
     def add_all(
         self,

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from tidings.automations import definition as d
+from tidings.automations import enrolments
 from tidings.automations.definition import Definition, parse_definition
 from tidings.automations.enrolments import ACTIVE, enrol, is_active
+from tidings.automations.journal import Journal, own_shard
 from tidings.automations.matcher import ensure_cursor
 from tidings.automations.models import (
     Automation,
@@ -20,10 +21,8 @@ from tidings.automations.models import (
     StepLog,
 )
 from tidings.automations.registry import Loaded
-from tidings.contacts.models import Contact, CustomField, ListMembership, MailingList, Tag
-from tidings.contacts.service import PROFILE_ATTRIBUTES, ensure_lists, ensure_tags
+from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.errors import Conflict, NotFound, ValidationFailed
-from tidings.messaging.models import EmailTemplate
 from tidings.segments import condition_sql, parse_condition
 
 STATUSES = ("active", "paused")
@@ -40,6 +39,16 @@ def by_name(session: Session, name: str) -> Automation:
     automation = session.scalar(select(Automation).where(Automation.name == name))
     if automation is None:
         raise NotFound(f"automation {name!r} does not exist")
+    return automation
+
+
+def by_name_or_id(session: Session, text: str) -> Automation:
+    """The automation of that name or, failing that, of that id (as the CLI takes them)."""
+    automation = session.scalar(select(Automation).where(Automation.name == text))
+    if automation is None and text.isdigit() and len(text) < 19:
+        automation = session.get(Automation, int(text))
+    if automation is None:
+        raise NotFound(f"automation {text!r} does not exist (neither a name nor an id)")
     return automation
 
 
@@ -169,12 +178,60 @@ def set_status(session: Session, automation: Automation, status: str, *, now: da
 
 
 def delete_automation(session: Session, automation: Automation) -> None:
-    """Delete an automation, its versions, enrolments and step history."""
+    """Delete an automation, its versions, enrolments and step history; refused while
+    contacts run through it (end their runs first: `end_runs`)."""
+    active = session.scalar(
+        select(func.count())
+        .select_from(Enrolment)
+        .where(Enrolment.automation_id == automation.id, is_active())
+    )
+    if active:
+        raise Conflict(
+            f"{active} contact(s) are still running through this automation; end their runs "
+            f"first (POST /api/v1/automations/{automation.id}/end-runs, "
+            f"tidings automations end-runs {automation.id})"
+        )
     session.execute(delete(StepLog).where(StepLog.automation_id == automation.id))
     session.execute(delete(StepCount).where(StepCount.automation_id == automation.id))
     session.execute(delete(Enrolment).where(Enrolment.automation_id == automation.id))
     session.delete(automation)
     session.flush()
+
+
+ENDED_BY_HAND = "runs ended by hand"
+
+
+def end_runs(
+    session: Session,
+    automation: Automation,
+    *,
+    now: datetime,
+    step: str | None = None,
+    contact_ids: list[int] | None = None,
+    reason: str | None = None,
+) -> dict[str, int]:
+    """End the automation's active runs, all of them or only those at `step` and/or of these
+    contacts, each as an exit with `reason` (counted like one): one UPDATE however many.
+    Returns the runs ended per step. The way to empty a paused automation before deleting it."""
+    if step is not None:
+        known = set(parse_definition(definition_of(session, automation)).step_ids())
+        if step not in known and step not in waiting_by_step(session, automation.id):
+            raise ValidationFailed(
+                f"step: {step!r} is not a step of this automation",
+                errors=[{"field": "step", "message": f"{step!r} is not a step of it"}],
+            )
+    journal = Journal(now, own_shard())
+    ended = enrolments.end_runs(
+        session,
+        automation.id,
+        now=now,
+        reason=reason or ENDED_BY_HAND,
+        journal=journal,
+        step=step,
+        contact_ids=contact_ids,
+    )
+    journal.write(session)
+    return dict(sorted(ended.items()))
 
 
 def enrol_contacts(
@@ -194,21 +251,29 @@ def enrol_contacts(
     )
     if chosen != 1:
         raise ValidationFailed("give exactly one of: contact_ids, list, segment, all")
-    where: ColumnElement[bool] | None = None
+    where = selection(session, now=now, list_name=list_name, segment=segment)
+    return enrol(
+        session, loaded(session, automation), now=now, contact_ids=contact_ids, where=where
+    )
+
+
+def selection(
+    session: Session, *, now: datetime, list_name: str | None = None, segment: Any = None
+) -> ColumnElement[bool] | None:
+    """A WHERE clause over contacts for a list's active members or a segment (a condition);
+    None for neither (everyone)."""
     if list_name is not None:
         list_id = session.scalar(select(MailingList.id).where(MailingList.name == list_name))
         if list_id is None:
             raise NotFound(f"list {list_name!r} does not exist")
-        where = Contact.id.in_(
+        return Contact.id.in_(
             select(ListMembership.contact_id).where(
                 ListMembership.list_id == list_id, ListMembership.status == "active"
             )
         )
-    elif segment is not None:
-        where = condition_sql(parse_condition(segment), now)
-    return enrol(
-        session, loaded(session, automation), now=now, contact_ids=contact_ids, where=where
-    )
+    if segment is not None:
+        return condition_sql(parse_condition(segment), now)
+    return None
 
 
 # --- reporting -------------------------------------------------------------------------------
@@ -219,7 +284,7 @@ def step_counts(session: Session, automation: Automation) -> list[dict[str, Any]
     definition: Definition = parse_definition(definition_of(session, automation))
     waiting = waiting_by_step(session, automation.id)
     outcomes: dict[tuple[str, str], int] = {
-        (step, outcome): n
+        (step, outcome): int(n)  # PostgreSQL sums as numeric
         for step, outcome, n in session.execute(
             select(StepCount.step, StepCount.outcome, func.sum(StepCount.count))
             .where(StepCount.automation_id == automation.id)
@@ -241,6 +306,51 @@ def step_counts(session: Session, automation: Automation) -> list[dict[str, Any]
             }
         )
     return report
+
+
+def summaries(session: Session) -> list[dict[str, Any]]:
+    """Every automation with its active run count (the list of the API and the CLI)."""
+    active = dict(
+        session.execute(
+            select(Enrolment.automation_id, func.count())
+            .where(is_active())
+            .group_by(Enrolment.automation_id)
+        ).all()
+    )
+    return [
+        {
+            "id": a.id,
+            "name": a.name,
+            "status": a.status,
+            "version": a.current_version,
+            "active_enrolments": active.get(a.id, 0),
+        }
+        for a in session.scalars(select(Automation).order_by(Automation.id))
+    ]
+
+
+def report(session: Session, automation: Automation) -> dict[str, Any]:
+    """An automation as `GET /automations/{id}` and `tidings automations show` give it:
+    definition, versions, run totals by state and the counts of each step."""
+    versions = list(
+        session.scalars(
+            select(AutomationVersion.version)
+            .where(AutomationVersion.automation_id == automation.id)
+            .order_by(AutomationVersion.version)
+        )
+    )
+    return {
+        "id": automation.id,
+        "name": automation.name,
+        "status": automation.status,
+        "version": automation.current_version,
+        "versions": versions,
+        "definition": definition_of(session, automation),
+        "created_at": automation.created_at,
+        "updated_at": automation.updated_at,
+        "enrolments": enrolment_totals(session, automation.id),
+        "steps": step_counts(session, automation),
+    }
 
 
 def step_kind(step: Any) -> str:
@@ -321,63 +431,3 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
         }
         for e in rows
     ]
-
-
-# --- references --------------------------------------------------------------------------------
-
-
-def reference_problems(session: Session, definition: Definition) -> list[dict[str, str]]:
-    """Tags, lists, fields, templates and automations named by the definition that do not
-    exist, each with its path. Missing tags and lists can be created (`create_missing`)."""
-    tags = set(session.scalars(select(Tag.name)))
-    lists = set(session.scalars(select(MailingList.name)))
-    fields = set(session.scalars(select(CustomField.key)))
-    templates = set(session.scalars(select(EmailTemplate.name)))
-    automations = set(session.scalars(select(Automation.name))) | {definition.name}
-    problems: list[dict[str, str]] = []
-
-    def missing(path: str, what: str, name: str, offer: str | None) -> None:
-        problem = {"field": path, "message": f"{what} {name!r} does not exist"}
-        if offer:
-            problem["offer"] = offer
-        problems.append(problem)
-
-    trigger_tag = getattr(definition.trigger, "tag", None)
-    if isinstance(trigger_tag, str) and trigger_tag not in tags:
-        missing("trigger.tag", "tag", trigger_tag, "create")
-    trigger_list = getattr(definition.trigger, "list", None)
-    if isinstance(trigger_list, str) and trigger_list not in lists:
-        missing("trigger.list", "list", trigger_list, "create")
-    for index, step in enumerate(definition.steps):
-        path = f"steps[{index}]"
-        if isinstance(step, d.TagAction):
-            for name in step.tags:
-                if name not in tags:
-                    missing(f"{path}.tag", "tag", name, "create")
-        elif isinstance(step, d.ListAction) and step.list not in lists:
-            missing(f"{path}.list", "list", step.list, "create")
-        elif (
-            isinstance(step, d.SetFieldAction)
-            and step.field not in PROFILE_ATTRIBUTES
-            and step.field not in fields
-        ):
-            missing(f"{path}.field", "custom field", step.field, None)
-        elif isinstance(step, d.SendEmailAction) and step.template not in templates:
-            missing(f"{path}.template", "template", step.template, None)
-        elif (
-            isinstance(step, d.StartAutomationAction | d.ExitAutomationAction)
-            and step.automation not in automations
-        ):
-            missing(f"{path}.automation", "automation", step.automation, None)
-    return problems
-
-
-def create_missing(session: Session, problems: list[dict[str, str]], *, now: datetime) -> None:
-    """Create the tags and lists that `reference_problems` offered to create."""
-    names = {"tag": [], "list": []}  # type: dict[str, list[str]]
-    for problem in problems:
-        if problem.get("offer") == "create":
-            kind = problem["field"].rsplit(".", 1)[-1]
-            names[kind].append(problem["message"].split("'")[1])
-    ensure_tags(session, names["tag"], now)
-    ensure_lists(session, names["list"], now)

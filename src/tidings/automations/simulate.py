@@ -2,8 +2,13 @@
 
 The live database is never opened for writing: a SQLite file given with --database is copied
 to a temporary directory first; without it, a fresh database is made and filled from the
-scenario. A scenario (YAML) scripts contacts and events by day:
+scenario. The automation runs in the live engine, send path included: its emails are queued
+through the outbox's one writer into the copy's outbox (which no sender reads), and the report
+reads back what the writer decided, queued or refused with its reason. So the simulation
+refuses exactly what a real run would (a missing template, a contact's status, suppression),
+and cannot drift from it. A scenario (YAML) scripts templates, contacts and events by day:
 
+    templates: [welcome]         # created in the copy: names, or {name, subject, html, text}
     contacts: 200                # or a list of {email, tags: [...], lists: [...]}
     enrol: all                   # no trigger: all | {list: X} | {segment: {...}}
     events:
@@ -17,8 +22,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,53 +43,12 @@ from tidings.automations.service import (
 from tidings.clock import FakeClock, SystemClock
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
-from tidings.db.bulk import in_values
 from tidings.db.engine import create_database
 from tidings.db.migrate import upgrade
 from tidings.errors import ValidationFailed
 from tidings.events.service import ingest_events
-from tidings.messaging.policy_sql import refusal_reason
-
-
-class RecordingSender:
-    """Applies the sending policy like the outbox would, and counts instead of sending."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.sent: dict[int, Counter[str]] = defaultdict(Counter)
-        self.refused: dict[int, Counter[str]] = defaultdict(Counter)
-        self.start = clock.now()
-
-    def __call__(
-        self,
-        session: Session,
-        messages: Sequence[tuple[int, str]],
-        *,
-        template: str,
-        message_class: str,
-        now: datetime,
-        context: dict[str, Any] | None = None,
-    ) -> dict[str, str]:
-        day = (now - self.start).days
-        ids = sorted({contact_id for contact_id, _ in messages})
-        # The outbox writer's policy SQL, so the simulation refuses what a real run would.
-        reasons = dict(
-            session.execute(
-                select(
-                    Contact.id, refusal_reason(Contact.status, Contact.email, message_class)
-                ).where(in_values(session, Contact.id, ids))
-            ).all()
-        )
-        refusals: dict[str, str] = {}
-        for contact_id, key in messages:
-            if contact_id not in reasons:
-                refusals[key] = "contact does not exist"
-                continue
-            reason = reasons[contact_id]
-            (self.sent if reason is None else self.refused)[day][template] += 1
-            if reason is not None:
-                refusals[key] = reason
-        return refusals
+from tidings.messaging.outbox import OutboxStatus, outcomes
+from tidings.messaging.service import create_template
 
 
 def run_simulation(
@@ -111,26 +74,54 @@ def run_simulation(
             upgrade(database)
             start = SystemClock().now().replace(hour=0, minute=0, second=0, microsecond=0)
             clock = FakeClock(start)
-            sender = RecordingSender(clock)
-            engine = Engine(database, clock, send_email=sender)
+            engine = Engine(database, clock)  # the live engine and its send path
             rng = random.Random(seed)
             with database.session() as session:
+                _seed_templates(session, scenario.get("templates"), clock.now())
                 _seed_contacts(session, scenario.get("contacts"), clock.now())
                 automation = _install(session, data, definition.name, clock.now())
                 if definition.trigger is None or definition.trigger.type == "none":
                     _enrol(session, automation, scenario.get("enrol", "all"), clock.now())
             engine.run_until_idle()
             lines = [_header(definition)]
+            refused: Counter[tuple[str | None, str]] = Counter()
             for day in range(days):
                 clock.set(start + timedelta(days=day, hours=12))
                 _apply_events(database, clock, scenario.get("events", []), day, rng)
                 engine.run_until_idle()
                 clock.set(start + timedelta(days=day + 1))
                 engine.run_until_idle()
-                lines.append(_day_line(database, automation.id, definition, day + 1, sender))
-            return "\n".join(lines)
+                lines.append(
+                    _day_line(database, automation.id, definition, day + 1, start, refused)
+                )
+            return "\n".join([*lines, *_refusals(refused)])
         finally:
             database.dispose()
+
+
+def _seed_templates(session: Session, spec: Any, now: datetime) -> None:
+    if spec is None:
+        return
+    if not isinstance(spec, list):
+        raise ValidationFailed("scenario.templates: a list of template names or objects")
+    for index, item in enumerate(spec):
+        given = {"name": item} if isinstance(item, str) else item
+        if not isinstance(given, dict) or not isinstance(given.get("name"), str):
+            raise ValidationFailed(
+                f"scenario.templates[{index}]: a name or {{name, subject, html}}"
+            )
+        name = given["name"]
+        create_template(
+            session,
+            name=name,
+            subject=str(given.get("subject", name)),
+            html=str(given.get("html", f"<p>{name}</p>")),
+            text=given.get("text"),
+            variables={},
+            track_opens=True,
+            track_clicks=True,
+            now=now,
+        )
 
 
 def _seed_contacts(session: Session, spec: Any, now: datetime) -> None:
@@ -210,16 +201,49 @@ def _header(definition: Any) -> str:
 
 
 def _day_line(
-    database: Any, automation_id: int, definition: Any, day: int, sender: RecordingSender
+    database: Any,
+    automation_id: int,
+    definition: Any,
+    day: int,
+    start: datetime,
+    refused: Counter[tuple[str | None, str]],
 ) -> str:
+    """Where the runs are at the end of `day`, and what the outbox writer decided for the
+    automation's emails that day (queued per template, refused in parentheses)."""
     with database.session() as session:
         waiting = waiting_by_step(session, automation_id)
         ended = enrolment_totals(session, automation_id)
+        written = outcomes(
+            session,
+            key_prefix=f"automation:{automation_id}:",
+            # The day's runs: at noon and at the midnight that ends it (where the waiting
+            # counts are taken); day 1 also has the first run, at the start.
+            created_from=start + timedelta(days=day - 1, microseconds=1 if day > 1 else 0),
+            created_to=start + timedelta(days=day, microseconds=1),
+        )
+    queued: Counter[str] = Counter()
+    refused_today = 0
+    for outcome in written:
+        if outcome.status == OutboxStatus.REFUSED:
+            refused[(outcome.template, outcome.reason or "")] += outcome.messages
+            refused_today += outcome.messages
+        else:
+            queued[outcome.template or ""] += outcome.messages
     cells = " ".join(f"{waiting.get(s.id, 0):>12}" for s in definition.steps)
-    sent = ", ".join(f"{t}: {n}" for t, n in sorted(sender.sent[day - 1].items())) or "-"
-    refused = sum(sender.refused[day - 1].values())
+    sent = ", ".join(f"{t}: {n}" for t, n in sorted(queued.items())) or "-"
     done, exited = ended.get("completed", 0), ended.get("exited", 0)
-    return f"{day:>4} {cells} {done:>10} {exited:>7}  {sent} ({refused})"
+    return f"{day:>4} {cells} {done:>10} {exited:>7}  {sent} ({refused_today})"
+
+
+def _refusals(refused: Counter[tuple[str | None, str]]) -> list[str]:
+    """The refusals of the whole simulation by reason (a template that does not exist names
+    itself in its reason)."""
+    if not refused:
+        return []
+    lines = ["", "refused (not sent):"]
+    for (template, reason), count in sorted(refused.items(), key=lambda item: -item[1]):
+        lines.append(f"{count:>8}  {template + ': ' if template else ''}{reason}")
+    return lines
 
 
 __all__ = ["UTC", "run_simulation"]

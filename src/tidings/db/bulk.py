@@ -221,6 +221,16 @@ def rows_select(
     bound parameter per column (as values_select): the source of an INSERT ... SELECT that
     makes one row per tuple, whatever the number of rows."""
     if session.get_bind().dialect.name == "sqlite":
+        # Timestamps in their stored form: compared as text with stored timestamps.
+        stamps = {
+            i: _converter(type_) or str
+            for i, (_, type_) in enumerate(columns)
+            if isinstance(type_, UTCDateTime)
+        }
+        if stamps:
+            rows = [
+                tuple(stamps[i](v) if i in stamps else v for i, v in enumerate(row)) for row in rows
+            ]
         items = func.json_each(bindparam(None, orjson.dumps(list(rows)).decode(), type_=String))
         value: ColumnElement[Any] = literal_column("value")
         return select(

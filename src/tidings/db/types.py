@@ -7,6 +7,9 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias); PostgreSQL gets bigint.
@@ -56,3 +59,29 @@ def stored_time(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
+
+class timestamp_plus(FunctionElement[datetime]):
+    """SQL: a timestamp column plus a whole number of seconds, the same on both databases
+    (arguments: the column, the seconds). SQLite shifts its stored text and keeps its
+    microseconds; PostgreSQL adds an interval."""
+
+    type = UTCDateTime()
+    name = "timestamp_plus"
+    inherit_cache = True
+
+
+@compiles(timestamp_plus, "sqlite")
+def _sqlite_timestamp_plus(element: timestamp_plus, compiler: SQLCompiler, **kw: Any) -> str:
+    column, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    # The stored form is 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds leave the fraction as it is.
+    return (
+        f"(strftime('%Y-%m-%d %H:%M:%S', {column}, ({seconds}) || ' seconds') "
+        f"|| substr({column}, 20))"
+    )
+
+
+@compiles(timestamp_plus, "postgresql")
+def _pg_timestamp_plus(element: timestamp_plus, compiler: SQLCompiler, **kw: Any) -> str:
+    column, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} + make_interval(secs => {seconds}))"

@@ -330,3 +330,38 @@ def queue_email(
         status = session.scalar(select(Contact.status).where(Contact.id == contact_id))
         result = QueueResult(True, may_send(str(status), message_class).reason, result.outbox_id)
     return result
+
+
+class Outcome(NamedTuple):
+    """How many messages of one template ended up queued or refused (with one reason)."""
+
+    template: str | None  # None: the template did not exist when the message was written
+    status: str
+    reason: str | None
+    messages: int
+
+
+def outcomes(
+    session: Session, *, key_prefix: str, created_from: datetime, created_to: datetime
+) -> list[Outcome]:
+    """The messages whose idempotency key starts with `key_prefix` (an automation's:
+    `automation:<id>:`) written in [created_from, created_to), counted by template, status
+    and reason: what the outbox writer decided for them."""
+    rows = session.execute(
+        select(
+            EmailTemplate.name,
+            OutboxMessage.status,
+            OutboxMessage.reason,
+            func.count(),
+        )
+        .select_from(OutboxMessage)
+        .outerjoin(EmailTemplate, EmailTemplate.id == OutboxMessage.template_id)
+        .where(
+            OutboxMessage.idempotency_key.startswith(key_prefix, autoescape=True),
+            OutboxMessage.created_at >= created_from,
+            OutboxMessage.created_at < created_to,
+        )
+        .group_by(EmailTemplate.name, OutboxMessage.status, OutboxMessage.reason)
+        .order_by(EmailTemplate.name, OutboxMessage.status, OutboxMessage.reason)
+    )
+    return [Outcome(name, status, reason, n) for name, status, reason, n in rows]

@@ -5,6 +5,6 @@ ids = session.scalars(select(Contact.id).where(condition_sql(parse_condition(obj
 """
 
 from tidings.segments.conditions import Condition, parse_condition
-from tidings.segments.sql import condition_sql
+from tidings.segments.sql import condition_sql, has_events
 
-__all__ = ["Condition", "condition_sql", "parse_condition"]
+__all__ = ["Condition", "condition_sql", "has_events", "parse_condition"]

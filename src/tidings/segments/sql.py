@@ -10,6 +10,11 @@ about it); there every other atom is about that contact, and is false for a deal
 Event conditions become `contacts.id IN (SELECT contact_id FROM activities WHERE type IN ...
 AND occurred_at in window ...)`, which both databases run as one index range scan over
 ix_activities_type_occurred_at followed by a semi-join (see migration 0002).
+
+With `after` (an automation's goals and condition waits: "since the run entered"), each
+contact's bound is a column of the query, so event conditions count only the contact's own
+activities after it: a correlated probe per contact through ix_activities_contact_id_id,
+still one statement for all the runs asked about.
 """
 
 from __future__ import annotations
@@ -226,9 +231,23 @@ _DEAL = _Subject(
 )
 
 
-def condition_sql(condition: Condition, now: datetime) -> ColumnElement[bool]:
-    """A WHERE clause over Contact: `select(Contact.id).where(condition_sql(c, now))`."""
-    return _compile(condition, now)
+def condition_sql(
+    condition: Condition, now: datetime, *, after: ColumnElement[Any] | None = None
+) -> ColumnElement[bool]:
+    """A WHERE clause over Contact: `select(Contact.id).where(condition_sql(c, now))`.
+
+    `after`: a timestamp column of the query (e.g. a run's entry time beside each contact);
+    event and purchase conditions then count only activities that occurred after it."""
+    return _compile(condition, now, after=after)
+
+
+def has_events(condition: Condition) -> bool:
+    """Whether the condition asks about events (what `after` bounds)."""
+    if isinstance(condition, And | Or):
+        return any(has_events(item) for item in condition.items)
+    if isinstance(condition, Not):
+        return has_events(condition.item)
+    return isinstance(condition, EventCondition | PurchaseTotalCondition)
 
 
 def deal_condition_sql(condition: Condition, now: datetime) -> ColumnElement[bool]:
@@ -244,24 +263,27 @@ def asks_about_contact(condition: Condition) -> bool:
 
 
 def _compile(
-    node: Condition, now: datetime, has_contact: ColumnElement[bool] | None = None
+    node: Condition,
+    now: datetime,
+    has_contact: ColumnElement[bool] | None = None,
+    after: Any = None,
 ) -> ColumnElement[bool]:
     if isinstance(node, And):
-        return and_(*(_compile(item, now, has_contact) for item in node.items))
+        return and_(*(_compile(item, now, has_contact, after) for item in node.items))
     if isinstance(node, Or):
-        return or_(*(_compile(item, now, has_contact) for item in node.items))
+        return or_(*(_compile(item, now, has_contact, after) for item in node.items))
     if isinstance(node, Not):
-        return not_(_compile(node.item, now, has_contact))
+        return not_(_compile(node.item, now, has_contact, after))
     if isinstance(node, DealCondition):
         item = node.item
         if item.field in DEAL_DATE_FIELDS and isinstance(item.value, str):
             item = item.model_copy(update={"value": date.fromisoformat(item.value)})
         return _field(item, now, _DEAL)
-    atom = _atom(node, now)
+    atom = _atom(node, now, after)
     return atom if has_contact is None else and_(has_contact, atom)
 
 
-def _atom(node: Condition, now: datetime) -> ColumnElement[bool]:
+def _atom(node: Condition, now: datetime, after: Any = None) -> ColumnElement[bool]:
     if isinstance(node, FieldCondition):
         return _field(node, now)
     if isinstance(node, TagCondition):
@@ -285,9 +307,11 @@ def _atom(node: Condition, now: datetime) -> ColumnElement[bool]:
             parts.append(Contact.created_at >= now - timedelta(days=node.within_days))
         return and_(*parts)
     if isinstance(node, EventCondition):
-        return _event(node, now)
+        return _event(node, now) if after is None else _event_after(node, now, after)
     if isinstance(node, PurchaseTotalCondition):
-        return _purchase_total(node, now)
+        if after is None:
+            return _purchase_total(node, now)
+        return _purchase_total_after(node, now, after)
     raise TypeError(f"not a condition: {node!r}")
 
 
@@ -387,9 +411,9 @@ def _property(node: PropertyFilter) -> ColumnElement[bool]:
     return and_(text.is_not(None), text == value)
 
 
-def _events(node: EventCondition, now: datetime) -> Any:
+def _events(node: EventCondition, now: datetime, kind: Any = Activity.type) -> Any:
     query = select(Activity.contact_id).where(
-        Activity.type.in_(list(node.type)),
+        kind.in_(list(node.type)),
         Activity.contact_id.is_not(None),  # NOT IN must never meet a NULL
         *_window(node, now),
         *(_property(p) for p in node.where),
@@ -405,6 +429,39 @@ def _event(node: EventCondition, now: datetime) -> ColumnElement[bool]:
         query = query.group_by(Activity.contact_id).having(func.count() >= node.at_least)
     matched = Contact.id.in_(query)
     return matched if node.happened else not_(matched)
+
+
+def _event_after(node: EventCondition, now: datetime, after: Any) -> ColumnElement[bool]:
+    """The event condition over the contact's own activities after `after` (correlated).
+    The type through coalesce: the way in is the contact's activities (its index), not every
+    contact's events of the type since the entry, which SQLite, without statistics, picks."""
+    query = _events(node, now, func.coalesce(Activity.type, "")).where(
+        Activity.contact_id == Contact.id, Activity.occurred_at > after
+    )
+    matched: ColumnElement[bool] = query.exists()
+    if node.at_least > 1:
+        counted = query.with_only_columns(func.count(), maintain_column_froms=True)
+        matched = counted.scalar_subquery() >= node.at_least
+    return matched if node.happened else not_(matched)
+
+
+def _purchase_total_after(
+    node: PurchaseTotalCondition, now: datetime, after: Any
+) -> ColumnElement[bool]:
+    """The purchase total of the contact's own purchases after `after` (correlated)."""
+    amount = func.coalesce(_json(json_number, Activity.data, ("amount_minor",)), 0)
+    total = (
+        select(func.coalesce(func.sum(amount), 0))
+        .where(
+            Activity.contact_id == Contact.id,
+            func.coalesce(Activity.type, "") == "purchase",  # by the contact (_event_after)
+            Activity.machine == false(),
+            Activity.occurred_at > after,
+            *_window(node, now),
+        )
+        .scalar_subquery()
+    )
+    return _COMPARE[node.op](total, node.value_minor)  # type: ignore[no-any-return]
 
 
 def _purchase_total(node: PurchaseTotalCondition, now: datetime) -> ColumnElement[bool]:
@@ -437,6 +494,7 @@ __all__ = [
     "asks_about_contact",
     "condition_sql",
     "deal_condition_sql",
+    "has_events",
     "json_number",
     "json_text",
 ]

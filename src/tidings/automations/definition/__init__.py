@@ -18,7 +18,7 @@ Three modules: `schema` (the pydantic models of steps, actions, goals and the De
 checks: unknown ids, unreachable steps, loops without a wait). Import from here.
 """
 
-from tidings.automations.definition.graph import check_graph, successors
+from tidings.automations.definition.graph import check_graph, step_targets, successors
 from tidings.automations.definition.parse import dump_json, load_text, parse_definition
 from tidings.automations.definition.schema import (
     ACTIONS,
@@ -92,5 +92,6 @@ __all__ = [
     "load_text",
     "parse_definition",
     "parse_duration",
+    "step_targets",
     "successors",
 ]

@@ -1,20 +1,19 @@
-"""The static checks of a parsed definition: unknown step ids, duplicates, unreachable steps,
-loops without a wait, goals that can never hold. Each problem names its path."""
+"""The static checks of a definition: unknown step ids, duplicates, unreachable steps, loops
+without a wait, goals that can never hold. Each problem names its path.
+
+They read the steps as written (the raw objects), not the parsed models, so that they run even
+when some steps or goals fail to parse: `validate` then reports a schema error, a goal error,
+an unreachable step and a loop without a wait in one answer, each with its path, instead of
+the graph's problems appearing only once the others are fixed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from tidings.automations.definition.schema import (
-    END,
-    Definition,
-    EndStep,
-    GotoStep,
-    IfStep,
-    SplitStep,
-    Step,
-    WaitStep,
-)
+from tidings.automations.definition.schema import END, Definition, Step
 
 
 def problem(path: str, message: str) -> dict[str, str]:
@@ -22,53 +21,115 @@ def problem(path: str, message: str) -> dict[str, str]:
     return {"field": path or "definition", "message": message}
 
 
-def successors(definition: Definition, step: Step) -> list[tuple[str, str]]:
-    """(key, target) pairs a step can continue to, for the graph checks."""
-    if isinstance(step, EndStep):
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One step as the graph checks see it: its id (None when it has no usable one), the steps
+    it can continue to as (key, target) pairs, and whether it waits."""
+
+    index: int
+    id: str | None
+    targets: tuple[tuple[str, str], ...]
+    waits: bool
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def step_targets(raw: Mapping[str, Any], following: str | None) -> list[tuple[str, str]]:
+    """(key, target) pairs a step written as `raw` can continue to; `following` is the id of
+    the step after it (END after the last). Targets that are not text are left out (parsing
+    reports them)."""
+    default = _text(raw.get("next")) or following
+    pairs: list[tuple[str, str | None]]
+    if "end" in raw:
         return []
-    if isinstance(step, GotoStep):
-        return [("goto", step.goto)]
-    if isinstance(step, IfStep):
-        following = definition.next_of(step.id)
-        return [("then", step.then or following), ("else", step.else_ or following)]
-    if isinstance(step, SplitStep):
-        return [(f"split[{i}].to", b.to) for i, b in enumerate(step.split)]
-    targets = [("next", definition.next_of(step.id))]
-    if isinstance(step, WaitStep) and step.wait.on_timeout:
-        targets.append(("wait.on_timeout", step.wait.on_timeout))
-    return targets
+    if "goto" in raw:
+        pairs = [("goto", _text(raw["goto"]))]
+    elif "if" in raw:
+        pairs = [
+            ("then", _text(raw.get("then")) or default),
+            ("else", _text(raw.get("else")) or default),
+        ]
+    elif "split" in raw:
+        branches = raw["split"] if isinstance(raw["split"], list) else []
+        pairs = [
+            (f"split[{i}].to", _text(b.get("to")) if isinstance(b, dict) else None)
+            for i, b in enumerate(branches)
+        ]
+    else:
+        pairs = [("next", default)]
+        wait = raw.get("wait")
+        if isinstance(wait, dict) and _text(wait.get("on_timeout")):
+            pairs.append(("wait.on_timeout", wait["on_timeout"]))
+    return [(key, target) for key, target in pairs if target is not None]
 
 
-def check_graph(definition: Definition) -> list[dict[str, str]]:
-    """Unknown step ids, duplicates, unreachable steps, loops without a wait."""
-    problems: list[dict[str, str]] = []
+def successors(definition: Definition, step: Step) -> list[tuple[str, str]]:
+    """(key, target) pairs a parsed step can continue to."""
     ids = definition.step_ids()
+    position = ids.index(step.id)
+    following = ids[position + 1] if position + 1 < len(ids) else END
+    return step_targets(step.model_dump(mode="json", by_alias=True), following)
+
+
+def nodes(raw_steps: Sequence[Any]) -> list[Node]:
+    """The steps as written (objects; anything else is skipped) as graph nodes."""
+    ids = [_text(raw.get("id")) if isinstance(raw, dict) else None for raw in raw_steps]
+    found = []
+    for index, raw in enumerate(raw_steps):
+        if not isinstance(raw, dict):
+            continue
+        following = ids[index + 1] if index + 1 < len(ids) else END
+        found.append(Node(index, ids[index], tuple(step_targets(raw, following)), "wait" in raw))
+    return found
+
+
+def check_graph(
+    raw_steps: Sequence[Any], raw_goals: Sequence[Any], goal_conditions: Mapping[int, Any]
+) -> list[dict[str, str]]:
+    """Unknown step ids, duplicates, unreachable steps, loops without a wait, over the steps
+    and goals as written; `goal_conditions`: the parsed `when` of each goal that parsed (by
+    index), for the goals that can never hold."""
+    problems: list[dict[str, str]] = []
+    steps = nodes(raw_steps)
     seen: set[str] = set()
-    for index, step_id in enumerate(ids):
-        if step_id in seen or step_id == END:
-            problems.append(problem(f"steps[{index}].id", f"{step_id!r} is used twice or reserved"))
-        seen.add(step_id)
-    known = set(ids) | {END}
+    for node in steps:
+        if node.id is None:
+            continue
+        if node.id in seen or node.id == END:
+            problems.append(
+                problem(f"steps[{node.index}].id", f"{node.id!r} is used twice or reserved")
+            )
+        seen.add(node.id)
+    known = seen | {END}
     edges: dict[str, list[str]] = {}
-    for index, step in enumerate(definition.steps):
-        edges[step.id] = []
-        for key, target in successors(definition, step):
+    for node in steps:
+        for key, target in node.targets:
             if target not in known:
-                problems.append(problem(f"steps[{index}].{key}", f"unknown step id {target!r}"))
-            elif target != END:
-                edges[step.id].append(target)
-    for index, goal in enumerate(definition.goals):
-        if goal.jump_to not in known:
-            problems.append(problem(f"goals[{index}].jump_to", f"unknown step id {goal.jump_to!r}"))
-        if _never_holds(goal.when):
+                problems.append(
+                    problem(f"steps[{node.index}].{key}", f"unknown step id {target!r}")
+                )
+            elif target != END and node.id is not None:
+                edges.setdefault(node.id, []).append(target)
+    # Reachability needs every step's id: a step without one hides where the steps around it
+    # lead (parsing reports it), and guessing would report steps as unreachable that are not.
+    complete = len(steps) == len(raw_steps) and all(node.id is not None for node in steps)
+    starts = [str(steps[0].id)] if complete and steps else []
+    for index, raw in enumerate(raw_goals):
+        jump_to = _text(raw.get("jump_to")) if isinstance(raw, dict) else None
+        if jump_to is not None and jump_to not in known:
+            problems.append(problem(f"goals[{index}].jump_to", f"unknown step id {jump_to!r}"))
+        elif jump_to is not None and jump_to != END:
+            starts.append(jump_to)
+        if index in goal_conditions and _never_holds(goal_conditions[index]):
             problems.append(problem(f"goals[{index}].when", "this condition can never hold"))
-    if problems:
-        return problems
-    reachable = _reach(edges, [ids[0], *(g.jump_to for g in definition.goals if g.jump_to != END)])
-    for index, step_id in enumerate(ids):
-        if step_id not in reachable:
-            problems.append(problem(f"steps[{index}]", f"step {step_id!r} is unreachable"))
-    problems.extend(_instant_loops(definition, edges))
+    if starts:
+        reachable = _reach(edges, starts)
+        for node in steps:
+            if node.id is not None and node.id not in reachable:
+                problems.append(problem(f"steps[{node.index}]", f"step {node.id!r} is unreachable"))
+    problems.extend(_instant_loops(steps, edges))
     return problems
 
 
@@ -84,17 +145,20 @@ def _reach(edges: dict[str, list[str]], starts: list[str]) -> set[str]:
     return seen
 
 
-def _instant_loops(definition: Definition, edges: dict[str, list[str]]) -> list[dict[str, str]]:
+def _instant_loops(steps: Sequence[Node], edges: dict[str, list[str]]) -> list[dict[str, str]]:
     """A cycle through steps none of which waits would spin forever: refuse it."""
-    waits = {s.id for s in definition.steps if isinstance(s, WaitStep)}
+    waits = {node.id for node in steps if node.waits}
+    first_index: dict[str, int] = {}
+    for node in steps:
+        if node.id is not None:
+            first_index.setdefault(node.id, node.index)
     instant = {
-        node: [t for t in targets if t not in waits]
-        for node, targets in edges.items()
-        if node not in waits
+        step: [t for t in targets if t not in waits]
+        for step, targets in edges.items()
+        if step not in waits
     }
     state: dict[str, int] = {}
     problems: list[dict[str, str]] = []
-    ids = definition.step_ids()
 
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
@@ -105,7 +169,7 @@ def _instant_loops(definition: Definition, edges: dict[str, list[str]]) -> list[
                 )
                 problems.append(
                     problem(
-                        f"steps[{ids.index(target)}]",
+                        f"steps[{first_index[target]}]",
                         "loop without a wait: " + " -> ".join(loop),
                     )
                 )
@@ -113,9 +177,9 @@ def _instant_loops(definition: Definition, edges: dict[str, list[str]]) -> list[
                 visit(target, [*trail, target])
         state[node] = 2
 
-    for node in instant:
-        if state.get(node) is None:
-            visit(node, [node])
+    for step in instant:
+        if state.get(step) is None:
+            visit(step, [step])
     return problems
 
 

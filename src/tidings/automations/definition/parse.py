@@ -116,10 +116,12 @@ def parse_definition(data: Any) -> Definition:
     if not isinstance(raw_goals, list):
         problems.append(problem("goals", "must be a list"))
         raw_goals = []
+    conditions: dict[int, Any] = {}
     for index, raw in enumerate(raw_goals):
         path = f"goals[{index}]"
         try:
             goals.append(Goal.model_validate(raw))
+            conditions[index] = goals[-1].when
         except ValidationError as exc:
             problems.extend(_pydantic_errors(exc, path))
         except ValidationFailed as exc:
@@ -136,8 +138,9 @@ def parse_definition(data: Any) -> Definition:
             Definition.model_validate({**rest, "steps": [EndStep(id="x")], "goals": []})
         except ValidationError as exc:
             problems.extend(_pydantic_errors(exc, ""))
-    if definition is not None:
-        problems.extend(check_graph(definition))
+    # The graph is checked on the steps as written, even when some did not parse: every
+    # problem in one answer.
+    problems.extend(check_graph(raw_steps, raw_goals, conditions))
     if problems:
         first = problems[0]
         raise ValidationFailed(f"{first['field']}: {first['message']}", errors=problems)

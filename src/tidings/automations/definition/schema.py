@@ -171,9 +171,15 @@ ACTIONS = (
 # --- control steps ---------------------------------------------------------------------------
 
 
+# What the events a goal or a condition wait asks about may be: only those after the run
+# entered the automation (default), or any, however old (before issue 13, the only meaning).
+Since = Literal["entry", "any"]
+
+
 class Wait(Model):
     """Exactly one of: a duration; `until` a date/time; `after_entry` (a duration counted
-    from when the contact entered the automation); `condition` (with `timeout`/`on_timeout`)."""
+    from when the contact entered the automation); `condition` (with `timeout`/`on_timeout`,
+    and `since`: which events the condition sees, default `entry`)."""
 
     days: float | None = None
     hours: float | None = None
@@ -184,6 +190,7 @@ class Wait(Model):
     condition: ConditionField = None
     timeout: Duration | None = None
     on_timeout: str | None = None
+    since: Since | None = None
 
     @field_validator("until")
     @classmethod
@@ -210,11 +217,16 @@ class Wait(Model):
                 "give exactly one of: a duration (days/hours/minutes/seconds), until, "
                 "after_entry, condition"
             )
-        if self.condition is None and (self.timeout or self.on_timeout):
-            raise ValueError("timeout and on_timeout only go with condition")
+        if self.condition is None and (self.timeout or self.on_timeout or self.since):
+            raise ValueError("timeout, on_timeout and since only go with condition")
         if self.condition is not None and self.timeout is None:
             raise ValueError("a condition wait needs a timeout")
         return self
+
+    @property
+    def since_entry(self) -> bool:
+        """A condition wait sees only events after the run entered (unless `since: any`)."""
+        return self.since != "any"
 
     @property
     def duration(self) -> timedelta | None:
@@ -283,9 +295,18 @@ STEP_KINDS: dict[str, Any] = {
 
 
 class Goal(Model):
+    """`when` holds -> the run jumps to `jump_to` (once per run). Events count only when they
+    occurred after the run entered (`since: entry`, the default); `since: any` also counts
+    older ones, so a contact who met the goal before entering completes it at once."""
+
     id: str = Field(pattern=STEP_ID)
     when: ConditionField
     jump_to: str
+    since: Since = "entry"
+
+    @property
+    def since_entry(self) -> bool:
+        return self.since == "entry"
 
     @field_validator("when", mode="before")
     @classmethod
