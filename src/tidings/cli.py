@@ -8,7 +8,7 @@ from rich.console import Console
 from tidings.cli_support import open_database
 from tidings.clock import SystemClock
 from tidings.config import get_settings
-from tidings.db.engine import create_database
+from tidings.db.engine import Database, create_database
 
 app = typer.Typer(help="Tidings: self-hosted marketing automation and CRM.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -95,6 +95,7 @@ def serve(
     database = create_database(settings.database_url)
     upgrade(database, secret_file=settings.secret_file)
     application = create_app(settings, database=database)
+    _hint_first_admin(database)
     worker = None
     if not no_worker:
         from tidings.automations.worker import Worker
@@ -121,6 +122,20 @@ def serve(
             worker.stop()
         if email is not None:
             email.stop()
+
+
+def _hint_first_admin(database: Database) -> None:
+    """Until someone can log in, say how to make the first administrator."""
+    from tidings.web.passwords import anyone_can_log_in
+
+    with database.session() as session:
+        if anyone_can_log_in(session):
+            return
+    console.print(
+        "[yellow]No one can log in to the web admin (/admin) yet. Create the first "
+        "administrator with:[/yellow]\n  tidings users create you@example.com --name 'You' "
+        "--admin\n(it prints a one-time password; add --set-password to type one instead)"
+    )
 
 
 def _register_domain_commands() -> None:

@@ -38,6 +38,7 @@ from tidings.deals.models import (
 from tidings.events.models import EventDaily
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.web.models import LoginAttempt, UserSession
 
 __all__ = [
     "Activity",
@@ -58,6 +59,7 @@ __all__ = [
     "Enrolment",
     "EventDaily",
     "ListMembership",
+    "LoginAttempt",
     "MailingList",
     "Note",
     "OutboxMessage",
@@ -75,4 +77,5 @@ __all__ = [
     "Task",
     "TaskType",
     "User",
+    "UserSession",
 ]
