@@ -41,6 +41,7 @@ def _percent(value: float | None) -> str:
 templates.env.filters["when"] = _when
 templates.env.filters["number"] = _number
 templates.env.filters["percent"] = _percent
+templates.env.filters["zip_self"] = lambda values: [(v, v) for v in values]
 
 
 @dataclass(frozen=True, slots=True)
