@@ -78,3 +78,11 @@ def member_client(browser_client: TestClient) -> TestClient:
     response = sign_in(browser_client, *MEMBER)
     assert response.status_code == 303  # type: ignore[attr-defined]
     return browser_client
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[object]:
+    """Keep each phase's report on the test, so the browser fixture knows it failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)  # type: ignore[attr-defined]
+    return report
