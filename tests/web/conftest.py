@@ -10,12 +10,14 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
 from tidings.deals.users import Role, create_user
+from tidings.web import passwords
 from tidings.web.passwords import set_password
 
 ADMIN = ("admin@example.com", "correct horse battery")
@@ -27,6 +29,13 @@ def make_user(database: Database, clock: FakeClock, email: str, password: str, r
         user = create_user(session, email, email.partition("@")[0], role=role, now=clock.now())
         set_password(session, user, password, now=clock.now())
         return user.id
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 with its production cost takes ~0.1 s a hash (more on a loaded machine); the
+    tests hash and check dozens. A hash carries its parameters, so checks stay real."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
 
 
 @pytest.fixture
