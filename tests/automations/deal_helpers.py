@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from tidings.automations.models import Enrolment
+from tidings.contacts.models import Contact
+from tidings.contacts.service import add_tag, set_fields
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
 from tidings.deals import scoring
@@ -138,3 +140,16 @@ def deal_runs(database: Database, automation_id: int) -> list[tuple[int, int | N
             .order_by(Enrolment.id)
         )
         return [(c, d, s) for c, d, s in rows]
+
+
+def tag(database: Database, clock: FakeClock, contact_id: int, name: str) -> None:
+    with database.session() as session:
+        found = session.get(Contact, contact_id)
+        assert found is not None
+        add_tag(session, found, name, now=clock.now(), cause="api")
+
+
+def name_contacts(database: Database, clock: FakeClock, names: dict[int, str]) -> None:
+    with database.session() as session:
+        for contact_id, first in names.items():
+            set_fields(session, [contact_id], {"first_name": first}, cause="api", now=clock.now())

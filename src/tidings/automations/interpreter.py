@@ -8,7 +8,8 @@ outcome in the transaction's journal (history and counts). A group keeps moving 
 run waits, ends or has taken MAX_HOPS steps in this batch.
 
 Step kinds plug in at one place each: control steps in `STEPS` below, actions in
-`actions.HANDLERS` (everything that is not a control step is an action).
+`actions.HANDLERS` and `deal_actions.HANDLERS` (everything that is not a control step is an
+action).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import BigInteger, select
 
+from tidings.automations import actions, deal_actions
 from tidings.automations import definition as d
-from tidings.automations.actions import FAILED, PASSED, Context, Outcomes, run_action
+from tidings.automations.actions import FAILED, PASSED, Context, Outcomes
 from tidings.automations.enrolments import ACTIVE, COMPLETED, EXITED
 from tidings.automations.registry import Loaded
 from tidings.automations.runs import Run, end, started
@@ -252,7 +254,7 @@ def _action(ctx: Context, loaded: Loaded, step: Any, group: list[Run]) -> int:
     # A failed action does not stop the run: it is recorded and the run continues, like
     # ActiveCampaign's "skip" policy (a refused send is recorded the same way).
     aid, following = loaded.automation_id, loaded.definition.next_of(step.id)
-    outcomes: Outcomes = run_action(ctx, loaded, step, group)
+    outcomes: Outcomes = ACTIONS[type(step)](ctx, loaded, step, group)
     if outcomes:
         move_each(
             ctx,
@@ -323,7 +325,10 @@ def split_branch(automation_id: int, contact_id: int, step: d.SplitStep) -> d.Br
     return step.split[-1]
 
 
-# Control steps by model; every other step is an action (actions.HANDLERS).
+# Every other step is an action: contact actions and deal actions by model.
+ACTIONS = {**actions.HANDLERS, **deal_actions.HANDLERS}
+
+# Control steps by model; every other step is an action (ACTIONS above).
 STEPS: dict[type[Any], StepHandler] = {
     d.WaitStep: _wait,
     d.EndStep: _end_step,
