@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from tidings.automations.models import Enrolment
+from tidings.clock import FakeClock
 from tidings.contacts.models import Contact
 from tidings.contacts.service import add_tag, set_fields
-from tidings.clock import FakeClock
 from tidings.db.engine import Database
 from tidings.deals import scoring
 from tidings.deals.models import Deal, Note, Stage, Task

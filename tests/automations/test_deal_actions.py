@@ -29,7 +29,7 @@ steps:
     action: add_deal
     pipeline: Sales
     stage: Qualified
-    title: "{{ contact.first_name }} – Upgrade"
+    title: "{{ contact.first_name }} \\u2013 Upgrade"
     value: 125000
     owner: {round_robin: [ann@example.com, bob@example.com]}
   - {id: call, action: add_task, type: call, title: "Call {{ contact.first_name }}", due_in_days: 2}
@@ -42,7 +42,12 @@ steps:
     runs = deal_runs(database, aid)
     assert [state for _, _, state in runs] == ["completed"] * 3
     deals = [crm.get(deal_id) for _, deal_id, _ in runs if deal_id is not None]
-    assert [d.title for d in deals] == ["Ann – Upgrade", "Bob – Upgrade", "– Upgrade"]
+    dash = "\u2013"  # the en dash of the title
+    assert [d.title for d in deals] == [
+        f"Ann {dash} Upgrade",
+        f"Bob {dash} Upgrade",
+        f"{dash} Upgrade",
+    ]
     assert [d.owner_id for d in deals] == [crm.users[0], crm.users[1], crm.users[0]]
     assert {(d.value, d.stage_id, d.contact_id) for d in deals[:1]} == {
         (125000, crm.stage("Qualified"), crm.contacts[0])

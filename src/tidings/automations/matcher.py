@@ -286,8 +286,12 @@ def _recheck(session: Session, snapshot: Snapshot, rows: list[Any], now: datetim
         # Runs of paused automations are checked when they are claimed after resuming.
         _wake(session, sorted(status_changed), snapshot.active_ids(), now)
     if snapshot.recheck_ids:
-        contacts = sorted({r.contact_id for r in rows if r.contact_id is not None})
-        _wake(session, contacts, sorted(snapshot.recheck_ids), now)
+        contacts = {r.contact_id for r in rows if r.contact_id is not None}
+        # A deal's change may decide a condition about it for any of its contacts' runs.
+        deal_ids = {r.deal_id for r in rows if r.deal_id is not None}
+        if deal_ids:
+            contacts.update(c for c, _ in _contacts_of(session, deal_ids))
+        _wake(session, sorted(contacts), sorted(snapshot.recheck_ids), now)
 
 
 def _wake(

@@ -56,7 +56,7 @@ class Duration(Model):
 def _condition(value: Any) -> Condition:
     if isinstance(value, BaseModel):
         return value  # type: ignore[return-value]
-    return parse_condition(value)
+    return parse_condition(value, automation=True)
 
 
 ConditionField = Annotated[Any, Field(description="a segment condition")]
