@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import ValidationFailed
-from tidings.segments.deal_conditions import DealsCondition, parse_deals
 from tidings.inputs import NUL_MESSAGE, find_nul
+from tidings.segments.deal_conditions import DealsCondition, parse_deals
 
 MAX_NODES = 500
 MAX_DEPTH = 20

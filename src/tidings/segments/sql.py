@@ -289,10 +289,7 @@ def _compile(
         return not_(_compile(node.item, now, has_contact, after, deal))
     if isinstance(node, DealCondition):
         return _deal_field(node.item, now)
-    if isinstance(node, DealsCondition):
-        atom = _deals(node, now, deal)
-    else:
-        atom = _atom(node, now, after)
+    atom = _deals(node, now, deal) if isinstance(node, DealsCondition) else _atom(node, now, after)
     return atom if has_contact is None else and_(has_contact, atom)
 
 
@@ -531,8 +528,8 @@ def _purchase_total(node: PurchaseTotalCondition, now: datetime) -> ColumnElemen
 
 __all__ = [
     "asks_about_contact",
-    "condition_sql",
     "asks_about_triggered_deal",
+    "condition_sql",
     "deal_condition_sql",
     "has_events",
     "json_number",
