@@ -1,4 +1,5 @@
-"""Every deal trigger and action example in docs/deals.md parses as a definition."""
+"""Every deal trigger and action example in docs/deals.md parses as a definition; the names
+deal triggers and steps give are checked against the database (warnings)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pathlib import Path
 
 import yaml
 
+from tests.automations.deal_helpers import make_crm
 from tidings.automations.definition import parse_definition
+from tidings.automations.references import reference_problems
+from tidings.clock import FakeClock
+from tidings.db.engine import Database
 from tidings.segments import parse_condition
 
 DOC = (Path(__file__).parents[2] / "docs" / "deals.md").read_text()
@@ -40,3 +45,29 @@ def test_the_yaml_blocks_parse() -> None:
         if line.startswith("{"):
             parse_condition(yaml.safe_load(line), automation=True)
     assert "events" in yaml.safe_load(blocks[2])
+
+
+def test_missing_pipelines_stages_and_users_are_warnings(
+    database: Database, clock: FakeClock
+) -> None:
+    make_crm(database, clock)
+    definition = parse_definition(
+        yaml.safe_load(
+            """
+name: Refs
+trigger: {type: deal_stage_changed, pipeline: sales, from: Lead, to: Proposl}
+steps:
+  - {id: d, action: add_deal, pipeline: Sale, title: T, owner: {round_robin: [ann@example.com, eve@example.com]}}
+  - {id: u, action: update_deal, stage: Won, deal: {pipeline: Renewal}}
+  - {id: t, action: add_task, title: Call, assignee: owner}
+"""
+        )
+    )
+    with database.session() as session:
+        problems = reference_problems(session, definition)
+    assert [(p["field"], p["message"]) for p in problems] == [
+        ("trigger.to", "stage 'Proposl' does not exist"),
+        ("steps[0].pipeline", "pipeline 'Sale' does not exist"),
+        ("steps[0].owner.round_robin", "user 'eve@example.com' does not exist"),
+        ("steps[1].deal.pipeline", "pipeline 'Renewal' does not exist"),
+    ]
