@@ -3,6 +3,8 @@ primary contact or all its contacts, and the run knows its deal; runs once = per
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
+
 from tidings.automations.engine import Engine
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
@@ -211,3 +213,28 @@ def test_email_sent_and_replied(database: Database, clock: FakeClock, engine: En
     crm.email_activity(deal, "deal_email_replied")
     engine.run_until_idle()
     assert sorted(c for c, _, _ in deal_runs(database, replied)) == crm.contacts[:2]
+
+
+def test_through_the_api_the_run_shows_its_deal(
+    client: TestClient, database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    crm = make_crm(database, clock)
+    body = {
+        "definition": {
+            "name": "Won",
+            "trigger": {"type": "deal_status_changed", "to": "won"},
+            "steps": [{"id": "t", "action": "add_task", "title": "Send the invoice"}],
+        }
+    }
+    assert client.post("/api/v1/automations", json=body).status_code == 201
+    engine.run_until_idle()
+    deal = client.post(
+        "/api/v1/deals",
+        json={"title": "Big", "contact_id": crm.contacts[0], "pipeline_id": crm.pipelines["Sales"]},
+    ).json()["id"]
+    assert client.patch(f"/api/v1/deals/{deal}", json={"status": "won"}).status_code == 200
+    engine.run_until_idle()
+    (run,) = client.get(f"/api/v1/contacts/{crm.contacts[0]}/automations").json()
+    assert (run["deal_id"], run["state"]) == (deal, "completed")
+    tasks = client.get("/api/v1/tasks", params={"deal": deal}).json()["items"]
+    assert [t["title"] for t in tasks] == ["Send the invoice"]
