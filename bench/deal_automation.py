@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
-from _common import free_port, report, scale
+from _common import DATA_DIR, free_port, report, scale
 
 from tidings.auth.service import create_api_key
 from tidings.automations.service import create_automation
@@ -75,12 +75,27 @@ def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
         "TIDINGS_SECRET_KEY": secrets.token_hex(16),
         "TIDINGS_PORT": str(port),
     }
+    DATA_DIR.mkdir(exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-c", "from tidings.cli import main; main()", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(DATA_DIR / "deals_serve.log").open("wb"),
     )
+
+
+def _wait_up(api: httpx.Client, server: subprocess.Popen[bytes]) -> None:
+    give_up = time.monotonic() + 120
+    while time.monotonic() < give_up:
+        if server.poll() is not None:
+            raise RuntimeError(f"tidings serve exited; see {DATA_DIR / 'deals_serve.log'}")
+        try:
+            if api.get("/health").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("tidings serve did not come up in 120 s")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -97,12 +112,7 @@ def bench_stage_latency(url: str, label: str) -> None:
     try:
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10) as api:
-            for _ in range(400):
-                try:
-                    if api.get("/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.05)
+            _wait_up(api, server)
             for deal_id, contact_id in deals:
                 began = time.perf_counter()
                 api.patch(
