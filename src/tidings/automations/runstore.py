@@ -24,7 +24,7 @@ from tidings.automations import definition as d
 from tidings.automations.actions import FAILED
 from tidings.automations.enrolments import (
     ACTIVE,
-    ACTIVE_SLOT,
+    frees_slot,
     is_active,
     released_slot,
     run_slot,
@@ -62,6 +62,7 @@ def claim(
             cast(Enrolment.goals_hit, Text),
             type_coerce(Enrolment.entered_at, String()),
             Contact.status,
+            Enrolment.deal_id,
         )
         .outerjoin(Contact, Contact.id == Enrolment.contact_id)
         .where(
@@ -101,6 +102,7 @@ def claim(
             _goals(r[7]),
             stamps[r[8]],
             contact_status=r[9],
+            deal_id=r[10],
         )
         for r in rows
     ]
@@ -126,10 +128,11 @@ def write_back(session: Session, registry: Registry, runs: Sequence[Run], now: d
             tuple(run.goals_hit),
             run.ended_at,
             run.end_reason,
+            run.deal_id if run.deal_set else None,  # None: the deal stays as stored
         )
         shapes[shape].append(run.id)
     for shape, ids in shapes.items():
-        state, step, wake_at, wait_until, hops, goals, ended_at, end_reason = shape
+        state, step, wake_at, wait_until, hops, goals, ended_at, end_reason, deal_id = shape
         values: dict[str, Any] = {
             "state": state,
             "step": step,
@@ -140,6 +143,8 @@ def write_back(session: Session, registry: Registry, runs: Sequence[Run], now: d
             "ended_at": ended_at,
             "end_reason": end_reason,
         }
+        if deal_id is not None:
+            values["deal_id"] = deal_id
         if state != ACTIVE:
             values["run_slot"] = released_slot()
         session.execute(
@@ -168,7 +173,7 @@ def fail(session: Session, enrolment_id: int, now: datetime, reason: str) -> Non
 
 def _new_row(session: Session, registry: Registry, run: Run) -> tuple[Any, ...]:
     """A run started in this transaction as stored (enrolments.STARTED_COLUMNS)."""
-    slot = run_slot(registry.version(session, run.automation_id, run.version))
+    slot = run.run_slot or run_slot(registry.version(session, run.automation_id, run.version))
     return (
         run.id,
         run.automation_id,
@@ -179,11 +184,12 @@ def _new_row(session: Session, registry: Registry, run: Run) -> tuple[Any, ...]:
         run.wake_at,
         run.hops,
         run.goals_hit,
-        None if run.state != ACTIVE and slot == ACTIVE_SLOT else slot,
+        None if run.state != ACTIVE and frees_slot(slot) else slot,
         run.entered_at,
         run.wait_until,
         run.ended_at,
         run.end_reason,
+        run.deal_id,
     )
 
 
