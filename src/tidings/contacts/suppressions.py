@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, distinct, literal, select
+from sqlalchemy import delete, literal, select
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
@@ -52,9 +52,11 @@ def suppress_contacts(
     """Suppress the addresses of these contacts - or, with `domains`, their whole domains -
     in ONE `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. Returns the entries added."""
     value = repository.email_domain(Contact.email) if domains else Contact.email
-    source = select(
-        distinct(value), literal(reason), literal(now, type_=Suppression.created_at.type)
-    ).where(repository.ids_condition(session, Contact.id, contacts))
+    source = (
+        select(value, literal(reason), literal(now, type_=Suppression.created_at.type))
+        .where(repository.ids_condition(session, Contact.id, contacts))
+        .distinct()
+    )
     statement = (
         dialect_insert(session, Suppression.__table__)
         .from_select(["value", "reason", "created_at"], source)
