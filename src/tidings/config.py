@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # A running job renews its lease at every checkpoint; a run whose lease ran out (or whose
     # process on this host is gone) is resumed by the next worker.
     job_lease_seconds: float = Field(default=60.0, gt=0)
+    # Contacts per transaction of a hygiene deletion and rows per batch of a drop-folder import.
+    job_batch_size: int = Field(default=5_000, ge=1, le=100_000)
 
 
 @lru_cache(maxsize=1)

@@ -160,6 +160,7 @@ def get_run(run_id: Id, session: SessionDep) -> JobRunOut:
 @router.post("/jobs/runs", status_code=202)
 def start_run(
     body: JobRunIn,
+    session: SessionDep,
     database: DatabaseDep,
     clock: ClockDep,
     settings: SettingsDep,
@@ -168,11 +169,12 @@ def start_run(
     """Check the spec and queue a run of it; it runs after the response (a worker resumes it
     if this process stops first). 202 with the queued run; poll GET /jobs/runs/{id}."""
     spec = body.parsed()
-    with database.session() as session:
-        runner.check_spec(session, spec, settings=settings, clock=clock)
-        run = runner.create_run(session, spec, clock=clock, requested_by="api")
-        session.flush()
-        out = JobRunOut.of(run)
+    runner.check_spec(session, spec, settings=settings, clock=clock)
+    run = runner.create_run(session, spec, clock=clock, requested_by="api")
+    session.flush()
+    out = JobRunOut.of(run)
+    # Committed here, not when the request ends: the run starts in another transaction.
+    session.commit()
     background.add_task(runner.execute, database, out.id, clock=clock, settings=settings)
     return out
 

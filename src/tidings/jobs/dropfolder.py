@@ -105,6 +105,7 @@ def _one_file(ctx: JobContext, spec: ImportSpec, folder: Path, path: Path) -> di
                 tag=spec.tag,
                 status=spec.status,
                 cause=Cause.IMPORT,
+                batch_size=ctx.settings.job_batch_size,
             )
     except (TidingsError, LookupError, UnicodeError) as exc:
         rejected.unlink(missing_ok=True)

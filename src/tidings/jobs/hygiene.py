@@ -1,10 +1,11 @@
 """The hygiene job: delete a segment's contacts (with their tags, memberships, automation
 runs and events), suppress their addresses or domains, or erase one contact on request.
 
-Deleting goes in batches of BATCH contacts, each ONE transaction with the run's checkpoint:
-a run killed mid-way has deleted whole batches and resumes with the contacts still in the
-segment. Every hygiene run writes one audit row (who asked, when, why, what and how many -
-no address, no name, no contact id) in the transaction of its last effect. A segment that
+Deleting goes in batches of TIDINGS_JOB_BATCH_SIZE contacts, each ONE transaction with the
+run's checkpoint: a run killed mid-way has deleted whole batches and resumes with the
+contacts still in the segment. Every hygiene run writes one audit row (who asked, when,
+why, what and how many - no address, no name, no contact id) in the transaction of its last
+effect. A segment that
 matches every contact is refused unless the spec says `confirm_all: true`.
 """
 
@@ -28,8 +29,6 @@ from tidings.jobs.context import JobContext, Outcome
 from tidings.jobs.models import HygieneAudit
 from tidings.jobs.specs import HygieneSpec
 from tidings.messaging.forget import forget_contacts as forget_mail
-
-BATCH = 5_000
 
 
 def _count(session: Session, where: ColumnElement[bool] | None) -> int:
@@ -98,11 +97,12 @@ def _delete(ctx: JobContext, spec: HygieneSpec) -> None:
             where = segment_where(session, spec.segment, ctx.now())
             ctx.progress(0, _count(session, where))
             ctx.checkpoint(session, checked=True)
+    batch = ctx.settings.job_batch_size
     while True:
         with ctx.database.session() as session:
             where = segment_where(session, spec.segment, ctx.now())
             ids = list(
-                session.scalars(select(Contact.id).where(where).order_by(Contact.id).limit(BATCH))
+                session.scalars(select(Contact.id).where(where).order_by(Contact.id).limit(batch))
             )
             if ids:
                 forget_runs(session, ids)
