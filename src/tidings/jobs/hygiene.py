@@ -5,8 +5,8 @@ Deleting goes in batches of TIDINGS_JOB_BATCH_SIZE contacts, each ONE transactio
 run's checkpoint: a run killed mid-way has deleted whole batches and resumes with the
 contacts still in the segment. Every hygiene run writes one audit row (who asked, when,
 why, what and how many - no address, no name, no contact id) in the transaction of its last
-effect. A segment that
-matches every contact is refused unless the spec says `confirm_all: true`.
+effect. A segment that matches every contact is refused unless the spec says
+`confirm_all: true`.
 """
 
 from __future__ import annotations
