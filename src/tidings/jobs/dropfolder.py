@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
@@ -34,7 +35,7 @@ from tidings.jobs.context import JobContext, Outcome
 from tidings.jobs.models import ImportedFile
 from tidings.jobs.specs import ImportSpec
 
-PROCESSED, FAILED, IMPORTING = "processed", "failed", "importing"
+PROCESSED, FAILED, IMPORTING, BUSY = "processed", "failed", "importing", "busy"
 
 
 def folder_of(spec: ImportSpec, settings: Settings) -> Path:
@@ -90,6 +91,10 @@ def _one_file(ctx: JobContext, spec: ImportSpec, folder: Path, path: Path) -> di
         return _failed(ctx, folder, path, "not a CSV file (the name must end in .csv)")
     digest = content_hash(path)
     claim = _claim(ctx, path.name, digest)
+    if claim == BUSY:  # another worker's run is importing it: its file to move
+        return {"status": BUSY, "hash": digest}
+    if claim == FAILED:
+        return _failed(ctx, folder, path, "the same content failed to import before")
     if claim != IMPORTING:  # imported before (this content, any name): nothing to do twice
         _move(path, folder / PROCESSED)
         return {"status": "duplicate", "hash": digest}
@@ -134,23 +139,26 @@ def _one_file(ctx: JobContext, spec: ImportSpec, folder: Path, path: Path) -> di
 
 def _claim(ctx: JobContext, name: str, digest: str) -> str:
     """IMPORTING when this run is to import the content (first time, or its own interrupted
-    claim); else the status of the earlier import."""
-    with ctx.database.session() as session:
-        row = session.scalar(select(ImportedFile).where(ImportedFile.content_hash == digest))
-        if row is None:
-            session.add(
-                ImportedFile(
-                    content_hash=digest,
-                    name=name,
-                    run_id=ctx.run_id,
-                    status=IMPORTING,
-                    created_at=ctx.now(),
+    claim); BUSY when another run holds it; else the status of the earlier import."""
+    try:
+        with ctx.database.session() as session:
+            row = session.scalar(select(ImportedFile).where(ImportedFile.content_hash == digest))
+            if row is None:
+                session.add(
+                    ImportedFile(
+                        content_hash=digest,
+                        name=name,
+                        run_id=ctx.run_id,
+                        status=IMPORTING,
+                        created_at=ctx.now(),
+                    )
                 )
-            )
-            return IMPORTING
-        if row.status == IMPORTING and row.run_id == ctx.run_id:
-            return IMPORTING
-        return row.status
+                return IMPORTING
+            if row.status == IMPORTING:
+                return IMPORTING if row.run_id == ctx.run_id else BUSY
+            return row.status
+    except IntegrityError:  # another worker claimed the same content a moment ago
+        return BUSY
 
 
 def _record(ctx: JobContext, digest: str, status: str) -> None:
