@@ -9,10 +9,11 @@ unchanged (tests/jobs/test_export.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from tidings.contacts import repository
@@ -23,23 +24,34 @@ IMPORT_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags",
 PARTITION = 10_000
 
 
-def _names(name: Any, link: Any, joined: Any, on: Any, *where: Any) -> Any:
-    return (
-        select(func.aggregate_strings(name, MULTI_SEPARATOR))
-        .select_from(link)
-        .join(joined, on)
-        .where(*where)
-        .scalar_subquery()
+def _names(postgres: bool, name: Any, link: Any, joined: Any, on: Any, *where: Any) -> Any:
+    """A contact's names joined by '|', aggregated by the database: in name order on
+    PostgreSQL (string_agg ... ORDER BY); SQLite's group_concat has no order (before 3.44),
+    so `_in_order` sorts the few cells that hold several names."""
+    separator: Any = literal_column(f"'{MULTI_SEPARATOR}'")
+    aggregate = (
+        func.string_agg(name, aggregate_order_by(separator, name))
+        if postgres
+        else func.group_concat(name, separator)
     )
+    return select(aggregate).select_from(link).join(joined, on).where(*where).scalar_subquery()
 
 
-def _sorted(names: str | None) -> str:
-    """The names as the importer reads them back; sorted so an export is deterministic."""
-    if not names:
-        return ""
-    if MULTI_SEPARATOR not in names:
+def _sorted(names: str | None) -> str | None:
+    if names is None or MULTI_SEPARATOR not in names:
         return names
     return MULTI_SEPARATOR.join(sorted(names.split(MULTI_SEPARATOR)))
+
+
+def _in_order(row: Any) -> Any:
+    """The row with its tags and lists in name order (SQLite), left as it is when each holds
+    at most one name - most rows: nothing is copied for them."""
+    tags, lists = row[5], row[6]
+    if (tags is None or MULTI_SEPARATOR not in tags) and (
+        lists is None or MULTI_SEPARATOR not in lists
+    ):
+        return row
+    return (*row[:5], _sorted(tags), _sorted(lists), *row[7:])
 
 
 def header(session: Session) -> tuple[list[str], list[str]]:
@@ -57,13 +69,20 @@ def count(session: Session, where: ColumnElement[bool] | None) -> int:
 
 def rows(
     session: Session, where: ColumnElement[bool] | None, field_keys: list[str]
-) -> Iterator[list[list[str]]]:
+) -> Iterator[Sequence[Sequence[Any]]]:
     """The contacts matching `where` (all when None) as CSV rows, in id order, a partition of
     up to PARTITION rows at a time."""
+    postgres = session.get_bind().dialect.name == "postgresql"
     tags = _names(
-        Tag.name, ContactTag, Tag, Tag.id == ContactTag.tag_id, ContactTag.contact_id == Contact.id
+        postgres,
+        Tag.name,
+        ContactTag,
+        Tag,
+        Tag.id == ContactTag.tag_id,
+        ContactTag.contact_id == Contact.id,
     )
     lists = _names(
+        postgres,
         MailingList.name,
         ListMembership,
         MailingList,
@@ -85,14 +104,16 @@ def rows(
     query = select(*columns).order_by(Contact.id)
     if where is not None:
         query = query.where(where)
-    result = session.execute(query.execution_options(yield_per=PARTITION))
+    # Core, not ORM, execution: the rows come as tuples without the ORM's loading layers.
+    result = session.connection().execution_options(yield_per=PARTITION).execute(query)
     for partition in result.partitions():
-        yield [_row(r, field_keys) for r in partition]
+        rows: Sequence[Any] = partition if postgres else [_in_order(r) for r in partition]
+        if field_keys:
+            yield [_with_fields(r, field_keys) for r in rows]
+        else:
+            yield rows  # strings and NULLs, as the CSV writer takes them
 
 
-def _row(r: Any, field_keys: list[str]) -> list[str]:
-    row = [r[0], r[1] or "", r[2] or "", r[3] or "", r[4], _sorted(r[5]), _sorted(r[6])]
-    if field_keys:
-        values = r[7] or {}
-        row.extend(cell(values.get(k)) for k in field_keys)
-    return row
+def _with_fields(r: Any, field_keys: list[str]) -> list[Any]:
+    values = r[7] or {}
+    return [*r[:7], *(cell(values.get(k)) for k in field_keys)]

@@ -54,14 +54,16 @@ def run(ctx: JobContext) -> Outcome:
     assert isinstance(spec, ExportSpec)
     folder = writable_folder(ctx.settings.export_dir, "TIDINGS_EXPORT_DIR")
     name = ctx.state.get("file") or file_name(spec, ctx.run_id)
-    final = folder / name
-    if final.exists():  # renamed into place before the run was interrupted
-        return Outcome(f"{ctx.written} rows written to {name}", name)
+    final, part = folder / name, folder / f".{name}.part"
+    if ctx.state.get("complete"):  # written in full before the run was interrupted
+        if part.exists():
+            os.replace(part, final)
+        if final.exists():
+            return Outcome(f"{ctx.written} rows written to {name}", name)
     with ctx.database.session() as session:
         check(session, spec, ctx.settings, ctx.now())
-        ctx.checkpoint(session, file=name)
+        ctx.checkpoint(session, file=name, complete=False)
     ctx.read = ctx.written = ctx.done = 0
-    part = folder / f".{name}.part"
     with _open(part, spec.gzip) as out:
         _write(ctx, spec, out)
         out.flush()
@@ -132,7 +134,9 @@ def _events(
     query = _event_query(export)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     ctx.progress(0, int(total or 0))
-    result = session.execute(query.order_by(Activity.id).execution_options(yield_per=PARTITION))
+    # Core, not ORM, execution: the rows come as tuples without the ORM's loading layers.
+    streaming = session.connection().execution_options(yield_per=PARTITION)
+    result = streaming.execute(query.order_by(Activity.id))
     if fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(EVENT_COLUMNS)
