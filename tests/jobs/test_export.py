@@ -143,3 +143,23 @@ def test_an_export_folder_that_cannot_be_written_is_a_clear_error(
     settings.export_dir = blocker / "exports"
     done = run(database, clock, settings, {"kind": "export", "export": {"type": "contacts"}})
     assert done.status == "failed" and "TIDINGS_EXPORT_DIR" in (done.detail or "")
+
+
+def test_custom_fields_are_exported_as_the_importer_reads_them(
+    database: Database, clock: FakeClock, settings: Settings, tmp_path: Path
+) -> None:
+    from tidings.contacts.catalog import create_field
+    from tidings.contacts.schemas import FieldIn
+
+    with database.session() as session:
+        create_field(session, FieldIn(key="age", type="number"), now=clock.now())
+        create_field(session, FieldIn(key="vip", type="boolean"), now=clock.now())
+    add_contacts(database, clock, 2, fields={"age": 41, "vip": True}, tags=["b", "a"])
+    done = run(database, clock, settings, {"kind": "export", "export": {"type": "contacts"}})
+    path = settings.export_dir / (done.output_file or "")
+    rows = list(csv.reader(path.open()))
+    assert rows[0][-2:] == ["age", "vip"]
+    assert rows[1] == ["c0@example.com", "", "", "", "subscribed", "a|b", "", "41", "true"]
+    with path.open("rb") as stream:
+        summary = import_contacts(database, stream, clock=clock, rejected_path=tmp_path / "r.csv")
+    assert (summary.unchanged, summary.rejected) == (2, 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal_column, select
+from sqlalchemy import ColumnElement, Select, func, literal_column, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
@@ -67,11 +67,11 @@ def count(session: Session, where: ColumnElement[bool] | None) -> int:
     return int(session.scalar(query) or 0)
 
 
-def rows(
+def query(
     session: Session, where: ColumnElement[bool] | None, field_keys: list[str]
-) -> Iterator[Sequence[Sequence[Any]]]:
-    """The contacts matching `where` (all when None) as CSV rows, in id order, a partition of
-    up to PARTITION rows at a time."""
+) -> Select[Any]:
+    """The SELECT of the export: the importer's columns (tags and lists aggregated), then the
+    custom fields' JSON when there are custom fields; in id order."""
     postgres = session.get_bind().dialect.name == "postgresql"
     tags = _names(
         postgres,
@@ -101,17 +101,24 @@ def rows(
     ]
     if field_keys:
         columns.append(Contact.fields)
-    query = select(*columns).order_by(Contact.id)
-    if where is not None:
-        query = query.where(where)
+    statement = select(*columns).order_by(Contact.id)
+    return statement if where is None else statement.where(where)
+
+
+def rows(
+    session: Session, statement: Select[Any], field_keys: list[str]
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The rows of `statement` (from `query`) as CSV rows, a partition of up to PARTITION rows
+    at a time."""
+    postgres = session.get_bind().dialect.name == "postgresql"
     # Core, not ORM, execution: the rows come as tuples without the ORM's loading layers.
-    result = session.connection().execution_options(yield_per=PARTITION).execute(query)
+    result = session.connection().execution_options(yield_per=PARTITION).execute(statement)
     for partition in result.partitions():
-        rows: Sequence[Any] = partition if postgres else [_in_order(r) for r in partition]
+        ordered: Sequence[Any] = partition if postgres else [_in_order(r) for r in partition]
         if field_keys:
-            yield [_with_fields(r, field_keys) for r in rows]
+            yield [_with_fields(r, field_keys) for r in ordered]
         else:
-            yield rows  # strings and NULLs, as the CSV writer takes them
+            yield ordered  # strings and NULLs, as the CSV writer takes them
 
 
 def _with_fields(r: Any, field_keys: list[str]) -> list[Any]:

@@ -53,8 +53,12 @@ def writable_folder(path: Path, setting: str) -> Path:
 @contextmanager
 def reading_session(database: Database) -> Iterator[Session]:
     """A session for a long read (an export): on SQLite it takes no write lock, so the job's
-    checkpoints (and everyone else) keep writing while it streams."""
+    checkpoints (and everyone else) keep writing while it streams; on PostgreSQL it reads one
+    snapshot."""
     with database.engine.connect() as connection:
-        reading = connection.execution_options(sqlite_deferred=True)
+        if database.is_sqlite:
+            reading = connection.execution_options(sqlite_deferred=True)
+        else:  # one snapshot: a count and the rows it counts agree
+            reading = connection.execution_options(isolation_level="REPEATABLE READ")
         with Session(bind=reading) as session:
             yield session

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TextIO
 
 import orjson
 from sqlalchemy import Integer, func, select
@@ -28,7 +28,7 @@ from tidings.jobs import reports
 from tidings.jobs.common import reading_session, segment_where, writable_folder
 from tidings.jobs.context import JobContext, Outcome
 from tidings.jobs.specs import ContactsExport, EventsExport, ExportSpec, ReportExport
-from tidings.jobs.sql import iso_text, json_text
+from tidings.jobs.sql import copy_csv, iso_text, json_text
 
 EVENT_COLUMNS = ["id", "occurred_at", "type", "contact_id", "machine", "event_id", "data"]
 PARTITION = 20_000
@@ -72,14 +72,14 @@ def run(ctx: JobContext) -> Outcome:
     return Outcome(f"{ctx.written} rows written to {name}", name)
 
 
-def _open(path: Path, compressed: bool) -> IO[str]:
+def _open(path: Path, compressed: bool) -> TextIO:
     if compressed:
         # Level 3: most of level 9's size at a fraction of its time.
         return gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=3)
     return path.open("w", encoding="utf-8", newline="")
 
 
-def _write(ctx: JobContext, spec: ExportSpec, out: IO[str]) -> None:
+def _write(ctx: JobContext, spec: ExportSpec, out: TextIO) -> None:
     export = spec.export
     with reading_session(ctx.database) as session:
         if isinstance(export, ContactsExport):
@@ -99,17 +99,36 @@ def _count_rows(ctx: JobContext, partition_size: int) -> None:
         ctx.save()
 
 
-def _contacts(ctx: JobContext, session: Session, export: ContactsExport, out: IO[str]) -> None:
+def _contacts(ctx: JobContext, session: Session, export: ContactsExport, out: TextIO) -> None:
     where = None
     if export.segment is not None:
         where = segment_where(session, export.segment, ctx.now(), field="export.segment")
     header, keys = contacts_export.header(session)
-    ctx.progress(0, contacts_export.count(session, where))
-    writer = csv.writer(out)
+    total = contacts_export.count(session, where)
+    ctx.progress(0, total)
+    writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    for partition in contacts_export.rows(session, where, keys):
+    query = contacts_export.query(session, where, keys)
+    if _postgres(session) and not keys:  # custom fields need Python's formatting
+        _copy(ctx, session, query, out, total)
+        return
+    for partition in contacts_export.rows(session, query, keys):
         writer.writerows(partition)
         _count_rows(ctx, len(partition))
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _copy(ctx: JobContext, session: Session, query: Any, out: TextIO, total: int) -> None:
+    """PostgreSQL: the rows by COPY; counted from the snapshot's count (the reading session
+    is REPEATABLE READ there, so the count and the COPY see the same rows)."""
+    lines = 0
+    for chunk_lines in copy_csv(session, query, out):
+        lines += chunk_lines
+        ctx.progress(min(lines, total))
+    _count_rows(ctx, total)
 
 
 def _event_query(export: EventsExport) -> Any:
@@ -128,17 +147,19 @@ def _event_query(export: EventsExport) -> Any:
     return query
 
 
-def _events(
-    ctx: JobContext, session: Session, export: EventsExport, fmt: str, out: IO[str]
-) -> None:
+def _events(ctx: JobContext, session: Session, export: EventsExport, fmt: str, out: TextIO) -> None:
     query = _event_query(export)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     ctx.progress(0, int(total or 0))
+    ordered = query.order_by(Activity.id)
+    if fmt == "csv" and _postgres(session):
+        csv.writer(out, lineterminator="\n").writerow(EVENT_COLUMNS)
+        _copy(ctx, session, ordered, out, int(total or 0))
+        return
     # Core, not ORM, execution: the rows come as tuples without the ORM's loading layers.
-    streaming = session.connection().execution_options(yield_per=PARTITION)
-    result = streaming.execute(query.order_by(Activity.id))
+    result = session.connection().execution_options(yield_per=PARTITION).execute(ordered)
     if fmt == "csv":
-        writer = csv.writer(out)
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EVENT_COLUMNS)
         for partition in result.partitions():
             writer.writerows(partition)
@@ -161,10 +182,10 @@ def _ndjson_lines(rows: Any) -> Iterator[str]:
 
 
 def _table(
-    ctx: JobContext, columns: list[str], rows: list[list[Any]], fmt: str, out: IO[str]
+    ctx: JobContext, columns: list[str], rows: list[list[Any]], fmt: str, out: TextIO
 ) -> None:
     if fmt == "csv":
-        writer = csv.writer(out)
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
     else:
