@@ -194,14 +194,19 @@ def execute(
         return get_run(database, run_id)
     run = get_run(database, run_id)
     if run.attempts > MAX_ATTEMPTS:
-        _finish_failed(database, run_id, owner, clock, f"gave up after {MAX_ATTEMPTS} attempts")
+        _finish_failed(database, run_id, clock, f"gave up after {MAX_ATTEMPTS} attempts")
+        return get_run(database, run_id)
+    try:
+        spec = parse_spec(run.spec)
+    except TidingsError as exc:  # a spec stored by another version that this one refuses
+        _finish_failed(database, run_id, clock, f"spec: {exc.detail}")
         return get_run(database, run_id)
     context = JobContext(
         database=database,
         clock=clock,
         settings=settings,
         run_id=run_id,
-        spec=parse_spec(run.spec),
+        spec=spec,
         requested_by=run.requested_by,
         owner=owner,
         state=dict(run.state or {}),
@@ -239,7 +244,7 @@ def _finish(database: Database, context: JobContext, status: JobStatus, outcome:
         finish_run(session, context.run_id, status, outcome, now=context.now())
 
 
-def _finish_failed(database: Database, run_id: int, owner: str, clock: Clock, detail: str) -> None:
+def _finish_failed(database: Database, run_id: int, clock: Clock, detail: str) -> None:
     with database.session() as session:
         finish_run(session, run_id, JobStatus.FAILED, Outcome(detail=detail), now=clock.now())
 
