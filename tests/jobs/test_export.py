@@ -14,8 +14,11 @@ from pathlib import Path
 from tidings.activities.service import record
 from tidings.clock import FakeClock
 from tidings.config import Settings
+from tidings.contacts.catalog import create_field
 from tidings.contacts.importer import import_contacts
+from tidings.contacts.schemas import FieldIn
 from tidings.db.engine import Database
+from tidings.jobs import runner
 from tidings.jobs.export import clean_exports
 
 from .helpers import add_contacts, add_template, run
@@ -110,8 +113,6 @@ def test_an_export_renamed_before_the_crash_is_not_written_twice(
     first = run(database, clock, settings, {"kind": "export", "export": {"type": "contacts"}})
     assert first.output_file
     # The same run resumed (its state names the file, already in place): no second file.
-    from tidings.jobs import runner
-
     with database.session() as session:
         row = session.get(type(first), first.id)
         assert row is not None
@@ -148,9 +149,6 @@ def test_an_export_folder_that_cannot_be_written_is_a_clear_error(
 def test_custom_fields_are_exported_as_the_importer_reads_them(
     database: Database, clock: FakeClock, settings: Settings, tmp_path: Path
 ) -> None:
-    from tidings.contacts.catalog import create_field
-    from tidings.contacts.schemas import FieldIn
-
     with database.session() as session:
         create_field(session, FieldIn(key="age", type="number"), now=clock.now())
         create_field(session, FieldIn(key="vip", type="boolean"), now=clock.now())
