@@ -59,6 +59,9 @@ def create_app(
     from tidings.deals.api import router as deals_router
 
     app.include_router(deals_router, prefix="/api/v1", dependencies=authenticated)
+    from tidings.jobs.api import router as jobs_router
+
+    app.include_router(jobs_router, prefix="/api/v1", dependencies=authenticated)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

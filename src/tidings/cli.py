@@ -147,6 +147,9 @@ def _register_domain_commands() -> None:
     app.add_typer(deals_app, name="deals")
     app.add_typer(pipelines_app, name="pipelines")
     app.add_typer(users_app, name="users")
+    from tidings.jobs.cli import jobs_app
+
+    app.add_typer(jobs_app, name="jobs")
 
 
 _register_domain_commands()

@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     # refused when the template is saved or previewed, and fails the message when it is sent.
     template_max_bytes: int = Field(default=2_000_000, ge=1_000)
     template_max_seconds: float = Field(default=2.0, gt=0)
+    # Jobs (issue 16, tidings.jobs). Export files are written here and deleted after the
+    # retention period (None keeps them); the worker imports each new CSV of the drop folder
+    # (None: no drop folder) every `import_poll_seconds`.
+    export_dir: Path = Path("./exports")
+    export_retention_days: int | None = Field(default=30, gt=0)
+    import_dir: Path | None = None
+    import_poll_seconds: float = Field(default=30.0, gt=0)
+    # A running job renews its lease at every checkpoint; a run whose lease ran out (or whose
+    # process on this host is gone) is resumed by the next worker.
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+    # Contacts per transaction of a hygiene deletion and rows per batch of a drop-folder import.
+    job_batch_size: int = Field(default=5_000, ge=1, le=100_000)
 
 
 @lru_cache(maxsize=1)

@@ -281,10 +281,11 @@ def update_by_id(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def delete_contacts(
-    session: Session, contacts: ContactIds, *, cause: str, now: datetime
+    session: Session, contacts: ContactIds, *, cause: str, now: datetime, anonymous: bool = False
 ) -> list[int]:
     """Delete these contacts (memberships go with them by foreign key; tags, which have none,
-    explicitly); one `contact_deleted` row each, which outlives it. Returns the deleted ids."""
+    explicitly); one `contact_deleted` row each, which outlives it - without the address when
+    `anonymous` (list hygiene, erasure: no personal data is kept). Returns the deleted ids."""
     c = CONTACTS.c
     statement = (
         delete(CONTACTS)
@@ -298,7 +299,11 @@ def delete_contacts(
             delete(CONTACT_TAGS).where(in_values(session, CONTACT_TAGS.c.contact_id, ids))
         )
     record_tuples(
-        session, [(cid, CONTACT_DELETED, cause, now, {"email": email}) for cid, email in gone]
+        session,
+        [
+            (cid, CONTACT_DELETED, cause, now, {} if anonymous else {"email": email})
+            for cid, email in gone
+        ],
     )
     return ids
 

@@ -36,6 +36,7 @@ from tidings.deals.models import (
     User,
 )
 from tidings.events.models import EventDaily
+from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
 
@@ -57,6 +58,9 @@ __all__ = [
     "EngineState",
     "Enrolment",
     "EventDaily",
+    "HygieneAudit",
+    "ImportedFile",
+    "JobRun",
     "ListMembership",
     "MailingList",
     "Note",
