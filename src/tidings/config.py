@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # refused when the template is saved or previewed, and fails the message when it is sent.
     template_max_bytes: int = Field(default=2_000_000, ge=1_000)
     template_max_seconds: float = Field(default=2.0, gt=0)
+    # An API request whose database work runs longer is stopped with a 503 naming this budget
+    # (a huge segment preview must not hold a connection, or on PostgreSQL a backend, for minutes).
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, ReadSessionDep, SessionDep, SettingsDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
 from tidings.contacts.emails import InvalidEmail, normalize_email
@@ -109,7 +109,7 @@ def delete_template(template_id: Id, session: SessionDep) -> Response:
 def preview(
     template_id: Id,
     body: PreviewIn,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     database: DatabaseDep,
 ) -> PreviewOut:
