@@ -6,7 +6,10 @@ names: the SQLite and PostgreSQL answers to the same question sit side by side h
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import sqlite3
+import threading
 from typing import Any, ClassVar
 
 import psycopg.errors
@@ -22,8 +25,6 @@ READ_ONLY = "tidings_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_WAL_CHECKPOINT_PAGES = 10_000
 SQLITE_BULK_CACHE_KIB = 262_144
-# SQLite calls the deadline check every this many virtual machine instructions (~0.1 ms).
-SQLITE_PROGRESS_INSTRUCTIONS = 10_000
 
 
 class Dialect:
@@ -59,6 +60,12 @@ class SQLiteDialect(Dialect):
         super().configure(engine)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "commit", _sqlite_end)
+        event.listen(engine, "rollback", _sqlite_end)
+        # However a connection goes back to the pool, its deadline goes with its transaction.
+        event.listen(
+            engine, "checkin", lambda dbapi_connection, _: _interrupter.disarm(dbapi_connection)
+        )
 
     def is_cancelled(self, error: DBAPIError) -> bool:
         return isinstance(error.orig, sqlite3.OperationalError) and str(error.orig) == "interrupted"
@@ -139,15 +146,68 @@ def _sqlite_begin(connection: Connection) -> None:
         connection.info["query_only"] = read_only
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
     # Stop any statement of this transaction that runs past the request's deadline.
-    dbapi_connection: Any = connection.connection.dbapi_connection
     end = budget.deadline()
     if end is not None:
-        dbapi_connection.set_progress_handler(
-            lambda: budget.is_past(end), SQLITE_PROGRESS_INSTRUCTIONS
-        )
-        connection.info["progress_handler"] = True
-    elif connection.info.pop("progress_handler", False):
-        dbapi_connection.set_progress_handler(None, 0)
+        _interrupter.arm(connection.connection.dbapi_connection, end)
+        connection.info["deadline_armed"] = True
+    else:
+        _sqlite_end(connection)
+
+
+def _sqlite_end(connection: Connection) -> None:
+    if connection.info.pop("deadline_armed", False):
+        _interrupter.disarm(connection.connection.dbapi_connection)
+
+
+class _Interrupter:
+    """One thread that interrupts SQLite connections whose transaction is past its deadline.
+
+    sqlite3's interrupt() may be called from any thread; a progress handler instead would call
+    back into Python (taking the GIL) thousands of times a second during every long query,
+    slowing every other request of the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._due: list[tuple[float, int, Any]] = []  # (deadline, arming, connection), a heap
+        self._armed: dict[int, int] = {}  # id(connection) -> its current arming
+        self._arming = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dbapi_connection: Any, end: float) -> None:
+        with self._lock:
+            arming = next(self._arming)
+            self._armed[id(dbapi_connection)] = arming
+            heapq.heappush(self._due, (end, arming, dbapi_connection))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="tidings-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._lock.notify()
+
+    def disarm(self, dbapi_connection: Any) -> None:
+        with self._lock:
+            self._armed.pop(id(dbapi_connection), None)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                while self._due and self._armed.get(id(self._due[0][2])) != self._due[0][1]:
+                    heapq.heappop(self._due)  # disarmed (its transaction ended) or re-armed
+                if not self._due:
+                    self._lock.wait()
+                    continue
+                end, _, dbapi_connection = self._due[0]
+                left = budget.seconds_left(end)
+                if left > 0:
+                    self._lock.wait(left)
+                    continue
+                heapq.heappop(self._due)
+                del self._armed[id(dbapi_connection)]
+                dbapi_connection.interrupt()  # (under the lock: its transaction cannot end now)
+
+
+_interrupter = _Interrupter()
 
 
 def _postgres_begin(connection: Connection) -> None:
