@@ -11,6 +11,7 @@ from tidings.api.problems import install_problem_handlers
 from tidings.clock import Clock, SystemClock
 from tidings.config import Settings, get_settings
 from tidings.db.engine import Database, create_database
+from tidings.messaging.subscriptions import double_opt_in
 
 
 def create_app(
@@ -30,6 +31,8 @@ def create_app(
     app.state.settings = settings
     app.state.database = database or create_database(settings.database_url)
     app.state.clock = clock or SystemClock()
+    # What contacts asks of messaging, given here (tidings.contacts.ports).
+    app.state.double_opt_in = double_opt_in(settings, app.state.database)
     install_problem_handlers(app)
     app.add_middleware(
         RequestGuard,

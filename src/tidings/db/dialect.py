@@ -10,12 +10,17 @@ import heapq
 import itertools
 import sqlite3
 import threading
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
 
 import psycopg.errors
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, String, cast, event, func
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from tidings.db import budget
 
@@ -27,10 +32,59 @@ SQLITE_WAL_CHECKPOINT_PAGES = 10_000
 SQLITE_BULK_CACHE_KIB = 262_144
 
 
+T = TypeVar("T")
+Q = TypeVar("Q")  # a Select
+
+
 class Dialect:
     name: ClassVar[str]
     is_sqlite: ClassVar[bool] = False
     is_postgres: ClassVar[bool] = False
+    # Commits can wake other processes (LISTEN/NOTIFY); SQLite's processes poll.
+    notifies_commits: ClassVar[bool] = False
+    # One index probe per given row is written as a LATERAL subquery (PostgreSQL's planner,
+    # without statistics, chose whole-table plans for joins); SQLite has no LATERAL and
+    # probes by itself for a plain join or IN.
+    probes_laterally: ClassVar[bool] = False
+    # Another process may insert between this transaction's statements (no table-wide write
+    # lock), so ids and activity cursors can have gaps to fill later.
+    concurrent_writers: ClassVar[bool] = False
+
+    def pick(self, *, sqlite: T, postgresql: T) -> T:
+        """This database's one of two ways of doing a thing."""
+        return sqlite if self.is_sqlite else postgresql
+
+    def insert(self, table: Any) -> Any:
+        """The INSERT construct with `on_conflict_do_nothing` / `_do_update`."""
+        raise NotImplementedError
+
+    def claim(self, query: Q, *, of: Any = None) -> Q:
+        """`query` selecting rows this transaction will work on while other workers skip them.
+        (SQLite needs nothing: a writing transaction holds the database's one write lock.)"""
+        return query
+
+    def lock(self, query: Q, *, of: Any = None) -> Q:
+        """`query` locking the rows it selects until the transaction ends."""
+        return query
+
+    def random_hex(self, nbytes: int) -> ColumnElement[str]:
+        """SQL: 2 * nbytes random lowercase hex digits, new per row (nbytes <= 12)."""
+        raise NotImplementedError
+
+    def inserted_count(self, connection: Connection | Any, statement: Any, id_column: Any) -> int:
+        """Run an INSERT ... SELECT ... ON CONFLICT; how many rows it inserted."""
+        raise NotImplementedError
+
+    @contextmanager
+    def index_scans_only(self, connection: Connection) -> Iterator[None]:
+        """Within the block, the planner walks indexes instead of bitmap-scanning them."""
+        yield
+
+    def begin_raw(self, cursor: Any) -> None:
+        """Begin a writing transaction on a raw DBAPI cursor (as the engine's begin hook)."""
+
+    def commit_raw(self, dbapi_connection: Any, cursor: Any) -> None:
+        dbapi_connection.commit()
 
     def configure(self, engine: Engine) -> None:
         """Install this database's connection and transaction hooks on a new engine."""
@@ -73,6 +127,21 @@ class SQLiteDialect(Dialect):
     def is_expression_too_large(self, error: DBAPIError) -> bool:
         return "Expression tree is too large" in str(error.orig)
 
+    def insert(self, table: Any) -> Any:
+        return sqlite_insert(table)
+
+    def random_hex(self, nbytes: int) -> ColumnElement[str]:
+        return func.lower(func.hex(func.randomblob(nbytes)))
+
+    def inserted_count(self, connection: Connection | Any, statement: Any, id_column: Any) -> int:
+        return int(connection.execute(statement).rowcount or 0)
+
+    def begin_raw(self, cursor: Any) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def commit_raw(self, dbapi_connection: Any, cursor: Any) -> None:
+        cursor.execute("COMMIT")  # (the connection is in autocommit mode: see _sqlite_connect)
+
     def use_bulk_page_cache(self, connection: Connection) -> None:
         # SQLite's default 2 MB page cache made every batch re-read the index pages, and a
         # batch whose changed pages outgrow the cache writes them to the WAL twice (spilled,
@@ -84,6 +153,35 @@ class SQLiteDialect(Dialect):
 class PostgresDialect(Dialect):
     name = "postgresql"
     is_postgres = True
+    notifies_commits = True
+    probes_laterally = True
+    concurrent_writers = True
+
+    def insert(self, table: Any) -> Any:
+        return postgresql_insert(table)
+
+    def claim(self, query: Q, *, of: Any = None) -> Q:
+        locking: Any = query
+        return cast_to(query, locking.with_for_update(of=of, skip_locked=True))
+
+    def lock(self, query: Q, *, of: Any = None) -> Q:
+        locking: Any = query
+        return cast_to(query, locking.with_for_update(of=of))
+
+    def random_hex(self, nbytes: int) -> ColumnElement[str]:
+        # The last digits of a version 4 UUID (gen_random_uuid needs no extension).
+        uuid_hex = func.replace(cast(func.gen_random_uuid(), String), "-", "")
+        return func.substr(uuid_hex, 33 - 2 * nbytes)
+
+    @contextmanager
+    def index_scans_only(self, connection: Connection) -> Iterator[None]:
+        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        yield
+        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = on")
+
+    def inserted_count(self, connection: Connection | Any, statement: Any, id_column: Any) -> int:
+        # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT via SQLAlchemy.
+        return len(connection.execute(statement.returning(id_column)).all())
 
     def configure(self, engine: Engine) -> None:
         super().configure(engine)
@@ -94,6 +192,10 @@ class PostgresDialect(Dialect):
 
     def is_cancelled(self, error: DBAPIError) -> bool:
         return isinstance(error.orig, psycopg.errors.QueryCanceled)
+
+
+def cast_to(_: Q, value: Any) -> Q:
+    return value  # type: ignore[no-any-return]
 
 
 SQLITE = SQLiteDialect()
