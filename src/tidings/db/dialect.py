@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
-import psycopg.errors
 from sqlalchemy import Connection, Engine, String, cast, event, func
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -191,7 +190,8 @@ class PostgresDialect(Dialect):
         return {READ_ONLY: True, "postgresql_readonly": True}
 
     def is_cancelled(self, error: DBAPIError) -> bool:
-        return isinstance(error.orig, psycopg.errors.QueryCanceled)
+        # SQLSTATE query_canceled (psycopg's QueryCanceled, not imported: SQLite users lack it)
+        return getattr(error.orig, "sqlstate", None) == "57014"
 
 
 def cast_to(_: Q, value: Any) -> Q:
