@@ -6,6 +6,7 @@ names: the SQLite and PostgreSQL answers to the same question sit side by side h
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import sqlite3
@@ -306,7 +307,8 @@ class _Interrupter:
                     continue
                 heapq.heappop(self._due)
                 del self._armed[id(dbapi_connection)]
-                dbapi_connection.interrupt()  # (under the lock: its transaction cannot end now)
+                with contextlib.suppress(sqlite3.Error):  # (closed since: nothing to stop)
+                    dbapi_connection.interrupt()  # (under the lock: its transaction cannot end)
 
 
 _interrupter = _Interrupter()
