@@ -6,10 +6,12 @@ from fastapi import Depends, FastAPI
 
 from tidings import __version__
 from tidings.api.deps import refuse_nul_parameters, require_api_key
+from tidings.api.guard import RequestGuard
 from tidings.api.problems import install_problem_handlers
 from tidings.clock import Clock, SystemClock
 from tidings.config import Settings, get_settings
 from tidings.db.engine import Database, create_database
+from tidings.messaging.subscriptions import double_opt_in
 
 
 def create_app(
@@ -29,7 +31,14 @@ def create_app(
     app.state.settings = settings
     app.state.database = database or create_database(settings.database_url)
     app.state.clock = clock or SystemClock()
+    # What contacts asks of messaging, given here (tidings.contacts.ports).
+    app.state.double_opt_in = double_opt_in(settings, app.state.database)
     install_problem_handlers(app)
+    app.add_middleware(
+        RequestGuard,
+        database=app.state.database,
+        budget_seconds=settings.request_timeout_seconds,
+    )
 
     # First: the open pixel is the hottest path, and routes are matched in order.
     from tidings.events.tracking import router as tracking_router

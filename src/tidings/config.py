@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=60.0, gt=0)
     # Contacts per transaction of a hygiene deletion and rows per batch of a drop-folder import.
     job_batch_size: int = Field(default=5_000, ge=1, le=100_000)
+    # An API request whose database work runs longer is stopped with a 503 naming this budget
+    # (a huge segment preview must not hold a connection, or on PostgreSQL a backend, for minutes).
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 @lru_cache(maxsize=1)

@@ -55,7 +55,7 @@ class Worker:
         self._stop.clear()
         # Work committed through this database in this process (tidings.db.hooks.mark_work).
         self._unsubscribe = self.database.hooks.on_work_committed(self.wake)
-        if not self.database.is_sqlite:
+        if self.database.dialect.notifies_commits:
             listener = threading.Thread(target=self._listen, name="tidings-listen", daemon=True)
             self._threads.append(listener)
             listener.start()
