@@ -9,6 +9,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./tidings.db"
+# A domain name (letters, digits, hyphens, dots) or an address literal such as [192.0.2.1].
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HELO_PATTERN = rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])$"
 
 
 class Settings(BaseSettings):
@@ -45,6 +48,12 @@ class Settings(BaseSettings):
     dkim_private_key: str | None = None  # PEM text, or ...
     dkim_private_key_file: Path | None = None  # ... a file holding it
     smtp_connections: int = Field(default=4, ge=1, le=64)
+    # The name said in EHLO; default: the machine's FQDN, or the From domain when the host
+    # name is not fully qualified (tidings.messaging.options.default_helo).
+    smtp_helo: str | None = Field(default=None, pattern=HELO_PATTERN)
+    # Reconnect after this many messages on one connection (0: never; Exim's default limit is
+    # 1000 per connection).
+    smtp_messages_per_connection: int = Field(default=1000, ge=0)
     smtp_rate_per_second: float | None = Field(default=None, gt=0)
     smtp_domain_rate_per_second: float | None = Field(default=None, gt=0)
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)

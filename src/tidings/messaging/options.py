@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import parseaddr
 from typing import Any
@@ -19,6 +19,17 @@ from tidings.messaging.transport import SmtpConfig, parse_smtp_url
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_helo(from_domain: str, fqdn: str | None = None) -> str:
+    """The EHLO name when TIDINGS_SMTP_HELO is not set: the machine's fully qualified name,
+    or the From domain when the machine has none (`localhost`, a bare `vm`, `x.localdomain`):
+    receivers that require an FQDN refuse those."""
+    name = (fqdn if fqdn is not None else socket.getfqdn()).rstrip(".").lower()
+    qualified = "." in name and not name.startswith("localhost")
+    if qualified and not name.endswith((".localdomain", ".local", ".localhost")):
+        return name
+    return from_domain.lower() or "localhost"
 
 
 @dataclass
@@ -54,7 +65,11 @@ class SenderOptions:
             "mail_from": settings.mail_from,
             "base_url": settings.base_url,
             "secret": signing_keys(settings, database),
-            "smtp": parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
+            "smtp": replace(
+                parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
+                helo=settings.smtp_helo or default_helo(from_domain),
+                messages_per_connection=settings.smtp_messages_per_connection,
+            ),
             "bounce_domain": settings.bounce_domain,
             "unsubscribe_mailto": settings.unsubscribe_mailto,
             "dkim": signer_from_settings(
