@@ -29,6 +29,7 @@ class SinkState:
     reads: list[list[str]] = field(default_factory=list)  # the verbs of each read
     delivered: list[tuple[str, str, bytes]] = field(default_factory=list)  # from, to, data
     connections: int = 0
+    sessions: list[list[str]] = field(default_factory=list)  # per connection: its recipients
     # Answer DATA with 354 even with no accepted recipient (which RFC 2920 says not to do).
     accept_data_without_rcpt: bool = False
     empty_messages: int = 0  # messages ended with no recipient
@@ -51,6 +52,9 @@ class _Session(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.state.connections += 1
+        self.carried: list[str] = []
+        if self.state.keep:
+            self.state.sessions.append(self.carried)
         self.reply(b"220 latency sink ready")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -104,6 +108,7 @@ class _Session(asyncio.Protocol):
         state.count += 1
         state.empty_messages += not self.rcpts
         if state.keep:
+            self.carried.extend(self.rcpts)
             for rcpt in self.rcpts:
                 state.delivered.append((self.mail_from, rcpt, body.replace(b"\r\n..", b"\r\n.")))
         self.mail_from, self.rcpts = "", []
