@@ -7,7 +7,7 @@ from rich.console import Console
 
 from tidings.cli_support import open_database
 from tidings.clock import SystemClock
-from tidings.config import get_settings
+from tidings.config import default_base_url, get_settings
 from tidings.db.engine import create_database
 
 app = typer.Typer(help="Tidings: self-hosted marketing automation and CRM.", no_args_is_help=True)
@@ -92,6 +92,11 @@ def serve(
     from tidings.db.migrate import upgrade
 
     settings = get_settings()
+    if (host or port) and "base_url" not in settings.model_fields_set:
+        host, port = host or settings.host, port or settings.port
+        settings = settings.model_copy(
+            update={"host": host, "port": port, "base_url": default_base_url(host, port)}
+        )
     database = create_database(settings.database_url)
     upgrade(database, secret_file=settings.secret_file)
     application = create_app(settings, database=database)
