@@ -7,6 +7,7 @@ from fastapi import Depends, FastAPI
 from tidings import __version__
 from tidings.api.deps import refuse_nul_parameters, require_api_key
 from tidings.api.guard import RequestGuard
+from tidings.api.openapi import install_openapi
 from tidings.api.problems import install_problem_handlers
 from tidings.clock import Clock, SystemClock
 from tidings.config import Settings, get_settings
@@ -39,6 +40,7 @@ def create_app(
         database=app.state.database,
         budget_seconds=settings.request_timeout_seconds,
     )
+    install_openapi(app)
 
     # First: the open pixel is the hottest path, and routes are matched in order.
     from tidings.events.tracking import router as tracking_router

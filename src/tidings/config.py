@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-import re
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./tidings.db"
@@ -51,7 +50,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     # Where versions before the database kept the key: `db upgrade` carries it over once.
     secret_file: Path = Path("./tidings.secret")
-    base_url: str = "http://127.0.0.1:8000"
+    # Where links in mail point. Unset, it follows host and port (see default_base_url).
+    base_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
@@ -126,6 +126,25 @@ class Settings(BaseSettings):
                     raise ValueError(f"{domain!r} is named twice")
                 seen.add(domain)
         return value
+
+    @model_validator(mode="after")
+    def _base_url_follows_host_and_port(self) -> Settings:
+        if not self.base_url:
+            # Not through assignment: `base_url` stays out of model_fields_set, so
+            # `tidings serve --host/--port` can tell it was not given.
+            self.__dict__["base_url"] = default_base_url(self.host, self.port)
+        return self
+
+
+def default_base_url(host: str, port: int) -> str:
+    """The URL a server bound to host:port answers at; a wildcard address is this machine."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 @lru_cache(maxsize=1)

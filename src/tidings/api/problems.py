@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -54,10 +55,24 @@ def _field(error: Any) -> str:
     return where
 
 
+_FIELD_PREFIX = re.compile(r"([A-Za-z_][\w.\[\]-]*): (.+)", re.DOTALL)
+
+
+def errors_of(exc: TidingsError) -> list[dict[str, Any]]:
+    """The `errors` list of a domain error. Every 422 carries one: a service that raised only
+    a detail ("field: message", as they are written) gets its field read from the detail."""
+    if exc.errors or exc.status != 422:
+        return exc.errors
+    match = _FIELD_PREFIX.fullmatch(exc.detail)
+    if match is None:
+        return [{"field": "body", "message": exc.detail}]
+    return [{"field": match.group(1), "message": match.group(2)}]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(TidingsError)
     async def _domain(_: Request, exc: TidingsError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
+        return problem(exc.status, exc.title, exc.detail, errors=errors_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

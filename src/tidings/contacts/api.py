@@ -45,6 +45,7 @@ from tidings.contacts.schemas import (
     TagPatch,
 )
 from tidings.errors import ValidationFailed
+from tidings.inputs import MAX_ID
 
 router = APIRouter()
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -93,6 +94,14 @@ def _input(body: ContactIn) -> service.ContactInput:
 # ---- contacts ---------------------------------------------------------------------------
 
 
+def _list_id(session: Session, ref: str) -> int | None:
+    """The list named `ref`, else the list whose id it is (a name wins: a list may be "2024")."""
+    found = repository.list_id_by_name(session, ref)
+    if found is None and ref.isascii() and ref.isdigit() and 0 < int(ref) <= MAX_ID:
+        found = session.scalar(select(MailingList.id).where(MailingList.id == int(ref)))
+    return found
+
+
 @router.post("/contacts", status_code=201, tags=["contacts"])
 def create_contact(body: ContactIn, session: SessionDep, clock: ClockDep) -> ContactOut:
     contact = service.create_contact(session, _input(body), now=clock.now(), cause=Cause.API)
@@ -104,7 +113,10 @@ def list_contacts(
     session: SessionDep,
     email: str | None = None,
     tag: str | None = None,
-    list_id: Annotated[Id | None, Query(alias="list")] = None,
+    list_ref: Annotated[
+        str | None,
+        Query(alias="list", max_length=200, description="A list's name (or its id)."),
+    ] = None,
     list_status: Annotated[str | None, Query(pattern="^(active|unsubscribed)$")] = None,
     status: ContactStatus | None = None,
     cursor: str | None = None,
@@ -114,6 +126,11 @@ def list_contacts(
         try:
             email = normalize_email(email)
         except InvalidEmail:
+            return ContactPage(items=[], next_cursor=None)
+    list_id = None
+    if list_ref is not None:
+        list_id = _list_id(session, list_ref)
+        if list_id is None:  # like an unknown ?tag=: nobody is in it
             return ContactPage(items=[], next_cursor=None)
     query = repository.filtered_contacts(
         email=email,
