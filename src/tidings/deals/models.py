@@ -122,9 +122,10 @@ class Deal(Base):
 
 
 class StageTotal(Base):
-    """How many deals, worth how much, are in a stage with a status and currency: what the
-    board shows per stage, kept by every deal write (deals.totals) so the board reads a few
-    rows, not every deal of the pipeline. `deals.totals.rebuild` recounts it."""
+    """How many deals, worth how much, are in a stage with a status, currency and expected
+    close month: what the board shows per stage and the forecast per month, kept by every deal
+    write (deals.totals) so the board and the forecast read a few rows, not every deal of the
+    pipeline. `deals.totals.rebuild` recounts it."""
 
     __tablename__ = "deal_stage_totals"
 
@@ -132,6 +133,9 @@ class StageTotal(Base):
     stage_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     status: Mapped[str] = mapped_column(String(8), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    # 'YYYY-MM' of the deals' expected close date ('' for none): the forecast reads its
+    # monthly sums from here.
+    close_month: Mapped[str] = mapped_column(String(7), primary_key=True)
     deals: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[int] = mapped_column(BigInteger)
 

@@ -1,5 +1,5 @@
 """1:1 deal email (issue 15): deal_emails and their replies; deal score matches by start time
-(for expiry)
+(for expiry); stage totals per expected close month too (the forecast reads them)
 
 Revision ID: 0025
 Revises: 0016
@@ -18,7 +18,40 @@ branch_labels = None
 depends_on = None
 
 
+def _month(dialect: str) -> str:
+    if dialect == "postgresql":
+        return "coalesce(to_char(expected_close, 'YYYY-MM'), '')"
+    return "coalesce(substr(expected_close, 1, 7), '')"
+
+
+def _stage_totals(with_month: bool) -> None:
+    """deal_stage_totals recreated with (or without) the close month in its key, recounted
+    from the deals."""
+    op.drop_table("deal_stage_totals")
+    key = ["pipeline_id", "stage_id", "status", "currency"] + (
+        ["close_month"] if with_month else []
+    )
+    month = [sa.Column("close_month", sa.String(length=7), nullable=False)] if with_month else []
+    op.create_table(
+        "deal_stage_totals",
+        sa.Column("pipeline_id", sa.BigInteger(), nullable=False),
+        sa.Column("stage_id", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        *month,
+        sa.Column("deals", sa.BigInteger(), nullable=False),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(*key, name=op.f("pk_deal_stage_totals")),
+    )
+    groups = ", ".join(key[:4] + ([_month(op.get_bind().dialect.name)] if with_month else []))
+    op.execute(
+        f"INSERT INTO deal_stage_totals ({', '.join(key)}, deals, value) "
+        f"SELECT {groups}, count(*), sum(value) FROM deals GROUP BY {groups}"
+    )
+
+
 def upgrade() -> None:
+    _stage_totals(with_month=True)
     op.create_table(
         "deal_emails",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -79,6 +112,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _stage_totals(with_month=False)
     with op.batch_alter_table("deal_score_matches", schema=None) as batch_op:
         batch_op.drop_index("ix_deal_score_matches_rule_id_matched_at")
     with op.batch_alter_table("deal_email_replies", schema=None) as batch_op:
