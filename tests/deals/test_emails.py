@@ -302,3 +302,9 @@ def test_automate_this_email_on_send_and_on_reply(
     assert _enrolled(database, on_reply) == [crm.contacts[1]]
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(DealEmailReply)) == 1
+
+
+def test_an_owner_name_cannot_add_headers(crm: Crm, database: Database) -> None:
+    ok(crm.client.patch(f"/api/v1/users/{crm.users[0]}", json={"name": "Ann\r\nBcc: x@evil"}))
+    sent = ok(send(crm, owned_deal(crm)), 201)
+    assert sent["from_address"] == '"Ann Bcc: x@evil" <ann@example.com>'

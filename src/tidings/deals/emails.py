@@ -19,6 +19,7 @@ sent or when the contact replies (a plain enrolment of that contact).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ MAX_SUBJECT = 300
 MAX_BODY = 100_000
 MAX_REPLY_TEXT = 100_000
 AUTOMATE_ON = ("sent", "replied")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ def send_email(
     owner = _owner(session, deal)
     contact = _recipient(session, deal, given.to)
     automation, automate_on = _automation(session, given.automation_id, given.automate_on)
-    sender = formataddr((owner.name, owner.email))
+    sender = formataddr((_display_name(owner.name), owner.email))
     ensure_personal_template(session, now)
     result = queue_email(
         session,
@@ -276,6 +278,12 @@ def _body(raw: str) -> str:
         raise field_error("body", f"at most {MAX_BODY} characters")
     refuse_control_characters("body", raw, multiline=True)
     return raw
+
+
+def _display_name(name: str) -> str:
+    """A user's name as a header's display name: on one line, no control characters (a name
+    with a line break must not add a header)."""
+    return " ".join(_CONTROL.sub(" ", name).split())
 
 
 def _owner(session: Session, deal: Deal) -> User:
