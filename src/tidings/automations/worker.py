@@ -18,6 +18,7 @@ from tidings.clock import Clock
 from tidings.config import Settings, get_settings
 from tidings.db.engine import Database
 from tidings.db.hooks import WORK_CHANNEL
+from tidings.deals.scorekeeper import keep_scores_current
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ class Worker:
             try:
                 stats = engine.run_until_idle()
                 self.steps += stats.steps
+                # Deal scores follow the activities just matched (and expire with time).
+                while keep_scores_current(self.database, self.clock) and not self._stop.is_set():
+                    pass
                 while deliver_due(self.database, self.clock, self.settings):
                     if self._stop.is_set():
                         break

@@ -24,6 +24,8 @@ from tidings.db.base import Base
 from tidings.deals.models import (
     Deal,
     DealContact,
+    DealEmail,
+    DealEmailReply,
     DealField,
     Note,
     Pipeline,
@@ -52,6 +54,8 @@ __all__ = [
     "CustomField",
     "Deal",
     "DealContact",
+    "DealEmail",
+    "DealEmailReply",
     "DealField",
     "Effect",
     "EmailTemplate",

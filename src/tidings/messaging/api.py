@@ -3,6 +3,7 @@ messages, broadcasts with per-message status and stats, double opt-in, the bounc
 
 from __future__ import annotations
 
+from email import message_from_bytes
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -23,13 +24,17 @@ from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, enco
 from tidings.api.schemas import Id
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
+from tidings.deals.emails import record_reply
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging import broadcasts as bc
 from tidings.messaging import service
+from tidings.messaging.bounce_parse import BounceReport
 from tidings.messaging.bounces import BounceParseError, apply_report, parse_bounce
+from tidings.messaging.inbound import may_be_reply
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.messaging.outbox import new_message_token, queue_email
+from tidings.messaging.personal import referenced_tokens
 from tidings.messaging.sandbox import RenderLimits
 from tidings.messaging.schemas import (
     BroadcastIn,
@@ -323,9 +328,19 @@ async def bounce_webhook(
 
 def _apply_bounce(session: Session, raw: bytes, now: Any, settings: Any) -> dict[str, Any]:
     try:
-        report = parse_bounce(raw)
+        report: BounceReport | None = parse_bounce(raw)
     except BounceParseError as exc:
-        raise ValidationFailed(f"body: {exc}") from None
+        report, error = None, str(exc)
+    message = message_from_bytes(raw)
+    if may_be_reply(message, report):  # a reply to a 1:1 deal email, handed over like bounces
+        replied = record_reply(session, referenced_tokens(message), message, now=now)
+        if replied is not None:
+            return {"reply": replied.as_json()}
+    if report is None:
+        raise ValidationFailed(
+            f"body: {error} (nor is it a reply to a sent email: it names none in "
+            "In-Reply-To / References)"
+        )
     outcome = apply_report(
         session,
         report,
