@@ -28,6 +28,9 @@ def create_app(
         description="Self-hosted marketing automation and CRM. Authenticate with "
         "`Authorization: Bearer <key>` (create one with `tidings apikey create NAME`).",
         dependencies=[Depends(refuse_nul_parameters)],
+        # /docs is served by the web admin from local assets (no CDN); ReDoc would need one.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database or create_database(settings.database_url)
@@ -73,6 +76,10 @@ def create_app(
     from tidings.jobs.api import router as jobs_router
 
     app.include_router(jobs_router, prefix="/api/v1", dependencies=authenticated)
+
+    from tidings.web.site import install_web
+
+    install_web(app)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

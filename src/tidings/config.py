@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
     # addresses or networks, "*" for any): tracking sees the visitor's address, not the proxy's.
     forwarded_allow_ips: str = "127.0.0.1"
+    # The web admin: a session ends after this many hours without a request.
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     # Webhook actions refuse private and loopback addresses unless this is true.
     webhook_allow_private: bool = False
     # Opens and page visits are written in batches this often: a process killed outright

@@ -41,6 +41,7 @@ from tidings.events.models import EventDaily
 from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.web.models import LoginAttempt, UserSession
 
 __all__ = [
     "Activity",
@@ -66,6 +67,7 @@ __all__ = [
     "ImportedFile",
     "JobRun",
     "ListMembership",
+    "LoginAttempt",
     "MailingList",
     "Note",
     "OutboxMessage",
@@ -83,4 +85,5 @@ __all__ = [
     "Task",
     "TaskType",
     "User",
+    "UserSession",
 ]
