@@ -60,6 +60,10 @@ def create_app(
 
     app.include_router(deals_router, prefix="/api/v1", dependencies=authenticated)
 
+    from tidings.activecampaign.mount import create_ac_app
+
+    app.mount("/api/3", create_ac_app(app))  # ActiveCampaign-compatible (its own auth, errors)
+
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
