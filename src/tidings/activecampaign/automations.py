@@ -11,9 +11,10 @@ from sqlalchemy import case, func, select
 
 from tidings.activecampaign import deal_shapes
 from tidings.activecampaign.bodies import AcId, ACModel
+from tidings.activecampaign.deps import SessionDep
 from tidings.activecampaign.envelopes import ac_id, ac_time, id_filter, meta, page
 from tidings.activecampaign.errors import ac_json
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.automations import service as automations
 from tidings.automations.models import Automation, Enrolment

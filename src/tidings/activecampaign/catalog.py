@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 from tidings.activecampaign import shapes
 from tidings.activecampaign.bodies import AcId, ACModel
 from tidings.activecampaign.contacts import ac_value, field_by_ref
+from tidings.activecampaign.deps import SessionDep
 from tidings.activecampaign.envelopes import ac_id, meta, page, pair, unpair
 from tidings.activecampaign.errors import ac_json
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.contacts import catalog, service
 from tidings.contacts.fields import FieldType

@@ -9,15 +9,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy import select
 
 from tidings.activecampaign import related, shapes
 from tidings.activecampaign.bodies import AcId, ACModel
+from tidings.activecampaign.deps import SessionDep
 from tidings.activecampaign.envelopes import ac_id, ac_time, meta, page, unpair
 from tidings.activecampaign.errors import ac_json
 from tidings.activities.models import Activity
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.contacts import service
 from tidings.contacts.models import ContactTag, ListMembership, Tag
@@ -28,7 +30,7 @@ router = APIRouter()
 
 class ContactTagFields(ACModel):
     contact: AcId
-    tag: AcId | str
+    tag: int | str = Field(description="the tag's id (a name is accepted too)")
 
 
 class ContactTagBody(ACModel):
@@ -46,12 +48,13 @@ class ContactListBody(ACModel):
 
 
 def _tag_name(session: Any, ref: int | str) -> str:
-    if isinstance(ref, int):
-        row = session.get(Tag, ref)
+    text = str(ref).strip()
+    if text.isdigit() and len(text) <= 18:
+        row = session.get(Tag, int(text))
         if row is None:
             raise field_error("tag", f"tag {ref} does not exist")
         return str(row.name)
-    return ref  # a name: created on first use, as /api/v1 does
+    return text  # a name: created on first use, as /api/v1 does
 
 
 @router.post("/contactTags")

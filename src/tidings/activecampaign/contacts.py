@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from tidings.activecampaign import shapes
 from tidings.activecampaign.bodies import ACModel
+from tidings.activecampaign.deps import SessionDep
 from tidings.activecampaign.envelopes import (
     id_filter,
     int_param,
@@ -25,7 +26,7 @@ from tidings.activecampaign.envelopes import (
 from tidings.activecampaign.errors import ac_json
 from tidings.activecampaign.related import side_loads
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.contacts import service
 from tidings.contacts.models import Contact, ContactTag, CustomField, ListMembership

@@ -76,7 +76,7 @@ def not_found(message: str, **extra: Any) -> JSONResponse:
 
 def _domain(exc: TidingsError) -> JSONResponse:
     if isinstance(exc, NotFound):
-        return not_found(_sentence(exc.detail))
+        return not_found(_no_result(exc.detail))
     code = "duplicate" if isinstance(exc, Conflict) else "field_invalid"
     if exc.errors:
         items = [
@@ -88,6 +88,29 @@ def _domain(exc: TidingsError) -> JSONResponse:
         known = bool(message) and re.fullmatch(r"[A-Za-z_][\w.\[\]]*", field) is not None
         items = [error_item(field if known else None, _sentence(exc.detail), exc.detail, code)]
     return unprocessable(items)
+
+
+# "contact 7 does not exist" -> ActiveCampaign's "No Result found for Subscriber with id 7".
+AC_OBJECTS = {
+    "contact": "Subscriber",
+    "list": "List",
+    "deal": "Deal",
+    "task": "DealTask",
+    "note": "Note",
+    "user": "User",
+    "pipeline": "DealGroup",
+    "automation": "Automation",
+    "stage": "DealStage",
+    "tag": "Tag",
+}
+
+
+def _no_result(detail: str) -> str:
+    found = re.fullmatch(r"(\w+) (\d+) does not exist", detail.strip())
+    if found is None:
+        return detail if detail.startswith("No Result") else f"No Result found: {detail}"
+    what = AC_OBJECTS.get(found[1].lower(), found[1].capitalize())
+    return f"No Result found for {what} with id {found[2]}"
 
 
 def _sentence(text: str) -> str:

@@ -18,8 +18,9 @@ from tidings.activecampaign import (
     tracking,
     webhooks,
 )
+from tidings.activecampaign.deps import SessionDep
 from tidings.activecampaign.errors import install_error_handlers, not_found
-from tidings.api.deps import SessionDep, refuse_nul_parameters
+from tidings.api.deps import refuse_nul_parameters
 from tidings.auth.service import find_api_key
 
 # ActiveCampaign resources with no counterpart in Tidings (docs/activecampaign.md).
