@@ -38,6 +38,7 @@ from tidings.deals.models import (
 from tidings.events.models import EventDaily
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
 __all__ = [
     "Activity",
@@ -75,4 +76,7 @@ __all__ = [
     "Task",
     "TaskType",
     "User",
+    "WebhookDelivery",
+    "WebhookState",
+    "WebhookSubscription",
 ]
