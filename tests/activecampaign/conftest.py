@@ -13,6 +13,8 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tidings.config import Settings
+
 
 @pytest.fixture
 def ac(app: FastAPI, api_key: str) -> Iterator[TestClient]:
@@ -43,3 +45,9 @@ def server_url(app: FastAPI) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Webhooks may reach the loopback receiver in these tests."""
+    return settings.model_copy(update={"webhook_allow_private": True})
