@@ -81,6 +81,16 @@ def create_app(
 
     install_web(app)
 
+    from tidings.webhooks.api import router as webhooks_router
+
+    app.include_router(webhooks_router, prefix="/api/v1", dependencies=authenticated)
+
+    from tidings.activecampaign.mount import create_ac_app
+    from tidings.activecampaign.tracking import public_router as ac_event_router
+
+    app.include_router(ac_event_router)  # ActiveCampaign's event tracking: a key in the form
+    app.mount("/api/3", create_ac_app(app))  # ActiveCampaign-compatible (its own auth, errors)
+
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}

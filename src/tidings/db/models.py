@@ -42,6 +42,7 @@ from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
 from tidings.web.models import LoginAttempt, UserSession
+from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
 __all__ = [
     "Activity",
@@ -86,4 +87,7 @@ __all__ = [
     "TaskType",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookState",
+    "WebhookSubscription",
 ]
