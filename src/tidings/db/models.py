@@ -24,6 +24,8 @@ from tidings.db.base import Base
 from tidings.deals.models import (
     Deal,
     DealContact,
+    DealEmail,
+    DealEmailReply,
     DealField,
     Note,
     Pipeline,
@@ -36,9 +38,11 @@ from tidings.deals.models import (
     User,
 )
 from tidings.events.models import EventDaily
+from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
 from tidings.web.models import LoginAttempt, UserSession
+from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
 __all__ = [
     "Activity",
@@ -52,12 +56,17 @@ __all__ = [
     "CustomField",
     "Deal",
     "DealContact",
+    "DealEmail",
+    "DealEmailReply",
     "DealField",
     "Effect",
     "EmailTemplate",
     "EngineState",
     "Enrolment",
     "EventDaily",
+    "HygieneAudit",
+    "ImportedFile",
+    "JobRun",
     "ListMembership",
     "LoginAttempt",
     "MailingList",
@@ -78,4 +87,7 @@ __all__ = [
     "TaskType",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookState",
+    "WebhookSubscription",
 ]

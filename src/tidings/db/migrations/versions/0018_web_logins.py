@@ -1,7 +1,7 @@
 """web admin (issue 17): login sessions and login attempts (users.password_hash exists since 0016)
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import tidings.db.types
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
