@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep, ReadSessionDep, SessionDep
 from tidings.api.schemas import Id
 from tidings.contacts import repository
 from tidings.contacts.models import Contact, MailingList, Tag
@@ -128,11 +128,12 @@ def segment_page(
 def live_count(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     clock: ClockDep,
     condition: Annotated[str, Form(max_length=MAX_CONDITION)] = "",
 ) -> HTMLResponse:
-    """The builder's live count (an htmx partial): the number, or the error at its path."""
+    """The builder's live count (an htmx partial): the number, or the error at its path. It
+    only reads, so it never holds SQLite's write lock while it counts."""
     try:
         found = count_matching(session, parse_json(condition), clock.now())
     except TidingsError as exc:
