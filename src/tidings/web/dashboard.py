@@ -11,14 +11,14 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep
+from tidings.api.deps import ClockDep, DatabaseDep
 from tidings.automations import service as automations
 from tidings.contacts.models import Contact
 from tidings.deals import pipelines, reports
 from tidings.events.models import EventDaily
 from tidings.messaging import broadcasts
 from tidings.messaging.models import Broadcast
-from tidings.web.security import LoginDep, check_csrf
+from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -116,7 +116,11 @@ def recent_job_runs(session: Session, limit: int = 8) -> list[dict[str, Any]] | 
 
 @router.get("/admin", response_class=HTMLResponse)
 def dashboard(
-    request: Request, login: LoginDep, session: SessionDep, database: DatabaseDep, clock: ClockDep
+    request: Request,
+    login: LoginDep,
+    session: PageSessionDep,
+    database: DatabaseDep,
+    clock: ClockDep,
 ) -> Any:
     statuses = contacts_by_status(session)
     # broadcasts.stats marks a broadcast whose mail has all left as sent: a short write of its

@@ -14,8 +14,9 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
-from tidings.api.deps import ClockDep, DatabaseDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SettingsDep, get_session
 from tidings.auth.signing import signing_keys
 from tidings.config import Settings
 from tidings.web.logins import (
@@ -79,6 +80,10 @@ def current_login(
 
 
 LoginDep = Annotated[Login, Depends(current_login)]
+# The unit of work of a page: as the API's (a read transaction for GET, a write for the rest),
+# but committed BEFORE the answer leaves (scope "function"), so the page a redirect sends the
+# browser to next already sees the change (the default scope commits after the response).
+PageSessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def require_admin(login: LoginDep) -> Login:
