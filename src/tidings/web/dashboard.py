@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tidings.api.deps import ClockDep, DatabaseDep
@@ -16,6 +16,7 @@ from tidings.automations import service as automations
 from tidings.contacts.models import Contact
 from tidings.deals import pipelines, reports
 from tidings.events.models import EventDaily
+from tidings.jobs.models import JobRun
 from tidings.messaging import broadcasts
 from tidings.messaging.models import Broadcast
 from tidings.web.security import LoginDep, PageSessionDep, check_csrf
@@ -104,14 +105,9 @@ def open_deals_by_stage(session: Session) -> list[dict[str, Any]]:
     return [reports.board(session, p.id, cards=0) for p in pipelines.list_pipelines(session)]
 
 
-def recent_job_runs(session: Session, limit: int = 8) -> list[dict[str, Any]] | None:
-    """The last job runs when the jobs feature (table job_runs) is installed, else None."""
-    if not inspect(session.connection()).has_table("job_runs"):
-        return None
-    rows = session.execute(
-        text(f"SELECT * FROM job_runs ORDER BY id DESC LIMIT {int(limit)}")
-    ).mappings()
-    return [dict(r) for r in rows]
+def recent_job_runs(session: Session, limit: int = 8) -> list[JobRun]:
+    """The last job runs, failures among them (tidings.jobs)."""
+    return list(session.scalars(select(JobRun).order_by(JobRun.id.desc()).limit(limit)))
 
 
 @router.get("/admin", response_class=HTMLResponse)
