@@ -14,6 +14,7 @@ from tidings.web import (
     contact_page,
     contacts_pages,
     dashboard,
+    deal_pages,
     segment_pages,
     settings_pages,
 )
@@ -34,6 +35,7 @@ def install_web(app: FastAPI) -> None:
         contact_page.router,
         segment_pages.router,
         settings_pages.router,
+        deal_pages.router,
     ):
         app.include_router(router, include_in_schema=False)
 
