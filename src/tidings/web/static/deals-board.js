@@ -9,6 +9,7 @@
       window.Sortable.create(list, {
         group: "deals",
         animation: 120,
+        forceFallback: true, // mouse events, not native drag: the same on touch screens and in tests
         onEnd: function (event) {
           if (event.from === event.to) return;
           const deal = event.item.dataset.deal;
