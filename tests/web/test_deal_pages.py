@@ -161,3 +161,20 @@ def test_won_lost_tasks_and_notes_from_the_deal_page(
         assert text in page.text
     wrong = post(f"/admin/deals/{deals[1]}/status", {"status": "maybe"})
     assert wrong.status_code == 422
+
+
+def test_the_reports_page_draws_funnel_won_lost_and_forecast(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    _, deals = _board(database, clock, users["admin"])
+    token = csrf_of(admin_client, "/admin/deals")
+    admin_client.post(
+        f"/admin/deals/{deals[0]}/status",
+        data={"csrf_token": token, "status": "won"},
+        follow_redirects=False,
+    )
+    page = admin_client.get("/admin/deals/reports")
+    assert page.status_code == 200
+    for chart in ("funnel-chart", "won-lost-chart", "forecast-chart"):
+        assert f'id="{chart}"' in page.text
+    assert "Weighted by probability" in page.text

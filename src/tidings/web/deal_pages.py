@@ -27,7 +27,7 @@ IdQuery = Annotated[int | None, Query(ge=1, le=2**62)]
 TIMELINE = 100
 
 
-def _pipeline_id(session: Session, pipeline: int | None) -> int | None:
+def pipeline_choice(session: Session, pipeline: int | None) -> int | None:
     if pipeline is not None:
         return pipelines.get_pipeline(session, pipeline).id
     found = pipelines.list_pipelines(session)
@@ -59,7 +59,7 @@ def board_page(
     pipeline: IdQuery = None,
     owner: IdQuery = None,
 ) -> HTMLResponse:
-    context = _board_context(session, _pipeline_id(session, pipeline), owner, clock)
+    context = _board_context(session, pipeline_choice(session, pipeline), owner, clock)
     name = "partials/deal_board.html" if is_htmx(request) else "deals.html"
     return render(request, name, context, nav="deals")
 

@@ -15,6 +15,7 @@ from tidings.web import (
     contacts_pages,
     dashboard,
     deal_pages,
+    deal_reports,
     segment_pages,
     settings_pages,
 )
@@ -35,6 +36,7 @@ def install_web(app: FastAPI) -> None:
         contact_page.router,
         segment_pages.router,
         settings_pages.router,
+        deal_reports.router,  # before deal_pages: /admin/deals/reports is no deal id
         deal_pages.router,
     ):
         app.include_router(router, include_in_schema=False)
