@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tidings.web import (
     auth_pages,
+    automation_pages,
     contact_page,
     contacts_pages,
     dashboard,
@@ -36,6 +37,7 @@ def install_web(app: FastAPI) -> None:
         contact_page.router,
         segment_pages.router,
         settings_pages.router,
+        automation_pages.router,
         deal_reports.router,  # before deal_pages: /admin/deals/reports is no deal id
         deal_pages.router,
     ):
