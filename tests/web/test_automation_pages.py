@@ -11,6 +11,8 @@ from tidings.automations import service as automations
 from tidings.automations.models import Automation
 from tidings.clock import FakeClock
 from tidings.contacts import service as contacts
+from tidings.contacts.catalog import create_list
+from tidings.contacts.schemas import ListIn
 from tidings.contacts.upsert import ContactInput
 from tidings.db.engine import Database
 from tidings.web.automation_flow import yaml_line
@@ -80,3 +82,27 @@ def test_counts_per_step_pause_and_the_contacts_of_a_step(
     )
     assert paused.status_code == 303
     assert "Resume" in admin_client.get(f"/admin/automations/{automation_id}").text
+
+
+def test_enrol_a_list_and_end_the_runs(
+    admin_client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    with database.session() as session:
+        made = automations.create_automation(session, yaml.safe_load(EXAMPLE), now=clock.now())
+        create_list(session, ListIn(name="News"), now=clock.now())
+        contact = contacts.create_contact(
+            session,
+            ContactInput(email="news@example.com", lists=["News"]),
+            now=clock.now(),
+            cause=Cause.API,
+        )
+        automation_id = made.id
+    token = csrf_of(admin_client, f"/admin/automations/{automation_id}")
+    path = f"/admin/automations/{automation_id}"
+    neither = admin_client.post(f"{path}/enrol", data={"csrf_token": token})
+    assert neither.status_code == 422 and "choose a list or a segment" in neither.text
+    enrolled = admin_client.post(f"{path}/enrol", data={"csrf_token": token, "list_name": "News"})
+    assert enrolled.status_code == 200 and "1 contacts enrolled." in enrolled.text
+    ended = admin_client.post(f"{path}/end-runs", data={"csrf_token": token, "step": ""})
+    assert "1 runs ended." in ended.text
+    assert contact.id

@@ -18,8 +18,10 @@ from tidings.api.schemas import Id
 from tidings.automations import service as automations
 from tidings.automations.enrolments import is_active
 from tidings.automations.models import Enrolment
-from tidings.contacts.models import Contact
+from tidings.contacts.models import Contact, MailingList
+from tidings.db.hooks import mark_work
 from tidings.errors import TidingsError, ValidationFailed
+from tidings.segments.models import Segment
 from tidings.web.automation_flow import flow, yaml_errors
 from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import render
@@ -109,6 +111,13 @@ def _page_context(session: Session, automation_id: int) -> dict[str, Any]:
         "flow": flow(definition, automations.step_counts(session, automation)),
         "totals": automations.enrolment_totals(session, automation.id),
         "yaml_text": yaml.safe_dump(definition, sort_keys=False, allow_unicode=True),
+        "lists": [
+            (n, n) for n in session.scalars(select(MailingList.name).order_by(MailingList.name))
+        ],
+        "segments": [
+            (i, n)
+            for i, n in session.execute(select(Segment.id, Segment.name).order_by(Segment.name))
+        ],
     }
 
 
@@ -118,6 +127,69 @@ def automation_page(
 ) -> HTMLResponse:
     context = _page_context(session, automation_id)
     return render(request, "automation.html", context, nav="automations")
+
+
+def _page_with(
+    request: Request, session: Session, automation_id: int, errors: dict[str, str], note: str = ""
+) -> HTMLResponse:
+    context = {**_page_context(session, automation_id), "note": note}
+    status = 422 if errors else 200
+    return render(
+        request, "automation.html", context, nav="automations", errors=errors, status=status
+    )
+
+
+@router.post("/admin/automations/{automation_id}/enrol", response_class=HTMLResponse)
+def enrol(
+    request: Request,
+    automation_id: Id,
+    login: LoginDep,
+    session: PageSessionDep,
+    clock: ClockDep,
+    list_name: Annotated[str, Form(max_length=200)] = "",
+    segment_id: Annotated[int | None, Form(ge=1, le=2**62)] = None,
+) -> HTMLResponse:
+    """Enrol a list's active members or a saved segment's contacts (one INSERT ... SELECT)."""
+    automation = automations.get_automation(session, automation_id)
+    segment = session.get(Segment, segment_id) if segment_id else None
+    if segment_id and segment is None:
+        return _page_with(request, session, automation_id, {"segment_id": "no such segment"})
+    if bool(list_name) == bool(segment):
+        return _page_with(
+            request, session, automation_id, {"list_name": "choose a list or a segment"}
+        )
+    try:
+        count = automations.enrol_contacts(
+            session,
+            automation,
+            now=clock.now(),
+            list_name=list_name or None,
+            segment=segment.condition if segment else None,
+        )
+    except TidingsError as exc:
+        session.rollback()
+        return _page_with(request, session, automation_id, {"list_name": exc.detail})
+    mark_work(session)
+    return _page_with(request, session, automation_id, {}, f"{count} contacts enrolled.")
+
+
+@router.post("/admin/automations/{automation_id}/end-runs", response_class=HTMLResponse)
+def end_runs(
+    request: Request,
+    automation_id: Id,
+    login: LoginDep,
+    session: PageSessionDep,
+    clock: ClockDep,
+    step: Annotated[str, Form(max_length=100)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> HTMLResponse:
+    """End the active runs, all of them or those at one step, each as an exit."""
+    automation = automations.get_automation(session, automation_id)
+    ended = automations.end_runs(
+        session, automation, now=clock.now(), step=step or None, reason=reason or "ended by hand"
+    )
+    note = f"{sum(ended.values())} runs ended."
+    return _page_with(request, session, automation_id, {}, note)
 
 
 @router.post("/admin/automations/{automation_id}/definition", response_model=None)
