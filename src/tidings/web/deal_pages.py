@@ -121,14 +121,14 @@ def deal_page(
     return _deal_page(request, session, deal_id)
 
 
-def _due(text: str) -> datetime | None:
+def due_time(text: str, field: str = "due_at") -> datetime | None:
     """The form's date-time (a browser's datetime-local, read as UTC), or None when blank."""
     if not text.strip():
         return None
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValidationFailed("due_at: not a date and time (YYYY-MM-DDTHH:MM)") from None
+        raise ValidationFailed(f"{field}: not a date and time (YYYY-MM-DDTHH:MM)") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -198,7 +198,7 @@ def add_task(
     due_at: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     try:
-        due = _due(due_at)
+        due = due_time(due_at)
         item = tasks.TaskInput(
             given={"title", "due_at", "deal_id"}, title=title, due_at=due, deal_id=deal_id
         )

@@ -17,6 +17,7 @@ from tidings.web import (
     dashboard,
     deal_pages,
     deal_reports,
+    email_pages,
     segment_pages,
     settings_pages,
 )
@@ -40,6 +41,7 @@ def install_web(app: FastAPI) -> None:
         automation_pages.router,
         deal_reports.router,  # before deal_pages: /admin/deals/reports is no deal id
         deal_pages.router,
+        email_pages.router,
     ):
         app.include_router(router, include_in_schema=False)
 

@@ -59,6 +59,7 @@ NAV: list[NavEntry] = [
     NavEntry("segments", "Segments", "/admin/segments"),
     NavEntry("automations", "Automations", "/admin/automations"),
     NavEntry("deals", "Deals", "/admin/deals"),
+    NavEntry("email", "Email", "/admin/email"),
     NavEntry("settings", "Settings", "/admin/settings", admin_only=True),
 ]
 
