@@ -274,3 +274,22 @@ def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None
     assert server.api.get(f"/api/v1/deals/{deal['id']}").json()["stage_id"] == stages[1]
     page.goto(f"/admin/deals/{deal['id']}")  # type: ignore[attr-defined]
     sync_api.expect(page.locator("#deal-timeline")).to_contain_text("deal_stage_changed")
+
+
+def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server: Server) -> None:
+    log_in(page, server)
+    page.get_by_role("link", name="Automations").click()  # type: ignore[attr-defined]
+    page.get_by_role("link", name="New automation from YAML").click()  # type: ignore[attr-defined]
+    editor = page.get_by_label("Definition (YAML)")  # type: ignore[attr-defined]
+    text = editor.input_value()
+    editor.fill(
+        text.replace("name: Welcome", "name: Browser welcome").replace("days: 2", "days: soon")
+    )
+    page.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
+    sync_api.expect(page.locator("#yaml-errors")).to_contain_text("Line 9:")  # type: ignore[attr-defined]
+    page.get_by_label("Definition (YAML)").fill(
+        text.replace("name: Welcome", "name: Browser welcome")
+    )  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("heading", name="Browser welcome")).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page.locator("[data-step='pause']")).to_contain_text("⏳ 0")  # type: ignore[attr-defined]
