@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SettingsDep
 from tidings.auth.signing import signing_keys
 from tidings.config import Settings
 from tidings.web.logins import COOKIE, Login, find_session, unsign
@@ -51,7 +51,6 @@ def session_token(request: Request, settings: Settings, database: DatabaseDep) -
 
 def current_login(
     request: Request,
-    session: SessionDep,
     database: DatabaseDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -59,7 +58,15 @@ def current_login(
     token = session_token(request, settings, database)
     login = None
     if token is not None:
-        login = find_session(session, token, now=clock.now(), lifetime=session_lifetime(settings))
+        lifetime = session_lifetime(settings)
+        # Looked up without the write lock (pages are reads); only the rare touch that
+        # extends the session (once a minute at most) is written, in its own transaction.
+        with database.read_session() as reading:
+            login = find_session(reading, token, now=clock.now(), lifetime=lifetime)
+            touched = login is not None and bool(reading.dirty)
+        if touched:
+            with database.session() as writing:
+                find_session(writing, token, now=clock.now(), lifetime=lifetime)
     if login is None:
         raise LoginRequired
     request.state.login = login
