@@ -97,7 +97,6 @@ class Engine:
                 snapshot,
                 self.clock,
                 limit=self.activity_batch,
-                sqlite=self.database.is_sqlite,
             )
             if matched is None:
                 return stats
@@ -110,9 +109,7 @@ class Engine:
         stats = PassStats()
         with self.database.session() as session:
             snapshot = self.registry.refresh(session)
-            stats.enrolled = matcher.scan_dates(
-                session, snapshot, self.clock, sqlite=self.database.is_sqlite
-            )
+            stats.enrolled = matcher.scan_dates(session, snapshot, self.clock)
         return stats
 
     def _run_entered(
@@ -241,7 +238,6 @@ class Engine:
             automation_ids,
             now,
             limit=self.batch_size,
-            sqlite=self.database.is_sqlite,
             only=only,
         )
 

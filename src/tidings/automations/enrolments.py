@@ -38,6 +38,7 @@ from tidings.db.bulk import (
     rows_select,
     values_select,
 )
+from tidings.db.dialect import dialect_of
 from tidings.db.types import JSONType, UTCDateTime
 
 ENROLMENTS: Any = Enrolment.__table__
@@ -88,10 +89,7 @@ def enrol(
 
 def _inserted(session: Session, statement: Any) -> int:
     """Run an INSERT ... SELECT of enrolments; how many rows it inserted."""
-    if session.get_bind().dialect.name == "sqlite":
-        return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
-    # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
-    return len(session.execute(statement.returning(ENROLMENTS.c.id)).all())
+    return dialect_of(session).inserted_count(session, statement, ENROLMENTS.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +264,7 @@ def runs_of(
     by the automation alone and matched every run of it against the contacts. SQLite probes
     for `contact_id IN (values)` (as a join it would read the automation's runs instead).
     """
-    if session.get_bind().dialect.name == "sqlite":
+    if not dialect_of(session).probes_laterally:
         statement = select(column).where(
             Enrolment.automation_id == automation_id,
             in_values(session, Enrolment.contact_id, contact_ids),

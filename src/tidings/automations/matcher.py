@@ -41,6 +41,7 @@ from tidings.automations.models import EngineState, Enrolment
 from tidings.automations.registry import Snapshot
 from tidings.clock import Clock
 from tidings.db.bulk import dialect_insert, in_values
+from tidings.db.dialect import dialect_of
 from tidings.deals.models import DealContact
 
 CURSOR_KEY = "activity_cursor"
@@ -66,11 +67,11 @@ class Matched:
 
 
 def match_activities(
-    session: Session, snapshot: Snapshot, clock: Clock, *, limit: int, sqlite: bool
+    session: Session, snapshot: Snapshot, clock: Clock, *, limit: int
 ) -> Matched | None:
     """Match up to `limit` new activities (and late ones in the gaps) and move the cursor past
     them; None when another worker is matching or nothing is new."""
-    state = _lock_cursor(session, sqlite)
+    state = _lock_cursor(session)
     if state is None:
         return None  # another worker is matching right now
     cursor = int(state["id"])
@@ -102,7 +103,7 @@ def match_activities(
     )
     new_cursor = rows[-1].id if len(rows) == limit else max(upper, cursor)
     now = clock.now()
-    if not sqlite:
+    if dialect_of(session).concurrent_writers:
         rows.extend(_fill_gaps(session, query, cursor, new_cursor, gaps, now))
     started: dict[tuple[int, ...], int] = {}
     entered = _enrol_matches(session, snapshot, rows, now, started)
@@ -126,7 +127,7 @@ def ensure_cursor(session: Session) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def scan_dates(session: Session, snapshot: Snapshot, clock: Clock, *, sqlite: bool) -> int:
+def scan_dates(session: Session, snapshot: Snapshot, clock: Clock) -> int:
     """Daily triggers: enrol each day's contacts once (the last day scanned is remembered per
     automation); returns how many were enrolled."""
     dated = [
@@ -141,9 +142,7 @@ def scan_dates(session: Session, snapshot: Snapshot, clock: Clock, *, sqlite: bo
     for loaded in dated:
         key = f"dates:{loaded.automation_id}"
         statement = select(EngineState.value).where(EngineState.key == key)
-        if not sqlite:
-            statement = statement.with_for_update(skip_locked=True)
-        state = session.scalar(statement)
+        state = session.scalar(dialect_of(session).claim(statement))
         last = date.fromisoformat(state["day"]) if state else today - timedelta(days=1)
         if last >= today:
             continue
@@ -166,10 +165,9 @@ def scan_dates(session: Session, snapshot: Snapshot, clock: Clock, *, sqlite: bo
     return enrolled
 
 
-def _lock_cursor(session: Session, sqlite: bool) -> dict[str, Any] | None:
+def _lock_cursor(session: Session) -> dict[str, Any] | None:
     statement = select(EngineState.value).where(EngineState.key == CURSOR_KEY)
-    if not sqlite:
-        statement = statement.with_for_update(skip_locked=True)
+    statement = dialect_of(session).claim(statement)
     value = session.scalar(statement)
     if value is None:
         if ensure_cursor(session) is False:

@@ -35,6 +35,7 @@ from tidings.automations.registry import Registry
 from tidings.automations.runs import Run
 from tidings.contacts.models import Contact
 from tidings.db.bulk import in_values
+from tidings.db.dialect import dialect_of
 from tidings.db.types import UTCDateTime
 
 
@@ -44,7 +45,6 @@ def claim(
     now: datetime,
     *,
     limit: int,
-    sqlite: bool,
     only: int | None = None,
 ) -> list[Run]:
     """Up to `limit` due runs of these automations, oldest wake time first (`only`: that one
@@ -78,18 +78,16 @@ def claim(
     if only is not None:
         statement = statement.where(Enrolment.id == only)
     connection = session.connection()
-    if not sqlite:
-        statement = statement.with_for_update(of=Enrolment, skip_locked=True)
-        # Walk the due index in wake_at order and stop after the batch. A bitmap scan (the
-        # planner's pick when statistics are missing or stale) reads every due entry on
-        # every claim, dead ones included; an index scan also marks the dead entries it
-        # passes, so the next claim skips them even before vacuum has run.
-        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+    dialect = dialect_of(connection)
+    statement = dialect.claim(statement, of=Enrolment)
     # A Core execution: the ORM's per-row result processing costs more than the rest.
     stamps = _Timestamps(connection.dialect)
-    rows = connection.execute(statement).all()
-    if not sqlite:
-        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = on")
+    # Walk the due index in wake_at order and stop after the batch. A bitmap scan (the
+    # planner's pick when statistics are missing or stale) reads every due entry on every
+    # claim, dead ones included; an index scan also marks the dead entries it passes, so the
+    # next claim skips them even before vacuum has run.
+    with dialect.index_scans_only(connection):
+        rows = connection.execute(statement).all()
     return [
         Run(
             r[0],

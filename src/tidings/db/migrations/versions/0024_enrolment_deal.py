@@ -3,7 +3,7 @@ and run slots long enough to name the deal ("o:<deal id>", "a:<deal id>"), so ru
 once per (contact, deal) under the same unique (automation, contact, slot) index
 
 Revision ID: 0024
-Revises: 0016
+Revises: 0019
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0024"
-down_revision = "0016"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
