@@ -4,10 +4,15 @@ loaded only when used (tidings.cli_lazy): what this module imports at its top is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 
 from tidings.cli_lazy import LazyCommand, LazyGroup
+
+if TYPE_CHECKING:
+    from tidings.db.engine import Database
 
 
 class _Commands(LazyGroup):
@@ -30,6 +35,10 @@ class _Commands(LazyGroup):
             "tidings.messaging.cli:inbound_command",
             "Receive bounces, complaints and mailto unsubscribes over SMTP (point MX or a "
             "transport for the bounce domain here).",
+        ),
+        "jobs": LazyCommand(
+            "tidings.jobs.cli:jobs_app",
+            "Jobs: run a job spec by hand and list job runs.",
         ),
         "lists": LazyCommand(
             "tidings.contacts.cli:lists_app", "Manage list memberships by segment."
@@ -177,6 +186,7 @@ def serve(
     database = create_database(settings.database_url)
     upgrade(database, secret_file=settings.secret_file)
     application = create_app(settings, database=database)
+    _hint_first_admin(database)
     worker = None
     if not no_worker:
         from tidings.automations.worker import Worker
@@ -203,6 +213,20 @@ def serve(
             worker.stop()
         if email is not None:
             email.stop()
+
+
+def _hint_first_admin(database: Database) -> None:
+    """Until someone can log in, say how to make the first administrator."""
+    from tidings.web.passwords import anyone_can_log_in
+
+    with database.session() as session:
+        if anyone_can_log_in(session):
+            return
+    console.print(
+        "[yellow]No one can log in to the web admin (/admin) yet. Create the first "
+        "administrator with:[/yellow]\n  tidings users create you@example.com --name 'You' "
+        "--admin\n(it prints a one-time password; add --set-password to type one instead)"
+    )
 
 
 def main() -> None:

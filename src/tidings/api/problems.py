@@ -13,10 +13,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.api.schemas import NUL_ERROR
+from tidings.db import budget
+from tidings.db.engine import Database
 from tidings.errors import TidingsError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("tidings.api")
+EXPRESSION_TOO_LARGE = (
+    "too large for the database to evaluate at once (SQLite: Expression tree is too large); "
+    "use fewer or less deeply nested conditions"
+)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -91,7 +97,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(409, "Conflict", "the change conflicts with existing data")
 
     @app.exception_handler(OperationalError)
-    async def _busy(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        database: Database = request.app.state.database
+        dialect = database.dialect
+        if budget.deadline() is not None and dialect.is_cancelled(exc):
+            return await _domain(request, budget.exceeded())
+        if dialect.is_expression_too_large(exc):
+            return problem(
+                422,
+                "Validation failed",
+                f"condition: {EXPRESSION_TOO_LARGE}",
+                errors=[{"field": "condition", "message": EXPRESSION_TOO_LARGE}],
+            )
         log.warning("database unavailable: %s", exc)
         return problem(503, "Service unavailable", "the database is busy; retry shortly")
 

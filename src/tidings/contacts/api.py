@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, SessionDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
 from tidings.contacts import catalog, repository, service
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact, CustomField, MailingList, Suppression, Tag
 from tidings.contacts.policy import ContactStatus
+from tidings.contacts.ports import DoubleOptIn
 from tidings.contacts.schemas import (
     ActivityOut,
     ActivityPage,
@@ -266,8 +267,7 @@ def subscribe(
     list_id: Id,
     session: SessionDep,
     clock: ClockDep,
-    settings: SettingsDep,
-    database: DatabaseDep,
+    request: Request,
     body: SubscribeIn | None = None,
 ) -> ContactOut:
     """Join a list; a double-opt-in list makes the membership (and a contact not yet
@@ -276,16 +276,12 @@ def subscribe(
     mailing_list = service.get_list(session, list_id)
     force = body.force_resubscribe if body else False
     if mailing_list.double_opt_in:
-        # Imported here: messaging builds on contacts, never the reverse at import time.
-        from tidings.messaging.links import LinkSigner
-        from tidings.messaging.subscriptions import start_double_opt_in
-
-        start_double_opt_in(
+        double_opt_in: DoubleOptIn = request.app.state.double_opt_in  # wired by tidings.app
+        double_opt_in(
             session,
             contact,
             mailing_list,
             now=clock.now(),
-            links=LinkSigner.from_settings(settings, database),
             cause=Cause.API,
             force_resubscribe=force,
         )

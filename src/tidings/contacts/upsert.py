@@ -63,6 +63,9 @@ class ContactInput:
     created_at: Any = None
 
 
+ERASED = "this address was erased on request and may not be added again"
+
+
 @dataclass(slots=True)
 class ValidContact:
     email: str
@@ -323,6 +326,12 @@ def write_contacts(
         return report
 
     existing = repository.snapshots_by_email(session, list(valid))
+    erased = repository.erased_among(session, [e for e in valid if e not in existing])
+    if erased:  # erased on request: never created again (list hygiene, tidings.jobs)
+        report.rejected.extend(Rejection(valid[e][0], e, ERASED) for e in sorted(erased))
+        valid = {e: v for e, v in valid.items() if e not in erased}
+        if not valid:
+            return report
     rows: list[Row] = []
     updates: list[dict[str, Any]] = []
     touched: set[int] = set()
