@@ -133,7 +133,7 @@ def test_prune(
     assert result.exit_code == 0 and "pruned 1 event older than 60 days" in result.output
     monkeypatch.setenv("TIDINGS_EVENT_RETENTION_DAYS", "30")
     get_settings.cache_clear()
-    assert "pruned 1 events" in cli.invoke(app, ["events", "prune"]).output
+    assert "pruned 1 event older than 30 days" in cli.invoke(app, ["events", "prune"]).output
     with database.session() as session:
         assert session.scalars(select(Activity.type)).all() == ["contact_created", "email_opened"]
         assert session.scalar(select(Contact.open_count)) == 3
