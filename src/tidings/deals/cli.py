@@ -200,7 +200,7 @@ def users_create(
             user_id, address = user.id, user.email
     except TidingsError as exc:
         raise _fail(exc.detail) from None
-    typer.echo(f"created user {user_id} ({address}, {role.value})")
+    console.print(f"created user {user_id} ({address}, {role.value})")  # the password is the result
     _announce(password, generated)
 
 
@@ -223,7 +223,7 @@ def users_password(
             address = row.email
     except TidingsError as exc:
         raise _fail(exc.detail) from None
-    typer.echo(f"new password set for {address}")
+    console.print(f"new password set for {address}")
     _announce(password, generated)
 
 
