@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _common import cpu_seconds, free_port, fresh_sqlite, report, scale, scratch_postgres
 
-REQUESTS = max(400, int(8_000 * scale()))
+REQUESTS = max(400, int(3_000 * scale()))
 CLIENTS = 16
 BIN = Path(sys.executable).parent
 
