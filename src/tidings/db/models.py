@@ -24,6 +24,8 @@ from tidings.db.base import Base
 from tidings.deals.models import (
     Deal,
     DealContact,
+    DealEmail,
+    DealEmailReply,
     DealField,
     Note,
     Pipeline,
@@ -36,8 +38,10 @@ from tidings.deals.models import (
     User,
 )
 from tidings.events.models import EventDaily
+from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.web.models import LoginAttempt, UserSession
 from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
 __all__ = [
@@ -52,13 +56,19 @@ __all__ = [
     "CustomField",
     "Deal",
     "DealContact",
+    "DealEmail",
+    "DealEmailReply",
     "DealField",
     "Effect",
     "EmailTemplate",
     "EngineState",
     "Enrolment",
     "EventDaily",
+    "HygieneAudit",
+    "ImportedFile",
+    "JobRun",
     "ListMembership",
+    "LoginAttempt",
     "MailingList",
     "Note",
     "OutboxMessage",
@@ -76,6 +86,7 @@ __all__ = [
     "Task",
     "TaskType",
     "User",
+    "UserSession",
     "WebhookDelivery",
     "WebhookState",
     "WebhookSubscription",
