@@ -91,7 +91,9 @@ def _email(visit: str) -> str | None:
     return email if isinstance(email, str) and email.strip() else None
 
 
-@public_router.post("/event", tags=["activecampaign"])
+@public_router.post(
+    "/event", include_in_schema=False
+)  # ActiveCampaign's, documented in docs/activecampaign.md
 async def track_event(request: Request, session: SessionDep, clock: ClockDep) -> JSONResponse:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
