@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.automations.matcher import _fill_gaps as fill_gaps
+from tidings.automations.matcher import fill_gaps
 from tidings.db.bulk import dialect_insert
 from tidings.db.dialect import dialect_of
 from tidings.webhooks import payloads
