@@ -14,17 +14,22 @@ package's own functions, each printed with its ratio to a bare query measured in
 - a bulk move of 10,000 deals to another stage with their activities and stage visits, and
   the engine's trigger matching over those activities, against the bare UPDATE of their stage;
 - a new scoring rule recomputed over every deal (deals per second), against the bare
-  UPDATE ... FROM that writes the same scores.
+  UPDATE ... FROM that writes the same scores;
+- a stage change through the API of a running `tidings serve` until its stage-triggered
+  automation's tag and task show through the API, p99 over 1,000 changes, against the PATCH
+  alone (bench/deal_automation.py; `--only-automation` runs just this figure).
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from _common import fresh_sqlite, report, scale, scratch_postgres
+from deal_automation import bench_stage_latency
 from sqlalchemy import func, select, text
 
 from tidings.automations.engine import Engine
@@ -415,8 +420,20 @@ def bench_scoring(database: Database, label: str) -> None:
     bench_move(database, label, " (a stage scoring rule)")
 
 
+def automation_latency() -> None:
+    """Stage change -> automation action, through a running `tidings serve` (fresh databases)."""
+    bench_stage_latency(f"sqlite:///{fresh_sqlite('deals_serve.db')}", "SQLite")
+    with scratch_postgres("deals_serve") as url:
+        if url is not None:
+            bench_stage_latency(url, "PostgreSQL")
+
+
 def main() -> None:
+    if "--only-automation" in sys.argv:
+        automation_latency()
+        return
     print(f"{DEALS:,} deals in {PIPELINES} pipelines of {STAGES} stages, {CONTACTS:,} contacts")
+    automation_latency()
     sqlite = load_sqlite()
     run_figures(sqlite, "SQLite")
     sqlite.dispose()

@@ -8,11 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, insert
+from sqlalchemy import Select, delete, insert
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.db.bulk import insert_tuples
+from tidings.db.bulk import in_values, insert_tuples
 from tidings.db.hooks import mark_work
 
 
@@ -97,3 +97,14 @@ def record_select(session: Session, columns: Sequence[str], rows: Select[*tuple[
     however many rows (set-based writers such as a bulk move of deals)."""
     session.execute(insert(Activity).from_select(list(columns), rows))
     mark_activities_written(session)
+
+
+def delete_of_contacts(session: Session, contact_ids: Sequence[int]) -> int:
+    """Delete every activity of these contacts (list hygiene, erasure on request): the one
+    exception to an append-only log. Returns the rows deleted."""
+    if not contact_ids:
+        return 0
+    result = session.execute(
+        delete(Activity).where(in_values(session, Activity.contact_id, contact_ids))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -358,16 +358,20 @@ def worker_command(
         False, "--no-sender", help="Do not run the email sender here (run `tidings mail send`)."
     ),
 ) -> None:
-    """Run automation workers (for scale-out; `tidings serve` runs one in-process), and the
-    outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender)."""
+    """Run automation workers (for scale-out; `tidings serve` runs one in-process), the
+    outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender), and jobs: runs
+    left unfinished, the drop folder (TIDINGS_IMPORT_DIR), export retention."""
     from tidings.automations.engine import Engine
     from tidings.automations.worker import Worker
     from tidings.config import get_settings
+    from tidings.jobs.worker import JobsWorker
     from tidings.messaging.devmail import send_until_idle, start_sender
 
     database = open_database()
     clock = SystemClock()
+    jobs = JobsWorker(database, clock, get_settings())
     if once:
+        jobs.poll()  # interrupted job runs, the drop folder, export retention
         stats = Engine(database, clock, batch_size=batch_size).run_until_idle()
         typer.echo(f"{stats.steps} steps, {stats.enrolled} enrolled")
         sent = None if no_sender else send_until_idle(database, clock, get_settings())
@@ -379,9 +383,11 @@ def worker_command(
     )
     signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
     sender = None if no_sender else start_sender(database, clock, get_settings())
+    jobs.start()  # resumes interrupted job runs first
     console.print(f"worker running with {concurrency} thread(s); Ctrl-C stops it")
     try:
         worker.run_forever()
     finally:
+        jobs.stop()
         if sender is not None:
             sender.stop()

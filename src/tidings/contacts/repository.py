@@ -6,6 +6,7 @@ every other package that looks at contact data.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -186,6 +187,26 @@ def list_memberships(session: Session, contact_id: int) -> list[tuple[MailingLis
 def is_suppressed(session: Session, email: str) -> bool:
     domain = "@" + email.rpartition("@")[2]
     return bool(session.scalar(select(exists().where(Suppression.value.in_([email, domain])))))
+
+
+# An address erased on request is kept only as this hash in the suppression list.
+ERASED_PREFIX = "sha256:"
+
+
+def erased_value(email: str) -> str:
+    """The suppression entry of an erased address (normalized): its SHA-256, not the address."""
+    return ERASED_PREFIX + hashlib.sha256(email.encode()).hexdigest()
+
+
+def erased_among(session: Session, emails: Sequence[str]) -> set[str]:
+    """The addresses among `emails` (normalized) that were erased on request."""
+    if not emails:
+        return set()
+    by_hash = {erased_value(e): e for e in emails}
+    found = session.scalars(
+        select(Suppression.value).where(in_values(session, Suppression.value, list(by_hash)))
+    )
+    return {by_hash[value] for value in found}
 
 
 class email_domain(FunctionElement[str]):

@@ -38,8 +38,11 @@ from tidings.deals.models import (
     User,
 )
 from tidings.events.models import EventDaily
+from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.web.models import LoginAttempt, UserSession
+from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
 __all__ = [
     "Activity",
@@ -61,7 +64,11 @@ __all__ = [
     "EngineState",
     "Enrolment",
     "EventDaily",
+    "HygieneAudit",
+    "ImportedFile",
+    "JobRun",
     "ListMembership",
+    "LoginAttempt",
     "MailingList",
     "Note",
     "OutboxMessage",
@@ -79,4 +86,8 @@ __all__ = [
     "Task",
     "TaskType",
     "User",
+    "UserSession",
+    "WebhookDelivery",
+    "WebhookState",
+    "WebhookSubscription",
 ]

@@ -12,7 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import (
+    ClockDep,
+    DatabaseDep,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+)
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
 from tidings.contacts.emails import InvalidEmail, normalize_email
@@ -114,7 +121,7 @@ def delete_template(template_id: Id, session: SessionDep) -> Response:
 def preview(
     template_id: Id,
     body: PreviewIn,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     database: DatabaseDep,
 ) -> PreviewOut:
@@ -260,14 +267,15 @@ def create_broadcast(body: BroadcastIn, session: SessionDep, clock: ClockDep) ->
     return _broadcast_out(session, broadcast)
 
 
+# The broadcast reads write: a sending broadcast with nothing left to send is marked sent there.
 @router.get("/broadcasts", response_model=list[BroadcastOut])
-def list_broadcasts(session: SessionDep) -> list[BroadcastOut]:
+def list_broadcasts(session: WriteSessionDep) -> list[BroadcastOut]:
     rows = session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(MAX_LIMIT))
     return [_broadcast_out(session, b) for b in rows]
 
 
 @router.get("/broadcasts/{broadcast_id}", response_model=BroadcastOut)
-def get_broadcast(broadcast_id: Id, session: SessionDep) -> BroadcastOut:
+def get_broadcast(broadcast_id: Id, session: WriteSessionDep) -> BroadcastOut:
     return _broadcast_out(session, bc.get_broadcast(session, broadcast_id))
 
 

@@ -2,7 +2,7 @@
 (for expiry); stage totals per expected close month too (the forecast reads them)
 
 Revision ID: 0025
-Revises: 0016
+Revises: 0024
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import tidings.db.types
 
 revision = "0025"
-down_revision = "0016"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
