@@ -91,7 +91,14 @@ def _email(visit: str) -> str | None:
     return email if isinstance(email, str) and email.strip() else None
 
 
-@public_router.post("/event", tags=["activecampaign"])
+_EVENT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "`key` is not a valid API key"},
+    413: {"description": "the form is too large"},
+    422: {"description": "the form, `event` or `visit` is missing or invalid"},
+}
+
+
+@public_router.post("/event", tags=["activecampaign"], responses=_EVENT_ANSWERS)
 async def track_event(request: Request, session: SessionDep, clock: ClockDep) -> JSONResponse:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
