@@ -120,7 +120,7 @@ def test_sigkill_while_deals_move_never_loses_or_doubles_a_deal_effect(
             .where(Activity.type == "deal_score_changed", Activity.cause == "automation")
             .group_by(Activity.deal_id)
         )
-        scores = dict(session.execute(select(Deal.id, Deal.score)).tuples().all())
+        scores = {i: s for i, s in session.execute(select(Deal.id, Deal.score))}
         tagged = per(
             select(Activity.contact_id, func.count())
             .where(Activity.type == "tag_added")

@@ -31,6 +31,7 @@ from tidings.activities.service import Cause
 from tidings.automations.models import EngineState
 from tidings.clock import Clock
 from tidings.db.bulk import dialect_insert
+from tidings.db.dialect import dialect_of
 from tidings.db.engine import Database
 from tidings.deals import scoring
 from tidings.deals.models import Deal
@@ -48,11 +49,11 @@ WINDOW_KEYS = frozenset({"within_days", "not_within_days"})
 def keep_scores_current(database: Database, clock: Clock, *, batch: int = BATCH) -> bool:
     """One pass in its own transaction; True when activities may be left for another."""
     with database.session() as session:
-        return score_pass(session, clock.now(), batch=batch, sqlite=database.is_sqlite)
+        return score_pass(session, clock.now(), batch=batch)
 
 
-def score_pass(session: Session, now: datetime, *, batch: int, sqlite: bool) -> bool:
-    state = _locked_state(session, sqlite)
+def score_pass(session: Session, now: datetime, *, batch: int) -> bool:
+    state = _locked_state(session)
     if state is None:
         return False  # another worker is at it
     cursor = int(state["id"])
@@ -61,7 +62,7 @@ def score_pass(session: Session, now: datetime, *, batch: int, sqlite: bool) -> 
     if upper > cursor:
         end = min(upper, cursor + batch)
         more = end < upper
-        low = cursor if sqlite else max(0, cursor - OVERLAP)
+        low = max(0, cursor - OVERLAP) if dialect_of(session).concurrent_writers else cursor
         _rescore_contacts_of(session, low, end, now)
         state["id"] = end
     if _due(state, "expired_at", now, EXPIRE_EVERY):
@@ -132,12 +133,12 @@ def _due(state: dict[str, Any], key: str, now: datetime, every: timedelta) -> bo
     return True
 
 
-def _locked_state(session: Session, sqlite: bool) -> dict[str, Any] | None:
+def _locked_state(session: Session) -> dict[str, Any] | None:
     """The score cursor's row, locked (PostgreSQL: skipped when another worker holds it);
     created at the newest activity the first time (old history changes no score)."""
-    statement = select(EngineState.value).where(EngineState.key == CURSOR_KEY)
-    if not sqlite:
-        statement = statement.with_for_update(skip_locked=True)
+    statement = dialect_of(session).claim(
+        select(EngineState.value).where(EngineState.key == CURSOR_KEY)
+    )
     value = session.scalar(statement)
     if value is None:
         upper = session.scalar(select(func.coalesce(func.max(Activity.id), 0))) or 0
