@@ -11,22 +11,29 @@ package's own functions, each printed with its ratio to a bare query measured in
   the deals instead of the stage totals would cost at least);
 - the conversion funnel and the forecast of one pipeline, against a bare count of the rows each
   reads;
-- a bulk move of 10,000 deals to another stage with their activities and stage visits,
-  against the bare UPDATE of their stage;
+- a bulk move of 10,000 deals to another stage with their activities and stage visits, and
+  the engine's trigger matching over those activities, against the bare UPDATE of their stage;
 - a new scoring rule recomputed over every deal (deals per second), against the bare
-  UPDATE ... FROM that writes the same scores.
+  UPDATE ... FROM that writes the same scores;
+- a stage change through the API of a running `tidings serve` until its stage-triggered
+  automation's tag and task show through the API, p99 over 1,000 changes, against the PATCH
+  alone (bench/deal_automation.py; `--only-automation` runs just this figure).
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from _common import fresh_sqlite, report, scale, scratch_postgres
+from deal_automation import bench_stage_latency
 from sqlalchemy import func, select, text
 
+from tidings.automations.engine import Engine
+from tidings.clock import FakeClock
 from tidings.db.engine import Database, create_database
 from tidings.db.migrate import upgrade
 from tidings.deals import moves, reports, scoring, totals
@@ -311,9 +318,12 @@ def _stage(database: Database, position: int) -> Stage:
 
 
 def bench_move(database: Database, label: str, note: str = "") -> None:
-    """Move the same deals there with the package (timed) and back with a bare UPDATE of
-    their stage (the baseline), five times."""
+    """Move the same deals there with the package and match their activities against the
+    automations' triggers (the engine's matching pass, as the worker runs it after the
+    commit) — timed — and back with a bare UPDATE of their stage (the baseline), five times."""
     here, there = _stage(database, 1), _stage(database, 4)
+    engine = Engine(database, FakeClock(NOW))
+    engine.match_triggers()  # the activity cursor starts at the newest activity
     with database.session() as session:
         query = select(Deal.id).where(Deal.stage_id == here.id).order_by(Deal.id).limit(MOVED)
         ids = list(session.scalars(query))
@@ -323,6 +333,8 @@ def bench_move(database: Database, label: str, note: str = "") -> None:
         start, cpu = time.perf_counter(), time.process_time()
         with database.session() as session:
             moved = moves.move_deal_ids(session, ids, there, now=NOW, cause="api")
+        while engine.match_triggers().matched:
+            pass
         times.append(time.perf_counter() - start)
         cpus.append(time.process_time() - cpu)
         assert moved == len(ids), moved
@@ -331,7 +343,7 @@ def bench_move(database: Database, label: str, note: str = "") -> None:
             session.execute(back)
         bare.append(time.perf_counter() - start)
     report(
-        f"{label}: bulk move of {len(ids):,} deals with activities{note}",
+        f"{label}: bulk move of {len(ids):,} deals, activities matched{note}",
         statistics.median(times) * 1000,
         "ms",
         statistics.median(bare) * 1000,
@@ -408,8 +420,20 @@ def bench_scoring(database: Database, label: str) -> None:
     bench_move(database, label, " (a stage scoring rule)")
 
 
+def automation_latency() -> None:
+    """Stage change -> automation action, through a running `tidings serve` (fresh databases)."""
+    bench_stage_latency(f"sqlite:///{fresh_sqlite('deals_serve.db')}", "SQLite")
+    with scratch_postgres("deals_serve") as url:
+        if url is not None:
+            bench_stage_latency(url, "PostgreSQL")
+
+
 def main() -> None:
+    if "--only-automation" in sys.argv:
+        automation_latency()
+        return
     print(f"{DEALS:,} deals in {PIPELINES} pipelines of {STAGES} stages, {CONTACTS:,} contacts")
+    automation_latency()
     sqlite = load_sqlite()
     run_figures(sqlite, "SQLite")
     sqlite.dispose()

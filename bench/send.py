@@ -1,4 +1,10 @@
 """Issue 5: a 20,000-recipient broadcast to an aiosmtpd sink on loopback, DKIM signing on.
+Issue 14, latency mode: the same broadcast to a sink of our own that announces PIPELINING and
+answers every command 25 ms after it arrived (a round trip over the internet), over 32
+connections; its baseline is the latency limit, connections / (2 round trips x 25 ms) = 640
+msg/s, as a pipelined message costs two round trips (MAIL+RCPT+DATA, then body and dot).
+BENCH_SEND_LATENCY_MESSAGES, _CONNECTIONS and _MS change its size; BENCH_SEND_PHASES=latency
+(or loopback) runs one mode only.
 
 Baseline, measured in the same run: the sink's own maximum rate, reached by a bare aiosmtplib
 loop sending pre-built messages over the same number of connections. The sink runs in its own
@@ -41,6 +47,12 @@ RECIPIENTS = max(500, int(20_000 * scale()))
 CONNECTIONS = 4
 # BENCH_SEND_PROCESSES=0 runs only the thread variant (compose_processes values, comma-separated)
 PROCESSES = [int(p) for p in os.environ.get("BENCH_SEND_PROCESSES", "0,2").split(",")]
+PHASES = os.environ.get("BENCH_SEND_PHASES", "loopback,latency").split(",")
+LATENCY_MESSAGES = max(
+    500, int(int(os.environ.get("BENCH_SEND_LATENCY_MESSAGES", "20000")) * scale())
+)
+LATENCY_CONNECTIONS = int(os.environ.get("BENCH_SEND_LATENCY_CONNECTIONS", "32"))
+LATENCY = float(os.environ.get("BENCH_SEND_LATENCY_MS", "25")) / 1000
 
 
 def _sink(port: int, counter: Any, ready: Any) -> None:
@@ -58,6 +70,21 @@ def _sink(port: int, counter: Any, ready: Any) -> None:
     asyncio.run(asyncio.Event().wait())
 
 
+def _latency_sink(port: int, delay: float, counter: Any, ready: Any) -> None:
+    from tests.messaging.latency_sink import SinkState, serve
+
+    def count() -> None:
+        with counter.get_lock():
+            counter.value += 1
+
+    async def main() -> None:
+        await serve(SinkState(delay=delay, keep=False, on_message=count), port=port)
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
     return usage.ru_utime + usage.ru_stime
@@ -72,11 +99,13 @@ def _helpers_cpu(sink_pid: int) -> float:
     )
 
 
-def _report_cpu(who: str, client: float, sink: float, wall: float) -> None:
+def _report_cpu(
+    who: str, client: float, sink: float, wall: float, messages: int = RECIPIENTS
+) -> None:
     busy = (client + sink) / (wall * (os.cpu_count() or 1))
     print(
-        f"  CPU per message: {who} {client / RECIPIENTS * 1e6:,.0f} µs, "
-        f"sink {sink / RECIPIENTS * 1e6:,.0f} µs; {os.cpu_count()} cores {busy:.0%} busy",
+        f"  CPU per message: {who} {client / messages * 1e6:,.0f} µs, "
+        f"sink {sink / messages * 1e6:,.0f} µs; {os.cpu_count()} cores {busy:.0%} busy",
         flush=True,
     )
 
@@ -106,7 +135,7 @@ async def _bare_loop(port: int, messages: list[bytes]) -> None:
     await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
 
 
-def _prepare(path: Path) -> tuple[Any, int]:
+def _prepare(path: Path, recipients: int = RECIPIENTS) -> tuple[Any, int]:
     database = create_database(f"sqlite:///{path}")
     upgrade(database)
     now = datetime.now(UTC)
@@ -142,7 +171,7 @@ def _prepare(path: Path) -> tuple[Any, int]:
                     "created_at": now,
                     "updated_at": now,
                 }
-                for i in range(RECIPIENTS)
+                for i in range(recipients)
             ],
         )
         bulk_insert(
@@ -156,7 +185,7 @@ def _prepare(path: Path) -> tuple[Any, int]:
                     "created_at": now,
                     "updated_at": now,
                 }
-                for i in range(RECIPIENTS)
+                for i in range(recipients)
             ],
         )
         broadcast = create_broadcast(
@@ -170,7 +199,7 @@ def _prepare(path: Path) -> tuple[Any, int]:
         )
         with timed() as took:
             queue_broadcast(session, broadcast, now=now)
-    report(f"queue a {RECIPIENTS:,}-recipient broadcast (INSERT ... SELECT)", took[0], "s")
+    report(f"queue a {recipients:,}-recipient broadcast (INSERT ... SELECT)", took[0], "s")
     return database, broadcast.id
 
 
@@ -223,7 +252,81 @@ def _run_broadcast(
     database.dispose()
 
 
+def _run_latency(signer: DkimSigner, pipelining: bool, messages: int) -> None:
+    """The broadcast to the latency sink (in its own process), with or without PIPELINING."""
+    context = multiprocessing.get_context("spawn")
+    counter, ready, port = context.Value("l", 0), context.Event(), free_port()
+    sink_process = context.Process(
+        target=_latency_sink, args=(port, LATENCY, counter, ready), daemon=True
+    )
+    sink_process.start()
+    ready.wait(30)
+    round_trips = 2 if pipelining else 4
+    limit = LATENCY_CONNECTIONS / (round_trips * LATENCY)
+    try:
+        database, _ = _prepare(fresh_sqlite(f"latency{int(pipelining)}.db"), messages)
+        options = SenderOptions(
+            mail_from="Shop <news@example.com>",
+            base_url="https://mail.example.com",
+            secret="bench-secret",
+            smtp=SmtpConfig("127.0.0.1", port, timeout=30, pipelining=pipelining),
+            bounce_domain="bounces.example.com",
+            unsubscribe_mailto="unsubscribe@example.com",
+            dkim=signer,
+            connections=LATENCY_CONNECTIONS,
+            batch_size=2000,
+            worker_id="bench",
+        )
+        clock = SystemClock()
+
+        async def send() -> Any:
+            sender = Sender(
+                database, clock, options, tokens=TrackingTokens("bench-secret", clock=clock)
+            )
+            try:
+                return await sender.run_once()
+            finally:
+                await sender.close()
+
+        own, sink = _own_cpu(), cpu_seconds(sink_process.pid or 0)
+        with timed() as took:
+            stats = asyncio.run(send())
+        own, sink = _own_cpu() - own, cpu_seconds(sink_process.pid or 0) - sink
+        assert stats.sent == messages, stats
+        assert counter.value == messages, counter.value
+        how = "PIPELINING" if pipelining else "no PIPELINING"
+        report(
+            f"  limit: {LATENCY_CONNECTIONS} connections / ({round_trips} x {LATENCY * 1000:g} ms)",
+            limit,
+            "msg/s",
+        )
+        report(
+            f"broadcast of {messages:,}, {LATENCY * 1000:g} ms per reply, {how}",
+            messages / took[0],
+            "msg/s",
+            limit,
+            "ratio >= 0.7" if pipelining else "",
+        )
+        _report_cpu("sender", own, sink, took[0], messages)
+        # The sender is latency-bound here, so a machine busy with other work slows it down
+        # by delaying its wake-ups: the load says how busy the machine was.
+        print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+        database.dispose()
+    finally:
+        sink_process.terminate()
+
+
 def main() -> None:
+    if "loopback" in PHASES:
+        _loopback()
+    if "latency" in PHASES:
+        signer = DkimSigner.from_pem("example.com", "bench", generate_key(2048))
+        _run_latency(signer, pipelining=True, messages=LATENCY_MESSAGES)
+        # Without PIPELINING: four round trips each; a quarter of the messages tells the rate.
+        _run_latency(signer, pipelining=False, messages=max(500, LATENCY_MESSAGES // 4))
+
+
+def _loopback() -> None:
     context = multiprocessing.get_context("spawn")
     counter = context.Value("l", 0)
     ready = context.Event()

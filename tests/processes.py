@@ -39,7 +39,7 @@ def start_serve(env: dict[str, str], cwd: Path, port: int, *extra: str) -> subpr
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine takes its time to import
     while True:
         try:
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)

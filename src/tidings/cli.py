@@ -1,16 +1,75 @@
-"""The `tidings` command line. Each domain adds its own sub-commands from its cli module."""
+"""The `tidings` command line. Each domain adds its own sub-commands from its cli module,
+loaded only when used (tidings.cli_lazy): what this module imports at its top is what
+`tidings --help` costs, so everything else is imported inside the command that needs it."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from tidings.cli_support import open_database
-from tidings.clock import SystemClock
-from tidings.config import get_settings
-from tidings.db.engine import create_database
+from tidings.cli_lazy import LazyCommand, LazyGroup
 
-app = typer.Typer(help="Tidings: self-hosted marketing automation and CRM.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from tidings.db.engine import Database
+
+
+class _Commands(LazyGroup):
+    lazy = {
+        "automations": LazyCommand(
+            "tidings.automations.cli:automations_app",
+            "Automations: validate, simulate, create, enrol, list, show, pause, resume, end "
+            "runs, delete.",
+        ),
+        "bounces": LazyCommand(
+            "tidings.messaging.cli:bounces_app", "Bounce and complaint reports."
+        ),
+        "contacts": LazyCommand("tidings.contacts.cli:contacts_app", "Import and export contacts."),
+        "deals": LazyCommand("tidings.deals.cli:deals_app", "Import and export deals."),
+        "dkim": LazyCommand("tidings.messaging.cli:dkim_app", "DKIM keys."),
+        "events": LazyCommand(
+            "tidings.events.cli:events_app", "Import and prune engagement events."
+        ),
+        "inbound": LazyCommand(
+            "tidings.messaging.cli:inbound_command",
+            "Receive bounces, complaints and mailto unsubscribes over SMTP (point MX or a "
+            "transport for the bounce domain here).",
+        ),
+        "jobs": LazyCommand(
+            "tidings.jobs.cli:jobs_app",
+            "Jobs: run a job spec by hand and list job runs.",
+        ),
+        "lists": LazyCommand(
+            "tidings.contacts.cli:lists_app", "Manage list memberships by segment."
+        ),
+        "mail": LazyCommand("tidings.messaging.cli:mail_app", "Email delivery."),
+        "pipelines": LazyCommand(
+            "tidings.deals.cli:pipelines_app", "Deal pipelines and their stages."
+        ),
+        "secret": LazyCommand(
+            "tidings.auth.cli:secret_app",
+            "The keys that sign unsubscribe, preference, opt-in and tracking links.",
+        ),
+        "templates": LazyCommand(
+            "tidings.automations.cli:templates_app", "Built-in automation templates."
+        ),
+        "users": LazyCommand(
+            "tidings.deals.cli:users_app", "Users: the people who own deals and tasks."
+        ),
+        "worker": LazyCommand(
+            "tidings.automations.cli:worker_command",
+            "Run automation workers (for scale-out; `tidings serve` runs one in-process), and "
+            "the outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender).",
+        ),
+    }
+
+
+app = typer.Typer(
+    cls=_Commands,
+    help="Tidings: self-hosted marketing automation and CRM.",
+    no_args_is_help=True,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -24,6 +83,8 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 
     Upgrading from a version that kept its signing secret in TIDINGS_SECRET_FILE
     (./tidings.secret) carries that key into the database: run it where the file is."""
+    from tidings.cli_support import open_database
+    from tidings.config import get_settings
     from tidings.db.migrate import upgrade
 
     database = open_database()
@@ -35,6 +96,8 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 def apikey_create(name: str) -> None:
     """Create an API key and print it once; only its hash is stored."""
     from tidings.auth.service import create_api_key
+    from tidings.cli_support import open_database
+    from tidings.clock import SystemClock
 
     database = open_database()
     with database.session() as session:
@@ -47,6 +110,7 @@ def apikey_create(name: str) -> None:
 def apikey_list() -> None:
     """List API keys: id, name, the key's first characters, created, revoked."""
     from tidings.auth.service import list_api_keys
+    from tidings.cli_support import open_database
 
     with open_database().session() as session:
         for row in list_api_keys(session):
@@ -62,6 +126,8 @@ def apikey_revoke(
 ) -> None:
     """Revoke an API key; requests with it are refused (401) from now on."""
     from tidings.auth.service import revoke_api_key
+    from tidings.cli_support import open_database
+    from tidings.clock import SystemClock
     from tidings.errors import NotFound
 
     try:
@@ -89,12 +155,21 @@ def serve(
     import uvicorn
 
     from tidings.app import create_app
+    from tidings.clock import SystemClock
+    from tidings.config import default_base_url, get_settings
+    from tidings.db.engine import create_database
     from tidings.db.migrate import upgrade
 
     settings = get_settings()
+    if (host or port) and "base_url" not in settings.model_fields_set:
+        host, port = host or settings.host, port or settings.port
+        settings = settings.model_copy(
+            update={"host": host, "port": port, "base_url": default_base_url(host, port)}
+        )
     database = create_database(settings.database_url)
     upgrade(database, secret_file=settings.secret_file)
     application = create_app(settings, database=database)
+    _hint_first_admin(database)
     worker = None
     if not no_worker:
         from tidings.automations.worker import Worker
@@ -123,36 +198,18 @@ def serve(
             email.stop()
 
 
-def _register_domain_commands() -> None:
-    from tidings.contacts.cli import contacts_app, lists_app
+def _hint_first_admin(database: Database) -> None:
+    """Until someone can log in, say how to make the first administrator."""
+    from tidings.web.passwords import anyone_can_log_in
 
-    app.add_typer(contacts_app, name="contacts")
-    app.add_typer(lists_app, name="lists")
-    from tidings.automations.cli import automations_app, templates_app, worker_command
-
-    app.add_typer(automations_app, name="automations")
-    app.add_typer(templates_app, name="templates")
-    app.command("worker")(worker_command)
-    from tidings.events.cli import events_app
-
-    app.add_typer(events_app, name="events")
-    from tidings.messaging.cli import register as register_messaging
-
-    register_messaging(app)
-    from tidings.auth.cli import secret_app
-
-    app.add_typer(secret_app, name="secret")
-    from tidings.deals.cli import deals_app, pipelines_app, users_app
-
-    app.add_typer(deals_app, name="deals")
-    app.add_typer(pipelines_app, name="pipelines")
-    app.add_typer(users_app, name="users")
-    from tidings.jobs.cli import jobs_app
-
-    app.add_typer(jobs_app, name="jobs")
-
-
-_register_domain_commands()
+    with database.session() as session:
+        if anyone_can_log_in(session):
+            return
+    console.print(
+        "[yellow]No one can log in to the web admin (/admin) yet. Create the first "
+        "administrator with:[/yellow]\n  tidings users create you@example.com --name 'You' "
+        "--admin\n(it prints a one-time password; add --set-password to type one instead)"
+    )
 
 
 def main() -> None:

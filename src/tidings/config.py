@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./tidings.db"
+# A domain name (letters, digits, hyphens, dots) or an address literal such as [192.0.2.1].
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HELO_PATTERN = rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])$"
+
+
+DEFAULT_DESTINATION = "*"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+class DestinationLimits(BaseModel):
+    """One entry of TIDINGS_SMTP_DESTINATIONS (tidings.messaging.destinations)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connections: int = Field(ge=1, le=64)
+    # None: TIDINGS_SMTP_MESSAGES_PER_CONNECTION; 0: no limit.
+    messages_per_connection: int | None = Field(default=None, ge=0)
+
+
+def destination_domains(key: str) -> list[str]:
+    """The domains of a TIDINGS_SMTP_DESTINATIONS key ("a.com,b.com" or "*"), lower case;
+    ValueError names a bad one."""
+    domains = [d.strip().lower().rstrip(".") for d in key.split(",")]
+    for domain in domains:
+        if domain != DEFAULT_DESTINATION and not _DOMAIN.fullmatch(domain):
+            raise ValueError(f"{domain!r} is not a domain name")
+    if DEFAULT_DESTINATION in domains and len(domains) > 1:
+        raise ValueError("'*' stands alone")
+    return domains
 
 
 class Settings(BaseSettings):
@@ -20,12 +50,15 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     # Where versions before the database kept the key: `db upgrade` carries it over once.
     secret_file: Path = Path("./tidings.secret")
-    base_url: str = "http://127.0.0.1:8000"
+    # Where links in mail point. Unset, it follows host and port (see default_base_url).
+    base_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
     # addresses or networks, "*" for any): tracking sees the visitor's address, not the proxy's.
     forwarded_allow_ips: str = "127.0.0.1"
+    # The web admin: a session ends after this many hours without a request.
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     # Webhook actions refuse private and loopback addresses unless this is true.
     webhook_allow_private: bool = False
     # Opens and page visits are written in batches this often: a process killed outright
@@ -45,6 +78,15 @@ class Settings(BaseSettings):
     dkim_private_key: str | None = None  # PEM text, or ...
     dkim_private_key_file: Path | None = None  # ... a file holding it
     smtp_connections: int = Field(default=4, ge=1, le=64)
+    # The name said in EHLO; default: the machine's FQDN, or the From domain when the host
+    # name is not fully qualified (tidings.messaging.options.default_helo).
+    smtp_helo: str | None = Field(default=None, pattern=HELO_PATTERN)
+    # Reconnect after this many messages on one connection (0: never; Exim's default limit is
+    # 1000 per connection).
+    smtp_messages_per_connection: int = Field(default=1000, ge=0)
+    # Connections and messages per connection of chosen recipient domains, as JSON:
+    # {"gmail.com,googlemail.com": {"connections": 8, "messages_per_connection": 100}}.
+    smtp_destinations: dict[str, DestinationLimits] = Field(default_factory=dict)
     smtp_rate_per_second: float | None = Field(default=None, gt=0)
     smtp_domain_rate_per_second: float | None = Field(default=None, gt=0)
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -72,6 +114,39 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=60.0, gt=0)
     # Contacts per transaction of a hygiene deletion and rows per batch of a drop-folder import.
     job_batch_size: int = Field(default=5_000, ge=1, le=100_000)
+    # An API request whose database work runs longer is stopped with a 503 naming this budget
+    # (a huge segment preview must not hold a connection, or on PostgreSQL a backend, for minutes).
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("smtp_destinations")
+    @classmethod
+    def _each_domain_once(cls, value: dict[str, DestinationLimits]) -> dict[str, DestinationLimits]:
+        seen: set[str] = set()
+        for key in value:
+            for domain in destination_domains(key):
+                if domain in seen:
+                    raise ValueError(f"{domain!r} is named twice")
+                seen.add(domain)
+        return value
+
+    @model_validator(mode="after")
+    def _base_url_follows_host_and_port(self) -> Settings:
+        if not self.base_url:
+            # Not through assignment: `base_url` stays out of model_fields_set, so
+            # `tidings serve --host/--port` can tell it was not given.
+            self.__dict__["base_url"] = default_base_url(self.host, self.port)
+        return self
+
+
+def default_base_url(host: str, port: int) -> str:
+    """The URL a server bound to host:port answers at; a wildcard address is this machine."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 @lru_cache(maxsize=1)

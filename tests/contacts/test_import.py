@@ -261,3 +261,67 @@ def test_export_round_trips_through_import(
     exported = header + "\n" + "\n".join(exported.splitlines()[1:]) + "\n"
     summary = _run(database, clock, exported.encode(), tmp_path)
     assert summary.unchanged == 3 and summary.rejected == 0
+
+
+def _contents(database: Database) -> list[tuple[object, ...]]:
+    with database.session() as session:
+        rows = session.execute(
+            select(
+                Contact.email,
+                Contact.first_name,
+                Contact.last_name,
+                Contact.status,
+                Contact.score,
+                Contact.fields,
+                Contact.created_at,
+            ).order_by(Contact.email)
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_an_export_re_imports_unchanged_score_and_created_at_included(
+    database: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    from tidings.contacts import service as contacts
+
+    _define_fields(database, clock)
+    _run(database, clock, GOOD.encode(), tmp_path, list_name="Newsletter")
+    with database.session() as session:
+        ann = session.scalar(select(Contact.id).where(Contact.email == "ann@example.com"))
+        assert ann is not None
+        contacts.adjust_scores(session, [ann], 7, cause="admin", now=clock.now())
+    before = _contents(database)
+    out = io.StringIO()
+    export_contacts(database, out)
+    exported = out.getvalue().encode()
+
+    # Into the same database: nothing changes.
+    clock.advance(days=3)
+    summary = _run(database, clock, exported, tmp_path)
+    assert (summary.unchanged, summary.rejected, summary.created) == (3, 0, 0)
+    assert _contents(database) == before
+
+    # Into an empty one: the same contacts, their score and creation time kept.
+    with database.session() as session:
+        all_ids = list(session.scalars(select(Contact.id)))
+        contacts.delete_contacts(session, all_ids, cause="admin", now=clock.now())
+    summary = _run(database, clock, exported, tmp_path)
+    assert (summary.created, summary.rejected) == (3, 0)
+    assert _contents(database) == before
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("a@example.com,lots,", "score"),
+        ("a@example.com,99999999999,", "score"),
+        ("a@example.com,1,yesterday", "created_at"),
+    ],
+)
+def test_bad_score_or_created_at_rejects_the_row(
+    database: Database, clock: FakeClock, tmp_path: Path, row: str, reason: str
+) -> None:
+    data = f"email,score,created_at\n{row}\nb@example.com,3,2025-01-02T03:04:05+00:00\n"
+    summary = _run(database, clock, data.encode(), tmp_path)
+    assert (summary.created, summary.rejected) == (1, 1)
+    assert reason in summary.samples[0]

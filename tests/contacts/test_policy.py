@@ -14,16 +14,16 @@ from tidings.contacts.policy import (
 
 S, M = ContactStatus, MessageClass
 
-# status: (campaign, automation email, transactional, opt-in confirmation)
+# status: (campaign, automation email, transactional, opt-in confirmation, personal 1:1 email)
 C2 = {
-    S.SUBSCRIBED: (True, True, True, False),
-    S.PENDING: (False, False, True, True),
-    S.UNSUBSCRIBED: (False, False, True, False),
-    S.BOUNCED: (False, False, False, False),
-    S.COMPLAINED: (False, False, False, False),
-    S.TRANSACTIONAL: (False, True, True, False),
+    S.SUBSCRIBED: (True, True, True, False, True),
+    S.PENDING: (False, False, True, True, True),
+    S.UNSUBSCRIBED: (False, False, True, False, True),
+    S.BOUNCED: (False, False, False, False, False),
+    S.COMPLAINED: (False, False, False, False, False),
+    S.TRANSACTIONAL: (False, True, True, False, True),
 }
-CLASSES = (M.CAMPAIGN, M.AUTOMATION, M.TRANSACTIONAL, M.OPT_IN_CONFIRMATION)
+CLASSES = (M.CAMPAIGN, M.AUTOMATION, M.TRANSACTIONAL, M.OPT_IN_CONFIRMATION, M.PERSONAL)
 CELLS = [(status, klass, row[i]) for status, row in C2.items() for i, klass in enumerate(CLASSES)]
 
 

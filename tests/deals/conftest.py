@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.deals.helpers import Crm, ok
+from tests.messaging.conftest import sink  # noqa: F401  (the SMTP sink, for the deal email tests)
 
 
 @pytest.fixture

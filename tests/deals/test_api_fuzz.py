@@ -87,3 +87,27 @@ def test_rules_and_moves_never_fail_with_500(crm: Crm) -> None:
         _problem_or_ok(crm.client.post("/api/v1/deals/bulk/move", json=move))
 
     check()
+
+
+email_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "subject": st.text(max_size=20) | json_values,
+        "body": st.text(max_size=40) | json_values,
+        "to": st.sampled_from(["c0@example.com", "C1@EXAMPLE.COM", "c2@example.com", "x", ""])
+        | json_values,
+        "automation_id": ids,
+        "automate_on": st.sampled_from(["sent", "replied", "never"]) | json_values,
+    },
+)
+
+
+def test_deal_emails_never_fail_with_500(crm: Crm) -> None:
+    deal = crm.deal(owner_id=crm.users[0], contact_ids=[crm.contacts[1]])
+
+    @FUZZ
+    @given(body=email_like | json_values)
+    def check(body: Any) -> None:
+        _problem_or_ok(crm.client.post(f"/api/v1/deals/{deal['id']}/emails", json=body))
+
+    check()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tests.deals.helpers import Crm, ok, problem
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
 from tidings.deals import totals
 from tidings.deals.models import Deal, StageTotal
+from tidings.deals.totals import close_month
 
 
 def test_board_counts_sums_and_cards_in_order(crm: Crm) -> None:
@@ -135,28 +136,53 @@ def test_forecast_by_month_weighted_by_probability(crm: Crm) -> None:
     ]
     may = ok(crm.client.get("/api/v1/reports/deals/forecast", params={"since": "2026-05-01"}))
     assert [m["month"] for m in may["months"]] == ["2026-05"]
+    # whole months come from the stage totals, other bounds from the deals: the same answer
+    april = ok(
+        crm.client.get(
+            "/api/v1/reports/deals/forecast", params={"since": "2026-04-01", "until": "2026-05-01"}
+        )
+    )
+    assert april["months"] == report["months"][:1]
+    late_april = ok(
+        crm.client.get(
+            "/api/v1/reports/deals/forecast", params={"since": "2026-04-04", "until": "2026-05-02"}
+        )
+    )
+    assert [(m["month"], m["value"]) for m in late_april["months"]] == [
+        ("2026-04", 2_000),
+        ("2026-05", 500),
+    ]
 
 
 def test_stage_totals_follow_every_kind_of_deal_write(crm: Crm, database: Database) -> None:
     """The board's per-stage totals, kept by increments, always equal a recount."""
 
-    def kept() -> set[tuple[int, int, str, str, int, int]]:
+    def kept() -> set[tuple[int, int, str, str, str, int, int]]:
         with database.session() as session:
             rows = session.scalars(select(StageTotal).where(StageTotal.deals != 0))
             return {
-                (r.pipeline_id, r.stage_id, r.status, r.currency, r.deals, r.value) for r in rows
+                (r.pipeline_id, r.stage_id, r.status, r.currency, r.close_month, r.deals, r.value)
+                for r in rows
             }
 
-    def recounted() -> set[tuple[int, int, str, str, int, int]]:
+    def recounted() -> set[tuple[int, int, str, str, str, int, int]]:
         groups = (Deal.pipeline_id, Deal.stage_id, Deal.status, Deal.currency)
         with database.session() as session:
-            rows = session.execute(
-                select(*groups, func.count(), func.sum(Deal.value)).group_by(*groups)
-            )
-            return {(p, s, st, c, n, int(v)) for p, s, st, c, n, v in rows}
+            rows = session.execute(select(*groups, Deal.expected_close, Deal.value))
+            counted: dict[tuple[int, int, str, str, str], list[int]] = {}
+            for p, s, st, c, closing, value in rows:
+                bucket = counted.setdefault((p, s, st, c, close_month(closing)), [0, 0])
+                bucket[0] += 1
+                bucket[1] += value
+            return {(*key, n, v) for key, (n, v) in counted.items()}
 
-    ids = [crm.deal(value=100 * i, stage_id=crm.stages[i % 3])["id"] for i in range(1, 7)]
+    ids = [
+        crm.deal(value=100 * i, stage_id=crm.stages[i % 3], expected_close=f"2026-0{i}-15")["id"]
+        for i in range(1, 7)
+    ]
     ok(crm.client.patch(f"/api/v1/deals/{ids[0]}", json={"value": 7, "currency": "USD"}))
+    ok(crm.client.patch(f"/api/v1/deals/{ids[5]}", json={"expected_close": "2027-01-31"}))
+    ok(crm.client.patch(f"/api/v1/deals/{ids[3]}", json={"expected_close": None}))
     ok(crm.client.patch(f"/api/v1/deals/{ids[1]}", json={"status": "won"}))
     ok(crm.client.patch(f"/api/v1/deals/{ids[2]}", json={"stage_id": crm.stages[3], "value": 1}))
     ok(

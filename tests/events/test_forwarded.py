@@ -56,7 +56,7 @@ def _serve_one_open(tmp_path: Path, clock: FakeClock, allow: str | None) -> bool
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded machine takes its time to import
         while True:
             try:
                 httpx.get(f"{base}/health", timeout=1)

@@ -42,6 +42,23 @@ class SinkHandler:
     drop_during_data: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_message: Any = None
+    # Announce PIPELINING (aiosmtpd reads pipelined commands but does not announce it).
+    pipelining: bool = False
+    helo_names: list[str] = field(default_factory=list)  # the name of every EHLO, in order
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        self.helo_names.append(hostname)
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -1,4 +1,11 @@
-"""FastAPI dependencies: the unit of work, the clock, the API key."""
+"""FastAPI dependencies: the unit of work, the clock, the API key.
+
+The unit of work follows the method: a GET (HEAD, OPTIONS) reads, in a transaction that never
+takes SQLite's write lock; any other method may write, and takes the lock at its first
+statement (after the key check and the body's validation, which use no transaction of it) until
+it commits. A POST that only reads (a preview) asks for `ReadSessionDep`; a GET that writes
+would ask for `WriteSessionDep` (a write in a read transaction fails).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from tidings.auth.service import find_api_key
+from tidings.auth.service import API_KEY_STATE, UNAUTHORIZED, api_key_id
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
@@ -31,21 +38,38 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_read_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    """A transaction that only reads (no write lock on SQLite)."""
+    with database.read_session() as session:
+        yield session
+
+
+def get_write_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
     """One transaction per request: committed if the endpoint returns, rolled back if it raises."""
     with database.session() as session:
         yield session
 
 
-def require_api_key(request: Request, session: Annotated[Session, Depends(get_session)]) -> None:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key or find_api_key(session, key.strip()) is None:
-        raise HTTPException(
-            401,
-            "a valid API key is required: Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def get_session(
+    request: Request, database: Annotated[Database, Depends(get_database)]
+) -> Iterator[Session]:
+    """The request's unit of work, chosen by its method (see the module's docstring)."""
+    if request.method in READ_METHODS:
+        yield from get_read_session(database)
+    else:
+        yield from get_write_session(database)
+
+
+def require_api_key(request: Request, database: Annotated[Database, Depends(get_database)]) -> None:
+    """The API key check. `tidings.api.guard` does it before the body is read and leaves the
+    key's id in the request's state; a route reached without the guard checks here."""
+    if getattr(request.state, API_KEY_STATE, None) is not None:
+        return
+    if api_key_id(database, request.headers.get("authorization", "")) is None:
+        raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
 
 def refuse_nul_parameters(request: Request) -> None:
@@ -59,6 +83,8 @@ def refuse_nul_parameters(request: Request) -> None:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

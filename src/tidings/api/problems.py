@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,10 +13,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.api.schemas import NUL_ERROR
+from tidings.db import budget
+from tidings.db.engine import Database
 from tidings.errors import TidingsError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("tidings.api")
+EXPRESSION_TOO_LARGE = (
+    "too large for the database to evaluate at once (SQLite: Expression tree is too large); "
+    "use fewer or less deeply nested conditions"
+)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -48,10 +55,24 @@ def _field(error: Any) -> str:
     return where
 
 
+_FIELD_PREFIX = re.compile(r"([A-Za-z_][\w.\[\]-]*): (.+)", re.DOTALL)
+
+
+def errors_of(exc: TidingsError) -> list[dict[str, Any]]:
+    """The `errors` list of a domain error. Every 422 carries one: a service that raised only
+    a detail ("field: message", as they are written) gets its field read from the detail."""
+    if exc.errors or exc.status != 422:
+        return exc.errors
+    match = _FIELD_PREFIX.fullmatch(exc.detail)
+    if match is None:
+        return [{"field": "body", "message": exc.detail}]
+    return [{"field": match.group(1), "message": match.group(2)}]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(TidingsError)
     async def _domain(_: Request, exc: TidingsError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
+        return problem(exc.status, exc.title, exc.detail, errors=errors_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -76,7 +97,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(409, "Conflict", "the change conflicts with existing data")
 
     @app.exception_handler(OperationalError)
-    async def _busy(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        database: Database = request.app.state.database
+        dialect = database.dialect
+        if budget.deadline() is not None and dialect.is_cancelled(exc):
+            return await _domain(request, budget.exceeded())
+        if dialect.is_expression_too_large(exc):
+            return problem(
+                422,
+                "Validation failed",
+                f"condition: {EXPRESSION_TOO_LARGE}",
+                errors=[{"field": "condition", "message": EXPRESSION_TOO_LARGE}],
+            )
         log.warning("database unavailable: %s", exc)
         return problem(503, "Service unavailable", "the database is busy; retry shortly")
 

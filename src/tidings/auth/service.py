@@ -10,9 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.auth.models import ApiKey
+from tidings.db.engine import Database
 from tidings.errors import NotFound
 
 KEY_PREFIX = "tid_"
+UNAUTHORIZED = "a valid API key is required: Authorization: Bearer <key>"
+API_KEY_STATE = "api_key_id"  # where a checked request keeps its key's id (request.state)
 
 
 def hash_key(key: str) -> str:
@@ -33,6 +36,17 @@ def find_api_key(session: Session, key: str) -> ApiKey | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+def api_key_id(database: Database, authorization: str) -> int | None:
+    """The id of the valid key an Authorization header carries ("Bearer <key>"), if any. Reads
+    in its own short transaction that takes no write lock."""
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    with database.read_session() as session:
+        row = find_api_key(session, key.strip())
+        return None if row is None else row.id
 
 
 def list_api_keys(session: Session) -> list[ApiKey]:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from tidings.auth.models import SigningKey
 from tidings.config import Settings
 from tidings.db.bulk import dialect_insert
-from tidings.db.engine import Database
+from tidings.db.engine import READ_ONLY, Database
 
 REFRESH_SECONDS = 30.0
 log = logging.getLogger("tidings.auth")
@@ -78,7 +78,7 @@ def forget_cached_keys(database: Database) -> None:
 
 def _read(database: Database) -> tuple[str, ...]:
     with database.engine.connect() as connection:
-        reading = connection.execution_options(sqlite_deferred=True)  # no write lock
+        reading = connection.execution_options(**{READ_ONLY: True})  # no write lock
         rows = reading.execute(select(SigningKey.key).order_by(SigningKey.id))
         return tuple(rows.scalars())
 

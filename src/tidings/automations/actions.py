@@ -112,8 +112,9 @@ class Context:
     # once; None: leave them due (they run in a later batch).
     entered: list[Entered] | None = None
     # Runs started in this transaction, not stored until its end: (automation, contact) ->
-    # enrolment id, and the engine's run of each id once it has taken it up.
-    started: dict[tuple[int, int], int] = field(default_factory=dict)
+    # enrolment id ((automation, contact, deal) for deal runs), and the engine's run of each
+    # id once it has taken it up.
+    started: dict[tuple[int, ...], int] = field(default_factory=dict)
     started_runs: dict[int, StartedRun] = field(default_factory=dict)
 
 
@@ -330,8 +331,14 @@ def _exit_started(
     they are ended here (the engine ends every run whose id is in `ctx.exited`); returns
     their contacts."""
     ended: set[int] = set()
-    for contact_id in contact_ids:
-        enrolment_id = ctx.started.get((automation_id, contact_id))
+    wanted = set(contact_ids)
+    # Deal runs are held per (automation, contact, deal): a contact may have several.
+    keys = [(automation_id, c) for c in contact_ids] + [
+        key for key in ctx.started if len(key) == 3 and key[0] == automation_id and key[1] in wanted
+    ]
+    for key in keys:
+        contact_id = key[1]
+        enrolment_id = ctx.started.get(key)
         if enrolment_id is None or enrolment_id in ctx.exited:
             continue
         run = ctx.started_runs.get(enrolment_id)
@@ -344,7 +351,7 @@ def _exit_started(
             step = run.step
         ctx.exited[enrolment_id] = reason
         if run_slot(loaded) == ACTIVE_SLOT:  # runs multiple: the contact may enter again
-            del ctx.started[(automation_id, contact_id)]
+            del ctx.started[key]
         ctx.journal.count(automation_id, step, EXITED)
         ended.add(contact_id)
     return ended

@@ -64,8 +64,7 @@ def deliver_due(
             .order_by(Effect.next_attempt_at)
             .limit(limit)
         )
-        if not database.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
+        statement = database.dialect.claim(statement)
         rows = session.execute(statement).all()
         if not rows:
             return 0

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from tidings.automations import interpreter, matcher, runstore
 from tidings.automations.actions import Context, EmailSender, messaging_sender
-from tidings.automations.enrolments import Entered, SlotTaken, enrol
+from tidings.automations.enrolments import Entered, SlotTaken, enrol, enrol_deal_runs
 from tidings.automations.journal import Journal, own_shard
 from tidings.automations.registry import Registry
 from tidings.automations.runs import Run
@@ -97,7 +97,6 @@ class Engine:
                 snapshot,
                 self.clock,
                 limit=self.activity_batch,
-                sqlite=self.database.is_sqlite,
             )
             if matched is None:
                 return stats
@@ -110,16 +109,14 @@ class Engine:
         stats = PassStats()
         with self.database.session() as session:
             snapshot = self.registry.refresh(session)
-            stats.enrolled = matcher.scan_dates(
-                session, snapshot, self.clock, sqlite=self.database.is_sqlite
-            )
+            stats.enrolled = matcher.scan_dates(session, snapshot, self.clock)
         return stats
 
     def _run_entered(
         self,
         session: Session,
         entered: list[Entered],
-        started: dict[tuple[int, int], int],
+        started: dict[tuple[int, ...], int],
         now: datetime,
     ) -> int:
         """Run the enrolments the triggers just started, in this transaction: in a batch of
@@ -148,6 +145,10 @@ class Engine:
             if not isinstance(exc, SlotTaken):
                 log.exception("new enrolments failed; they run in a batch of their own")
             for e in entered:
+                if e.deals:
+                    pairs = [(contact_id, e.deals[i]) for i, contact_id in e.rows]
+                    enrol_deal_runs(session, e.loaded, now=e.at, pairs=pairs)
+                    continue
                 contact_ids = [contact_id for _, contact_id in e.rows]
                 enrol(session, e.loaded, now=e.at, contact_ids=contact_ids)
             return 0
@@ -237,7 +238,6 @@ class Engine:
             automation_ids,
             now,
             limit=self.batch_size,
-            sqlite=self.database.is_sqlite,
             only=only,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +35,10 @@ from tidings.db.bulk import (
     in_values,
     insert_tuples,
     reserve_ids,
+    rows_select,
     values_select,
 )
+from tidings.db.dialect import dialect_of
 from tidings.db.types import JSONType, UTCDateTime
 
 ENROLMENTS: Any = Enrolment.__table__
@@ -52,6 +54,17 @@ def run_slot(loaded: Loaded) -> str:
     """Unique per (contact, automation): forever for runs once, only while active for runs
     multiple (freed to NULL when the run ends; NULLs never clash)."""
     return ACTIVE_SLOT if loaded.definition.runs == "multiple" else ONCE
+
+
+def deal_slot(loaded: Loaded, deal_id: int) -> str:
+    """The slot of a run a deal trigger starts: per (contact, deal), `o:<deal>` kept (runs
+    once), `a:<deal>` freed when the run ends (runs multiple)."""
+    return f"{'a' if loaded.definition.runs == 'multiple' else 'o'}:{deal_id}"
+
+
+def frees_slot(slot: str | None) -> bool:
+    """Whether a run in this slot frees it when it ends (runs multiple)."""
+    return slot == ACTIVE_SLOT or (slot is not None and slot.startswith("a:"))
 
 
 def enrol(
@@ -76,10 +89,7 @@ def enrol(
 
 def _inserted(session: Session, statement: Any) -> int:
     """Run an INSERT ... SELECT of enrolments; how many rows it inserted."""
-    if session.get_bind().dialect.name == "sqlite":
-        return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
-    # psycopg reports no row count for INSERT ... SELECT ... ON CONFLICT through SQLAlchemy.
-    return len(session.execute(statement.returning(ENROLMENTS.c.id)).all())
+    return dialect_of(session).inserted_count(session, statement, ENROLMENTS.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,7 @@ class Entered:
     loaded: Loaded
     at: datetime
     rows: list[tuple[int, int]]
+    deals: dict[int, int] = field(default_factory=dict)  # enrolment id -> its triggered deal
 
 
 def start_runs(
@@ -100,7 +111,7 @@ def start_runs(
     *,
     now: datetime,
     contact_ids: Sequence[int],
-    held: dict[tuple[int, int], int],
+    held: dict[tuple[int, ...], int],
     freed: Collection[int] = (),
 ) -> Entered:
     """The contacts of these that may enter now, each with a reserved enrolment id: status
@@ -124,6 +135,91 @@ def start_runs(
     for enrolment_id, contact_id in zip(ids, free, strict=True):
         held[(automation_id, contact_id)] = enrolment_id
     return Entered(loaded, now, list(zip(ids, free, strict=True)))
+
+
+def start_deal_runs(
+    session: Session,
+    loaded: Loaded,
+    *,
+    now: datetime,
+    pairs: Collection[tuple[int, int]],
+    held: dict[tuple[int, ...], int],
+) -> Entered:
+    """start_runs for a deal trigger: (contact, deal) pairs, each with a reserved id if its
+    contact's status is allowed and its (contact, deal) slot is free (`held` is keyed by
+    (automation, contact, deal) for these)."""
+    if not pairs:
+        return Entered(loaded, now, [])
+    automation_id = loaded.automation_id
+    source = _slots_select(session, loaded, sorted(set(pairs))).subquery("runs")
+    holder = (
+        select(ENROLMENTS.c.id)
+        .where(
+            ENROLMENTS.c.automation_id == automation_id,
+            ENROLMENTS.c.contact_id == source.c.contact_id,
+            ENROLMENTS.c.run_slot == source.c.slot,
+        )
+        .offset(0)
+    )
+    query = (
+        select(source.c.contact_id, source.c.deal_id)
+        .join(Contact, Contact.id == source.c.contact_id)
+        .where(Contact.status.in_(sorted(loaded.allowed)), ~holder.exists())
+    )
+    allowed = sorted((int(c), int(d)) for c, d in session.execute(query).all())
+    free = [(c, d) for c, d in allowed if (automation_id, c, d) not in held]
+    ids = reserve_ids(session, ENROLMENTS, len(free))
+    for enrolment_id, (contact_id, deal_id) in zip(ids, free, strict=True):
+        held[(automation_id, contact_id, deal_id)] = enrolment_id
+    return Entered(
+        loaded,
+        now,
+        [(i, c) for i, (c, _) in zip(ids, free, strict=True)],
+        {i: d for i, (_, d) in zip(ids, free, strict=True)},
+    )
+
+
+def enrol_deal_runs(
+    session: Session, loaded: Loaded, *, now: datetime, pairs: Sequence[tuple[int, int]]
+) -> int:
+    """Enrol (contact, deal) pairs at the first step, stored at once (ONE INSERT ... SELECT;
+    a taken slot or a status not allowed skips the pair). Returns how many were enrolled."""
+    if not pairs:
+        return 0
+    source = _slots_select(session, loaded, sorted(set(pairs))).subquery("runs")
+    at: Any = literal(now, UTCDateTime())
+    select_ = (
+        select(
+            literal(loaded.automation_id),
+            literal(loaded.version),
+            source.c.contact_id,
+            literal(ACTIVE),
+            literal(loaded.definition.steps[0].id),
+            at,
+            literal(0),
+            literal([], JSONType),
+            source.c.slot,
+            at,
+            source.c.deal_id,
+        )
+        .join(Contact, Contact.id == source.c.contact_id)
+        .where(Contact.status.in_(sorted(loaded.allowed)), true())
+    )
+    statement = (
+        dialect_insert(session, ENROLMENTS)
+        .from_select([*ENTERED_COLUMNS, "deal_id"], select_)
+        .on_conflict_do_nothing(index_elements=["automation_id", "contact_id", "run_slot"])
+    )
+    return _inserted(session, statement)
+
+
+def _slots_select(session: Session, loaded: Loaded, pairs: Sequence[tuple[int, int]]) -> Any:
+    """SELECT contact_id, deal_id, slot over (contact, deal) pairs (one bound parameter each)."""
+    return rows_select(
+        session,
+        [("contact_id", BigInteger()), ("deal_id", BigInteger()), ("slot", String())],
+        [(c, d, deal_slot(loaded, d)) for c, d in pairs],
+    )
 
 
 def _allowed(
@@ -168,7 +264,7 @@ def runs_of(
     by the automation alone and matched every run of it against the contacts. SQLite probes
     for `contact_id IN (values)` (as a join it would read the automation's runs instead).
     """
-    if session.get_bind().dialect.name == "sqlite":
+    if not dialect_of(session).probes_laterally:
         statement = select(column).where(
             Enrolment.automation_id == automation_id,
             in_values(session, Enrolment.contact_id, contact_ids),
@@ -225,7 +321,7 @@ ENTERED_COLUMNS = (
     "run_slot",
     "entered_at",
 )
-STARTED_COLUMNS = ("id", *ENTERED_COLUMNS, "wait_until", "ended_at", "end_reason")
+STARTED_COLUMNS = ("id", *ENTERED_COLUMNS, "wait_until", "ended_at", "end_reason", "deal_id")
 SLOT_INDEX = "uq_enrolments_automation_id_contact_id_run_slot"
 
 
@@ -374,8 +470,13 @@ def _exit(where: ColumnElement[bool], now: datetime, reason: str) -> Any:
 
 
 def released_slot() -> Any:
-    """An ended run frees the `active` slot (the contact may enter again); `once` stays."""
-    return case((Enrolment.run_slot == ACTIVE_SLOT, None), else_=Enrolment.run_slot)
+    """An ended run frees the `active` slot (the contact may enter again), and a deal run its
+    `a:<deal>` slot; `once` and `o:<deal>` stay."""
+    return case(
+        (Enrolment.run_slot == ACTIVE_SLOT, None),
+        (Enrolment.run_slot.like("a:%"), None),
+        else_=Enrolment.run_slot,
+    )
 
 
 def is_active() -> ColumnElement[bool]:

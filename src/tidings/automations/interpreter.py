@@ -8,7 +8,8 @@ outcome in the transaction's journal (history and counts). A group keeps moving 
 run waits, ends or has taken MAX_HOPS steps in this batch.
 
 Step kinds plug in at one place each: control steps in `STEPS` below, actions in
-`actions.HANDLERS` (everything that is not a control step is an action).
+`actions.HANDLERS` and `deal_actions.HANDLERS` (everything that is not a control step is an
+action).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import BigInteger, select
 
+from tidings.automations import actions, deal_actions
 from tidings.automations import definition as d
-from tidings.automations.actions import FAILED, PASSED, Context, Outcomes, run_action
+from tidings.automations.actions import FAILED, PASSED, Context, Outcomes
 from tidings.automations.enrolments import ACTIVE, COMPLETED, EXITED
 from tidings.automations.registry import Loaded
 from tidings.automations.runs import Run, end, started
@@ -30,6 +32,7 @@ from tidings.contacts.models import Contact
 from tidings.db.bulk import in_values, rows_select
 from tidings.db.types import UTCDateTime
 from tidings.segments import condition_sql, has_events
+from tidings.segments.sql import asks_about_triggered_deal
 
 MAX_HOPS = 200  # steps one enrolment may run in one batch before yielding (no wait in a loop)
 
@@ -75,7 +78,7 @@ def check_goals(ctx: Context, runs: list[Run]) -> None:
             candidates = [r for r in group if r.moving and goal.id not in r.goals_hit]
             hits = holding(ctx, goal.when, candidates, since_entry=goal.since_entry)
             for run in candidates:
-                if run.contact_id not in hits:
+                if run.id not in hits:
                     continue
                 run.goals_hit = [*run.goals_hit, goal.id]
                 move(ctx, automation_id, run.step, [run], goal.jump_to, "goal", goal.id)
@@ -84,37 +87,51 @@ def check_goals(ctx: Context, runs: list[Run]) -> None:
 def holding(
     ctx: Context, condition: Any, runs: list[Run], *, since_entry: bool = False
 ) -> set[int]:
-    """The contacts of these runs for whom the condition holds now: one query.
+    """The runs (their ids) for which the condition holds now: one query.
 
     `since_entry`: events count only when they occurred after the run entered. Each run's
     entry time goes into the query beside its contact (a VALUES list), and the condition's
     event atoms are bounded by it: still one query for the group, however many entry times.
-    (A contact has one run per automation version, so contact ids identify the runs.)"""
+    A condition about the triggered deal gets each run's deal beside its contact the same
+    way. (A run is its contact and deal: a contact has one run per automation version and
+    deal.)"""
     if not runs:
         return set()
     session = ctx.session
     ids = sorted({r.contact_id for r in runs})
-    if since_entry and has_events(condition):
-        entered = rows_select(
+    bounded = since_entry and has_events(condition)
+    if bounded or asks_about_triggered_deal(condition):
+        each = rows_select(
             session,
-            [("contact_id", BigInteger()), ("entered_at", UTCDateTime())],
-            sorted({(r.contact_id, r.entered_at) for r in runs}),
+            [
+                ("contact_id", BigInteger()),
+                ("entered_at", UTCDateTime()),
+                ("deal_id", BigInteger()),
+            ],
+            list(dict.fromkeys((r.contact_id, r.entered_at, r.deal_id) for r in runs)),
         ).subquery("runs")
         query = (
-            select(Contact.id)
-            .select_from(entered.join(Contact, Contact.id == entered.c.contact_id))
+            select(each.c.contact_id, each.c.deal_id)
+            .select_from(each.join(Contact, Contact.id == each.c.contact_id))
             .where(
                 # The ids again, as a list: PostgreSQL's planner then reads these contacts by
                 # their key rather than hashing the table for the join.
                 in_values(session, Contact.id, ids),
-                condition_sql(condition, ctx.now, after=entered.c.entered_at),
+                condition_sql(
+                    condition,
+                    ctx.now,
+                    after=each.c.entered_at if bounded else None,
+                    deal=each.c.deal_id,
+                ),
             )
         )
-        return set(session.scalars(query))
+        found = {(c, d) for c, d in session.execute(query)}
+        return {r.id for r in runs if (r.contact_id, r.deal_id) in found}
     query = select(Contact.id).where(
         in_values(session, Contact.id, ids), condition_sql(condition, ctx.now)
     )
-    return set(session.scalars(query))
+    contacts = set(session.scalars(query))
+    return {r.id for r in runs if r.contact_id in contacts}
 
 
 def move(
@@ -231,8 +248,8 @@ def _goto(ctx: Context, loaded: Loaded, step: d.GotoStep, group: list[Run]) -> i
 def _if(ctx: Context, loaded: Loaded, step: d.IfStep, group: list[Run]) -> int:
     aid, following = loaded.automation_id, loaded.definition.next_of(step.id)
     holds = holding(ctx, step.if_, group)
-    yes = [r for r in group if r.contact_id in holds]
-    no = [r for r in group if r.contact_id not in holds]
+    yes = [r for r in group if r.id in holds]
+    no = [r for r in group if r.id not in holds]
     move(ctx, aid, step.id, yes, step.then or following, PASSED, "then")
     move(ctx, aid, step.id, no, step.else_ or following, PASSED, "else")
     return len(group)
@@ -252,7 +269,7 @@ def _action(ctx: Context, loaded: Loaded, step: Any, group: list[Run]) -> int:
     # A failed action does not stop the run: it is recorded and the run continues, like
     # ActiveCampaign's "skip" policy (a refused send is recorded the same way).
     aid, following = loaded.automation_id, loaded.definition.next_of(step.id)
-    outcomes: Outcomes = run_action(ctx, loaded, step, group)
+    outcomes: Outcomes = ACTIONS[type(step)](ctx, loaded, step, group)
     if outcomes:
         move_each(
             ctx,
@@ -275,9 +292,9 @@ def _wait(ctx: Context, loaded: Loaded, step: d.WaitStep, group: list[Run]) -> i
     held: list[Run] = []
     if wait.condition is not None:
         holds = holding(ctx, wait.condition, group, since_entry=wait.since_entry)
-        held = [r for r in group if r.contact_id in holds]
+        held = [r for r in group if r.id in holds]
         move(ctx, aid, step.id, held, following, PASSED, "condition held")
-        group = [r for r in group if r.contact_id not in holds]
+        group = [r for r in group if r.id not in holds]
     over: list[Run] = []
     for run in group:
         assert run.wait_until is not None
@@ -323,7 +340,10 @@ def split_branch(automation_id: int, contact_id: int, step: d.SplitStep) -> d.Br
     return step.split[-1]
 
 
-# Control steps by model; every other step is an action (actions.HANDLERS).
+# Every other step is an action: contact actions and deal actions by model.
+ACTIONS = {**actions.HANDLERS, **deal_actions.HANDLERS}
+
+# Control steps by model; every other step is an action (ACTIONS above).
 STEPS: dict[type[Any], StepHandler] = {
     d.WaitStep: _wait,
     d.EndStep: _end_step,

@@ -23,16 +23,26 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.automations import triggers
-from tidings.automations.enrolments import Entered, enrol, is_active, runs_of, start_runs
+from tidings.automations.deal_triggers import DealNames
+from tidings.automations.enrolments import (
+    Entered,
+    enrol,
+    is_active,
+    runs_of,
+    start_deal_runs,
+    start_runs,
+)
 from tidings.automations.models import EngineState, Enrolment
 from tidings.automations.registry import Snapshot
 from tidings.clock import Clock
-from tidings.db.bulk import dialect_insert
+from tidings.db.bulk import dialect_insert, in_values
+from tidings.db.dialect import dialect_of
+from tidings.deals.models import DealContact
 
 CURSOR_KEY = "activity_cursor"
 STATUS_CHANGED = "status_changed"
@@ -47,7 +57,8 @@ class Matched:
 
     activities: int
     entered: list[Entered]
-    started: dict[tuple[int, int], int]  # (automation, contact) -> reserved enrolment id
+    # (automation, contact[, deal]) -> reserved enrolment id
+    started: dict[tuple[int, ...], int]
     now: datetime
 
     @property
@@ -56,11 +67,11 @@ class Matched:
 
 
 def match_activities(
-    session: Session, snapshot: Snapshot, clock: Clock, *, limit: int, sqlite: bool
+    session: Session, snapshot: Snapshot, clock: Clock, *, limit: int
 ) -> Matched | None:
     """Match up to `limit` new activities (and late ones in the gaps) and move the cursor past
     them; None when another worker is matching or nothing is new."""
-    state = _lock_cursor(session, sqlite)
+    state = _lock_cursor(session)
     if state is None:
         return None  # another worker is matching right now
     cursor = int(state["id"])
@@ -69,8 +80,13 @@ def match_activities(
     if upper <= cursor and not gaps:
         return None
     query = select(
-        Activity.id, Activity.contact_id, Activity.type, Activity.data, Activity.machine
-    ).where(Activity.contact_id.is_not(None))
+        Activity.id,
+        Activity.contact_id,
+        Activity.type,
+        Activity.data,
+        Activity.machine,
+        Activity.deal_id,
+    ).where(or_(Activity.contact_id.is_not(None), Activity.deal_id.is_not(None)))
     wanted = set(snapshot.index) | {STATUS_CHANGED}
     if not snapshot.recheck_ids:
         # Through coalesce: the id range is the way in (by the primary key, in order);
@@ -87,9 +103,9 @@ def match_activities(
     )
     new_cursor = rows[-1].id if len(rows) == limit else max(upper, cursor)
     now = clock.now()
-    if not sqlite:
+    if dialect_of(session).concurrent_writers:
         rows.extend(_fill_gaps(session, query, cursor, new_cursor, gaps, now))
-    started: dict[tuple[int, int], int] = {}
+    started: dict[tuple[int, ...], int] = {}
     entered = _enrol_matches(session, snapshot, rows, now, started)
     _recheck(session, snapshot, rows, now)
     session.execute(
@@ -111,7 +127,7 @@ def ensure_cursor(session: Session) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def scan_dates(session: Session, snapshot: Snapshot, clock: Clock, *, sqlite: bool) -> int:
+def scan_dates(session: Session, snapshot: Snapshot, clock: Clock) -> int:
     """Daily triggers: enrol each day's contacts once (the last day scanned is remembered per
     automation); returns how many were enrolled."""
     dated = [
@@ -126,9 +142,7 @@ def scan_dates(session: Session, snapshot: Snapshot, clock: Clock, *, sqlite: bo
     for loaded in dated:
         key = f"dates:{loaded.automation_id}"
         statement = select(EngineState.value).where(EngineState.key == key)
-        if not sqlite:
-            statement = statement.with_for_update(skip_locked=True)
-        state = session.scalar(statement)
+        state = session.scalar(dialect_of(session).claim(statement))
         last = date.fromisoformat(state["day"]) if state else today - timedelta(days=1)
         if last >= today:
             continue
@@ -151,10 +165,9 @@ def scan_dates(session: Session, snapshot: Snapshot, clock: Clock, *, sqlite: bo
     return enrolled
 
 
-def _lock_cursor(session: Session, sqlite: bool) -> dict[str, Any] | None:
+def _lock_cursor(session: Session) -> dict[str, Any] | None:
     statement = select(EngineState.value).where(EngineState.key == CURSOR_KEY)
-    if not sqlite:
-        statement = statement.with_for_update(skip_locked=True)
+    statement = dialect_of(session).claim(statement)
     value = session.scalar(statement)
     if value is None:
         if ensure_cursor(session) is False:
@@ -208,16 +221,34 @@ def _enrol_matches(
     snapshot: Snapshot,
     rows: list[Any],
     now: datetime,
-    started: dict[tuple[int, int], int],
+    started: dict[tuple[int, ...], int],
 ) -> list[Entered]:
     targets: dict[int, set[int]] = defaultdict(set)
+    deal_targets: dict[int, set[tuple[int, int]]] = defaultdict(set)
+    all_contacts: dict[int, set[int]] = defaultdict(set)  # automation -> deals (contacts: all)
     index = snapshot.index
-    for _, contact_id, kind, data, machine in rows:
+    names: DealNames | None = None
+    for _, contact_id, kind, data, machine, deal_id in rows:
         for loaded in index.get(kind, ()):
             trigger = loaded.definition.trigger
-            if triggers.matches(trigger, kind, data or {}, bool(machine)):
-                targets[loaded.automation_id].add(contact_id)
-    return [
+            if not triggers.is_deal(trigger):
+                if contact_id is not None and triggers.matches(
+                    trigger, kind, data or {}, bool(machine)
+                ):
+                    targets[loaded.automation_id].add(contact_id)
+                continue
+            if deal_id is None:
+                continue
+            names = names or DealNames.load(session)  # once per round, when needed
+            if not triggers.matches_deal(trigger, kind, data or {}, names):
+                continue
+            if getattr(trigger, "contacts", "primary") == "all":
+                all_contacts[loaded.automation_id].add(deal_id)
+            elif contact_id is not None:
+                deal_targets[loaded.automation_id].add((contact_id, deal_id))
+    for automation_id, deal_ids in all_contacts.items():
+        deal_targets[automation_id].update(_contacts_of(session, deal_ids))
+    entered = [
         start_runs(
             session,
             snapshot.current[automation_id],
@@ -227,17 +258,38 @@ def _enrol_matches(
         )
         for automation_id, contact_ids in targets.items()
     ]
+    entered.extend(
+        start_deal_runs(
+            session, snapshot.current[automation_id], now=now, pairs=pairs, held=started
+        )
+        for automation_id, pairs in deal_targets.items()
+    )
+    return entered
+
+
+def _contacts_of(session: Session, deal_ids: set[int]) -> list[tuple[int, int]]:
+    """(contact, deal) for every contact of these deals, the primary one included."""
+    statement = select(DealContact.contact_id, DealContact.deal_id).where(
+        in_values(session, DealContact.deal_id, sorted(deal_ids))
+    )
+    return [(int(c), int(d)) for c, d in session.execute(statement).all()]
 
 
 def _recheck(session: Session, snapshot: Snapshot, rows: list[Any], now: datetime) -> None:
     """Wake enrolments whose goals, condition waits or status rule may now decide."""
-    status_changed = {r.contact_id for r in rows if r.type == STATUS_CHANGED}
+    status_changed = {
+        r.contact_id for r in rows if r.type == STATUS_CHANGED and r.contact_id is not None
+    }
     if status_changed:
         # Runs of paused automations are checked when they are claimed after resuming.
         _wake(session, sorted(status_changed), snapshot.active_ids(), now)
     if snapshot.recheck_ids:
-        contacts = sorted({r.contact_id for r in rows})
-        _wake(session, contacts, sorted(snapshot.recheck_ids), now)
+        contacts = {r.contact_id for r in rows if r.contact_id is not None}
+        # A deal's change may decide a condition about it for any of its contacts' runs.
+        deal_ids = {r.deal_id for r in rows if r.deal_id is not None}
+        if deal_ids:
+            contacts.update(c for c, _ in _contacts_of(session, deal_ids))
+        _wake(session, sorted(contacts), sorted(snapshot.recheck_ids), now)
 
 
 def _wake(

@@ -82,10 +82,14 @@ class Enrolment(Base):
     # Step executions so far: part of effect idempotency keys (a loop revisits a step).
     hops: Mapped[int] = mapped_column(Integer, default=0)
     goals_hit: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    run_slot: Mapped[str | None] = mapped_column(String(10))  # once | active | None
+    # once | active | None; a run started by a deal trigger: o:<deal> | a:<deal> (per deal)
+    run_slot: Mapped[str | None] = mapped_column(String(24))
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(Text)
+    # The deal a deal trigger started the run for ("the triggered deal"), or one its add_deal
+    # step created; deal actions and conditions act on it. No foreign key, as contact_id.
+    deal_id: Mapped[int | None] = mapped_column(BigInteger)
 
     # The two indexes the engine works through hold only active runs (partial indexes): ended
     # runs, the bulk of the table over time, cost them nothing, and ending a run only

@@ -18,6 +18,7 @@ from tidings.automations.models import Automation
 from tidings.automations.triggers import DateTrigger, FieldTrigger, ListTrigger, TagTrigger
 from tidings.contacts.models import CustomField, MailingList, Tag
 from tidings.contacts.service import PROFILE_ATTRIBUTES, ensure_lists, ensure_tags
+from tidings.deals.models import Pipeline, Stage, User
 from tidings.messaging.models import EmailTemplate
 from tidings.segments.conditions import And, FieldCondition, ListCondition, Not, Or, TagCondition
 
@@ -94,7 +95,60 @@ def reference_problems(session: Session, definition: Definition) -> list[dict[st
     for where, condition in _conditions(definition):
         for path, what, name in condition_references(condition, where):
             check(path, what, name)
+    problems.extend(_deal_problems(session, definition))
     return problems
+
+
+def _deal_problems(session: Session, definition: Definition) -> list[dict[str, str]]:
+    """Pipelines, stages and users that deal triggers and steps name and that do not exist
+    (names compare without regard to case; ids are not looked up)."""
+    named = list(deal_references(definition))
+    if not named:
+        return []
+    known = {
+        "pipeline": {n.casefold() for n in session.scalars(select(Pipeline.name))},
+        "stage": {n.casefold() for n in session.scalars(select(Stage.title))},
+        "user": {n.casefold() for n in session.scalars(select(User.email))},
+    }
+    return [
+        {"field": path, "message": f"{what} {name!r} does not exist"}
+        for path, what, name in named
+        if name.strip().casefold() not in known[what]
+    ]
+
+
+def deal_references(definition: Definition) -> Iterator[tuple[str, str, str]]:
+    """(path, pipeline|stage|user, name) of each name a deal trigger or deal step gives."""
+    trigger = definition.trigger
+    names = {  # what a deal trigger's attributes name
+        "deal_entered_pipeline": {"pipeline": "pipeline"},
+        "deal_stage_changed": {"pipeline": "pipeline", "from_": "stage", "to": "stage"},
+        "deal_owner_changed": {"to": "user"},
+    }
+    for attribute, what in names.get(getattr(trigger, "type", ""), {}).items():
+        yield from _named(trigger, attribute, "trigger", what)
+    kinds = {"pipeline": "pipeline", "stage": "stage", "owner": "user", "assignee": "user"}
+    for index, step in enumerate(definition.steps):
+        if not getattr(step, "action", "").endswith(("_deal", "deal_score", "_task", "_note")):
+            continue
+        path = f"steps[{index}]"
+        for attribute, what in kinds.items():
+            yield from _named(step, attribute, path, what)
+        owner = getattr(step, "owner", None)
+        for ref in getattr(owner, "round_robin", ()):
+            if isinstance(ref, str):
+                yield f"{path}.owner.round_robin", "user", ref
+        selector = getattr(step, "deal", None)
+        if selector is not None:
+            yield from _named(selector, "pipeline", f"{path}.deal", "pipeline")
+            yield from _named(selector, "stage", f"{path}.deal", "stage")
+
+
+def _named(model: Any, attribute: str, path: str, what: str) -> Iterator[tuple[str, str, str]]:
+    value = getattr(model, attribute, None)
+    special = {"assignee": "owner", "owner": "round_robin"}.get(attribute)
+    if isinstance(value, str) and value != special:
+        yield f"{path}.{attribute.rstrip('_')}", what, value
 
 
 def create_missing(session: Session, problems: list[dict[str, str]], *, now: datetime) -> None:

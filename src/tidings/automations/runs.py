@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from tidings.automations.enrolments import ACTIVE, Entered
+from tidings.automations.enrolments import ACTIVE, Entered, deal_slot
 
 
 @dataclass(slots=True)
@@ -36,6 +36,11 @@ class Run:
     moving: bool = True  # still has steps to run in this batch
     contact_status: str | None = None
     stored: bool = True  # False: started in this transaction, inserted at its end
+    # The triggered deal (deal actions and conditions act on it), or the one add_deal made.
+    deal_id: int | None = None
+    # A run started in this transaction by a deal trigger: its (contact, deal) slot.
+    run_slot: str | None = None
+    deal_set: bool = False  # deal_id set in this batch (by add_deal): written back
 
 
 def end(run: Run, state: str, now: datetime, reason: str | None) -> None:
@@ -58,6 +63,10 @@ def started(entered: Iterable[Entered]) -> list[Run]:
             [],
             e.at,
             stored=False,
+            deal_id=e.deals.get(enrolment_id),
+            run_slot=(
+                deal_slot(e.loaded, e.deals[enrolment_id]) if enrolment_id in e.deals else None
+            ),
         )
         for e in entered
         for enrolment_id, contact_id in e.rows

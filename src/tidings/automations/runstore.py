@@ -24,7 +24,7 @@ from tidings.automations import definition as d
 from tidings.automations.actions import FAILED
 from tidings.automations.enrolments import (
     ACTIVE,
-    ACTIVE_SLOT,
+    frees_slot,
     is_active,
     released_slot,
     run_slot,
@@ -35,6 +35,7 @@ from tidings.automations.registry import Registry
 from tidings.automations.runs import Run
 from tidings.contacts.models import Contact
 from tidings.db.bulk import in_values
+from tidings.db.dialect import dialect_of
 from tidings.db.types import UTCDateTime
 
 
@@ -44,7 +45,6 @@ def claim(
     now: datetime,
     *,
     limit: int,
-    sqlite: bool,
     only: int | None = None,
 ) -> list[Run]:
     """Up to `limit` due runs of these automations, oldest wake time first (`only`: that one
@@ -62,6 +62,7 @@ def claim(
             cast(Enrolment.goals_hit, Text),
             type_coerce(Enrolment.entered_at, String()),
             Contact.status,
+            Enrolment.deal_id,
         )
         .outerjoin(Contact, Contact.id == Enrolment.contact_id)
         .where(
@@ -77,18 +78,16 @@ def claim(
     if only is not None:
         statement = statement.where(Enrolment.id == only)
     connection = session.connection()
-    if not sqlite:
-        statement = statement.with_for_update(of=Enrolment, skip_locked=True)
-        # Walk the due index in wake_at order and stop after the batch. A bitmap scan (the
-        # planner's pick when statistics are missing or stale) reads every due entry on
-        # every claim, dead ones included; an index scan also marks the dead entries it
-        # passes, so the next claim skips them even before vacuum has run.
-        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+    dialect = dialect_of(connection)
+    statement = dialect.claim(statement, of=Enrolment)
     # A Core execution: the ORM's per-row result processing costs more than the rest.
     stamps = _Timestamps(connection.dialect)
-    rows = connection.execute(statement).all()
-    if not sqlite:
-        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = on")
+    # Walk the due index in wake_at order and stop after the batch. A bitmap scan (the
+    # planner's pick when statistics are missing or stale) reads every due entry on every
+    # claim, dead ones included; an index scan also marks the dead entries it passes, so the
+    # next claim skips them even before vacuum has run.
+    with dialect.index_scans_only(connection):
+        rows = connection.execute(statement).all()
     return [
         Run(
             r[0],
@@ -101,6 +100,7 @@ def claim(
             _goals(r[7]),
             stamps[r[8]],
             contact_status=r[9],
+            deal_id=r[10],
         )
         for r in rows
     ]
@@ -126,10 +126,11 @@ def write_back(session: Session, registry: Registry, runs: Sequence[Run], now: d
             tuple(run.goals_hit),
             run.ended_at,
             run.end_reason,
+            run.deal_id if run.deal_set else None,  # None: the deal stays as stored
         )
         shapes[shape].append(run.id)
     for shape, ids in shapes.items():
-        state, step, wake_at, wait_until, hops, goals, ended_at, end_reason = shape
+        state, step, wake_at, wait_until, hops, goals, ended_at, end_reason, deal_id = shape
         values: dict[str, Any] = {
             "state": state,
             "step": step,
@@ -140,6 +141,8 @@ def write_back(session: Session, registry: Registry, runs: Sequence[Run], now: d
             "ended_at": ended_at,
             "end_reason": end_reason,
         }
+        if deal_id is not None:
+            values["deal_id"] = deal_id
         if state != ACTIVE:
             values["run_slot"] = released_slot()
         session.execute(
@@ -168,7 +171,7 @@ def fail(session: Session, enrolment_id: int, now: datetime, reason: str) -> Non
 
 def _new_row(session: Session, registry: Registry, run: Run) -> tuple[Any, ...]:
     """A run started in this transaction as stored (enrolments.STARTED_COLUMNS)."""
-    slot = run_slot(registry.version(session, run.automation_id, run.version))
+    slot = run.run_slot or run_slot(registry.version(session, run.automation_id, run.version))
     return (
         run.id,
         run.automation_id,
@@ -179,11 +182,12 @@ def _new_row(session: Session, registry: Registry, run: Run) -> tuple[Any, ...]:
         run.wake_at,
         run.hops,
         run.goals_hit,
-        None if run.state != ACTIVE and slot == ACTIVE_SLOT else slot,
+        None if run.state != ACTIVE and frees_slot(slot) else slot,
         run.entered_at,
         run.wait_until,
         run.ended_at,
         run.end_reason,
+        run.deal_id,
     )
 
 

@@ -427,6 +427,7 @@ def contact_automations(session: Session, contact_id: int) -> list[dict[str, Any
             "ended_at": e.ended_at,
             "end_reason": e.end_reason,
             "goals_hit": e.goals_hit,
+            "deal_id": e.deal_id,  # the run's deal (deal triggers, add_deal), or null
             "history": history[e.id],
         }
         for e in rows

@@ -15,6 +15,9 @@ and cannot drift from it. A scenario (YAML) scripts templates, contacts and even
       - {day: 1, type: email_opened, percent: 30}       # 30% of contacts, chosen by a seeded rng
       - {day: 3, type: purchase, amount: 20, contacts: [a@example.com]}
       - {day: 5, tag: VIP, percent: 10}                 # contact changes work too
+
+Deals too (tidings.automations.simulate_deals): `pipelines` and `users` to create, and deal
+events (add_deal, move_deal, deal_status) by day, so deal triggers and actions run.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tidings.automations.service import (
     update_automation,
     waiting_by_step,
 )
+from tidings.automations.simulate_deals import DEAL_EVENTS, apply_deal_event, deal_lines, seed_crm
 from tidings.clock import FakeClock, SystemClock
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
@@ -79,6 +83,7 @@ def run_simulation(
             with database.session() as session:
                 _seed_templates(session, scenario.get("templates"), clock.now())
                 _seed_contacts(session, scenario.get("contacts"), clock.now())
+                seed_crm(session, scenario, clock.now())
                 automation = _install(session, data, definition.name, clock.now())
                 if definition.trigger is None or definition.trigger.type == "none":
                     _enrol(session, automation, scenario.get("enrol", "all"), clock.now())
@@ -94,6 +99,8 @@ def run_simulation(
                 lines.append(
                     _day_line(database, automation.id, definition, day + 1, start, refused)
                 )
+            with database.session() as session:
+                lines.extend(deal_lines(session))
             return "\n".join([*lines, *_refusals(refused)])
         finally:
             database.dispose()
@@ -175,6 +182,9 @@ def _apply_events(
         everyone = list(session.execute(select(Contact.id, Contact.email)).all())
         for index, spec in enumerate(todays):
             chosen = _choose(everyone, spec, rng)
+            if any(kind in spec for kind in DEAL_EVENTS):
+                apply_deal_event(session, spec, chosen, now, f"scenario.events[{index}]")
+                continue
             if "tag" in spec:
                 for contact in session.scalars(select(Contact).where(Contact.id.in_(chosen))):
                     contacts.add_tag(session, contact, spec["tag"], now=now, cause="api")

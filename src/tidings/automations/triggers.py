@@ -2,9 +2,10 @@
 
 The registry maps a trigger `type` to a TriggerSpec: the activity types it listens to and a
 predicate over one activity row, or, for a trigger no activity starts, the contacts it enrols
-on a given day. Adding a trigger (deal triggers, later) is one entry here, in its own module
-if it is large: `register(TriggerSpec(...))`, and its model in `Trigger`. The engine asks
-only the registry (tidings.automations.matcher).
+on a given day. Adding a trigger is one entry here, in its own module if it is large:
+`register(TriggerSpec(...))`, and its model in `Trigger`. The engine asks only the registry
+(tidings.automations.matcher). Deal triggers (tidings.automations.deal_triggers) match deal
+activities with a `deal` predicate that may name pipelines, stages and users.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement, func
 
+from tidings.automations import deal_triggers
+from tidings.automations.deal_triggers import DEAL_TRIGGERS, DealNames, DealPredicate
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 
@@ -99,7 +102,8 @@ Trigger = Annotated[
     | StatusTrigger
     | ScoreTrigger
     | DateTrigger
-    | NoTrigger,
+    | NoTrigger
+    | DEAL_TRIGGERS,
     Field(discriminator="type"),
 ]
 
@@ -111,6 +115,9 @@ class TriggerSpec:
     matches: Callable[[Any, str, dict[str, Any], bool], bool]
     # A trigger that no activity starts: the contacts it enrols on a day (asked once a day).
     daily: Callable[[Any, date], ColumnElement[bool]] | None = None
+    # A deal trigger: matches deal activities (with the deal names looked up), and the runs
+    # it starts know their deal (see tidings.automations.deal_triggers).
+    deal: DealPredicate | None = None
 
 
 TRIGGERS: dict[str, TriggerSpec] = {}
@@ -128,6 +135,17 @@ def activity_types(trigger: Any) -> list[str]:
 
 def matches(trigger: Any, activity_type: str, data: dict[str, Any], machine: bool) -> bool:
     return TRIGGERS[trigger.type].matches(trigger, activity_type, data, machine)
+
+
+def is_deal(trigger: Any) -> bool:
+    """Whether the trigger is a deal trigger (its runs know their deal)."""
+    return trigger is not None and TRIGGERS[trigger.type].deal is not None
+
+
+def matches_deal(trigger: Any, activity_type: str, data: dict[str, Any], names: DealNames) -> bool:
+    predicate = TRIGGERS[trigger.type].deal
+    assert predicate is not None
+    return predicate(trigger, activity_type, data, names)
 
 
 def is_daily(trigger: Any) -> bool:
@@ -228,3 +246,6 @@ def _anniversary(t: DateTrigger, day: date) -> ColumnElement[bool]:
 register(
     TriggerSpec("date_anniversary", lambda t: [], lambda t, _ty, d, _m: False, daily=_anniversary)
 )
+
+for _type, _listens, _predicate in deal_triggers.SPECS:
+    register(TriggerSpec(_type, _listens, lambda t, _ty, d, _m: False, deal=_predicate))

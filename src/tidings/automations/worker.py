@@ -18,6 +18,8 @@ from tidings.clock import Clock
 from tidings.config import Settings, get_settings
 from tidings.db.engine import Database
 from tidings.db.hooks import WORK_CHANNEL
+from tidings.deals.scorekeeper import keep_scores_current
+from tidings.webhooks.worker import run_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class Worker:
         self._stop.clear()
         # Work committed through this database in this process (tidings.db.hooks.mark_work).
         self._unsubscribe = self.database.hooks.on_work_committed(self.wake)
-        if not self.database.is_sqlite:
+        if self.database.dialect.notifies_commits:
             listener = threading.Thread(target=self._listen, name="tidings-listen", daemon=True)
             self._threads.append(listener)
             listener.start()
@@ -112,9 +114,13 @@ class Worker:
             try:
                 stats = engine.run_until_idle()
                 self.steps += stats.steps
+                # Deal scores follow the activities just matched (and expire with time).
+                while keep_scores_current(self.database, self.clock) and not self._stop.is_set():
+                    pass
                 while deliver_due(self.database, self.clock, self.settings):
                     if self._stop.is_set():
                         break
+                run_webhooks(self.database, self.clock, self.settings)
             except (OperationalError, DBAPIError) as exc:
                 # Deadlock victim, lost connection, busy database: the batch rolled back;
                 # try again shortly.

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, SessionDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
 from tidings.contacts import catalog, repository, service
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact, CustomField, MailingList, Suppression, Tag
 from tidings.contacts.policy import ContactStatus
+from tidings.contacts.ports import DoubleOptIn
 from tidings.contacts.schemas import (
     ActivityOut,
     ActivityPage,
@@ -44,6 +45,7 @@ from tidings.contacts.schemas import (
     TagPatch,
 )
 from tidings.errors import ValidationFailed
+from tidings.inputs import MAX_ID
 
 router = APIRouter()
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -92,6 +94,14 @@ def _input(body: ContactIn) -> service.ContactInput:
 # ---- contacts ---------------------------------------------------------------------------
 
 
+def _list_id(session: Session, ref: str) -> int | None:
+    """The list named `ref`, else the list whose id it is (a name wins: a list may be "2024")."""
+    found = repository.list_id_by_name(session, ref)
+    if found is None and ref.isascii() and ref.isdigit() and 0 < int(ref) <= MAX_ID:
+        found = session.scalar(select(MailingList.id).where(MailingList.id == int(ref)))
+    return found
+
+
 @router.post("/contacts", status_code=201, tags=["contacts"])
 def create_contact(body: ContactIn, session: SessionDep, clock: ClockDep) -> ContactOut:
     contact = service.create_contact(session, _input(body), now=clock.now(), cause=Cause.API)
@@ -103,7 +113,10 @@ def list_contacts(
     session: SessionDep,
     email: str | None = None,
     tag: str | None = None,
-    list_id: Annotated[Id | None, Query(alias="list")] = None,
+    list_ref: Annotated[
+        str | None,
+        Query(alias="list", max_length=200, description="A list's name (or its id)."),
+    ] = None,
     list_status: Annotated[str | None, Query(pattern="^(active|unsubscribed)$")] = None,
     status: ContactStatus | None = None,
     cursor: str | None = None,
@@ -113,6 +126,11 @@ def list_contacts(
         try:
             email = normalize_email(email)
         except InvalidEmail:
+            return ContactPage(items=[], next_cursor=None)
+    list_id = None
+    if list_ref is not None:
+        list_id = _list_id(session, list_ref)
+        if list_id is None:  # like an unknown ?tag=: nobody is in it
             return ContactPage(items=[], next_cursor=None)
     query = repository.filtered_contacts(
         email=email,
@@ -249,8 +267,7 @@ def subscribe(
     list_id: Id,
     session: SessionDep,
     clock: ClockDep,
-    settings: SettingsDep,
-    database: DatabaseDep,
+    request: Request,
     body: SubscribeIn | None = None,
 ) -> ContactOut:
     """Join a list; a double-opt-in list makes the membership (and a contact not yet
@@ -259,16 +276,12 @@ def subscribe(
     mailing_list = service.get_list(session, list_id)
     force = body.force_resubscribe if body else False
     if mailing_list.double_opt_in:
-        # Imported here: messaging builds on contacts, never the reverse at import time.
-        from tidings.messaging.links import LinkSigner
-        from tidings.messaging.subscriptions import start_double_opt_in
-
-        start_double_opt_in(
+        double_opt_in: DoubleOptIn = request.app.state.double_opt_in  # wired by tidings.app
+        double_opt_in(
             session,
             contact,
             mailing_list,
             now=clock.now(),
-            links=LinkSigner.from_settings(settings, database),
             cause=Cause.API,
             force_resubscribe=force,
         )

@@ -37,7 +37,18 @@ from tidings.errors import ValidationFailed
 from tidings.memory import gc_paused
 
 BATCH_SIZE = 5_000
-STANDARD_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags", "lists")
+# score and created_at are what exports write: kept for new contacts, ignored for existing ones.
+STANDARD_COLUMNS = (
+    "email",
+    "first_name",
+    "last_name",
+    "phone",
+    "status",
+    "score",
+    "tags",
+    "lists",
+    "created_at",
+)
 PROFILE_COLUMNS = ("first_name", "last_name", "phone")
 
 
@@ -84,6 +95,8 @@ class _RowReader:
     status: int | None
     tags: int | None
     lists: int | None
+    score: int | None
+    created_at: int | None
     fields: tuple[tuple[str, int], ...]
 
     @classmethod
@@ -97,6 +110,8 @@ class _RowReader:
             status=where.get("status"),
             tags=where.get("tags"),
             lists=where.get("lists"),
+            score=where.get("score"),
+            created_at=where.get("created_at"),
             fields=tuple((k, i) for k, i in where.items() if k not in STANDARD_COLUMNS),
         )
 
@@ -115,6 +130,10 @@ class _RowReader:
             item.tags = _split(values[self.tags])
         if self.lists is not None:
             item.lists = _split(values[self.lists])
+        if self.score is not None:
+            item.score = values[self.score].strip() or None
+        if self.created_at is not None:
+            item.created_at = values[self.created_at].strip() or None
         return item
 
 

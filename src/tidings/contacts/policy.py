@@ -24,6 +24,10 @@ class MessageClass(StrEnum):
     TRANSACTIONAL = "transactional"
     # The double opt-in confirmation: the one automation-like mail a pending contact may get.
     OPT_IN_CONFIRMATION = "opt_in_confirmation"
+    # A 1:1 email a user writes to a contact of a deal: personal correspondence, not
+    # marketing. It goes to contacts who unsubscribed from marketing (and pending ones), never
+    # to bounced or complained ones, and never to a suppressed address.
+    PERSONAL = "personal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +42,15 @@ class Decision:
 S, M = ContactStatus, MessageClass
 
 # SPEC C2, one row per status. The opt-in confirmation counts as transactional mail, except
-# that it goes to pending contacts only.
+# that it goes to pending contacts only. Personal (1:1 deal) email goes wherever
+# transactional mail goes.
 _ALLOWED: dict[ContactStatus, frozenset[MessageClass]] = {
-    S.SUBSCRIBED: frozenset({M.CAMPAIGN, M.AUTOMATION, M.TRANSACTIONAL}),
-    S.PENDING: frozenset({M.TRANSACTIONAL, M.OPT_IN_CONFIRMATION}),
-    S.UNSUBSCRIBED: frozenset({M.TRANSACTIONAL}),
+    S.SUBSCRIBED: frozenset({M.CAMPAIGN, M.AUTOMATION, M.TRANSACTIONAL, M.PERSONAL}),
+    S.PENDING: frozenset({M.TRANSACTIONAL, M.OPT_IN_CONFIRMATION, M.PERSONAL}),
+    S.UNSUBSCRIBED: frozenset({M.TRANSACTIONAL, M.PERSONAL}),
     S.BOUNCED: frozenset(),
     S.COMPLAINED: frozenset(),
-    S.TRANSACTIONAL: frozenset({M.AUTOMATION, M.TRANSACTIONAL}),
+    S.TRANSACTIONAL: frozenset({M.AUTOMATION, M.TRANSACTIONAL, M.PERSONAL}),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from tidings.api.schemas import InputModel
 from tidings.contacts.fields import FieldType
@@ -169,15 +169,33 @@ class SubscribeIn(Strict):
     force_resubscribe: bool = False
 
 
-class FieldIn(Strict):
+class _Named(Strict):
+    """A custom field's display name is `name`, like a tag's or a list's; `label` is the
+    name it had before, still accepted (a deprecated alias)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    label: str | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra={"deprecated": True},
+        description="Deprecated: the former name of `name`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_name(self) -> _Named:
+        if self.name is not None and self.label is not None and self.name != self.label:
+            raise ValueError("name and label (its deprecated alias) differ; give only name")
+        self.label = self.name = self.name if self.name is not None else self.label
+        return self
+
+
+class FieldIn(_Named):
     key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    label: str | None = Field(default=None, max_length=200)
     type: FieldType
     options: list[str] | None = Field(default=None, max_length=500)
 
 
-class FieldPatch(Strict):
-    label: str | None = Field(default=None, max_length=200)
+class FieldPatch(_Named):
     options: list[str] | None = Field(default=None, max_length=500)
 
 
@@ -186,7 +204,8 @@ class FieldOut(BaseModel):
 
     id: int
     key: str
-    label: str
+    name: str = Field(validation_alias=AliasChoices("name", "label"))
+    label: str = Field(description="Deprecated: the same as `name`.")
     type: str
     options: list[str] | None
     created_at: datetime

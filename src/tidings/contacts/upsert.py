@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -57,6 +57,10 @@ class ContactInput:
     fields: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     lists: list[str] = field(default_factory=list)
+    # Kept only when the contact is created (an export re-imported into an empty database);
+    # an existing contact's score and creation time are its own, not the file's.
+    score: Any = None
+    created_at: Any = None
 
 
 ERASED = "this address was erased on request and may not be added again"
@@ -70,6 +74,8 @@ class ValidContact:
     fields: dict[str, Any]
     tags: list[str]
     lists: list[str]
+    score: int | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -136,7 +142,47 @@ def validate_input(item: ContactInput, definitions: dict[str, FieldDef]) -> Vali
         raise ValidationFailed(exc.detail, errors=exc.errors) from None
     tags = [clean_name(tag, "tag") for tag in item.tags]
     lists = [clean_name(name, "list") for name in item.lists]
-    return ValidContact(email, profile, status, values, tags, lists)
+    return ValidContact(
+        email,
+        profile,
+        status,
+        values,
+        tags,
+        lists,
+        score=_score(item.score),
+        created_at=_created_at(item.created_at),
+    )
+
+
+MAX_SCORE = 2**31 - 1  # the column is a 32-bit integer
+
+
+def _score(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        score = int(value)
+    except (TypeError, ValueError):
+        raise ValidationFailed(f"score: {str(value)[:40]!r} is not a whole number") from None
+    if not -MAX_SCORE <= score <= MAX_SCORE:
+        raise ValidationFailed(f"score: {score} is out of range (at most {MAX_SCORE})")
+    return score
+
+
+def _created_at(value: Any) -> datetime | None:
+    """An ISO 8601 time as exports write it; one without a time zone is UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValidationFailed(
+                f"created_at: {str(value)[:40]!r} is not an ISO 8601 date and time"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _diff_existing(
@@ -300,9 +346,9 @@ def write_contacts(
                     "last_name": wanted.profile.get("last_name") or None,
                     "phone": wanted.profile.get("phone") or None,
                     "status": wanted.status or default_status,
-                    "score": 0,
+                    "score": wanted.score or 0,
                     "fields": {k: v for k, v in wanted.fields.items() if v is not None},
-                    "created_at": now,
+                    "created_at": wanted.created_at or now,
                     "updated_at": now,
                 }
             )

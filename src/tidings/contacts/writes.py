@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, func, update
+from sqlalchemy import Connection, Select, Table, bindparam, delete, func, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityType, record_tuples
@@ -30,6 +30,7 @@ from tidings.contacts.models import Contact, ContactTag
 from tidings.contacts.policy import ContactStatus, needs_explicit_resubscribe
 from tidings.contacts.repository import ContactIds
 from tidings.db.bulk import in_values
+from tidings.db.dialect import dialect_of
 from tidings.db.types import stored_time
 from tidings.errors import Conflict, ValidationFailed
 
@@ -359,34 +360,43 @@ def apply_engagement(session: Session, summaries: Mapping[int, Engagement]) -> N
         return
     connection = session.connection()
     ordered = sorted(summaries.items())
-    if connection.dialect.name == "sqlite":
+    apply = dialect_of(connection).pick(
+        sqlite=_apply_engagement_sqlite, postgresql=_apply_engagement_postgres
+    )
+    apply(connection, ordered)
 
-        def ts(value: datetime | None) -> str | None:
-            return None if value is None else stored_time(value)
 
-        rows = [
-            (
-                s.opens,
-                s.clicks,
-                s.purchases,
-                s.visits,
-                s.amount_minor,
-                ts(s.last_open),
-                ts(s.last_click),
-                ts(s.last_purchase),
-                ts(s.last_visit),
-                ts(s.last_engaged()),
-                contact_id,
-            )
-            for contact_id, s in ordered
-        ]
-        # The driver's executemany: these rows are the ingest's hot path.
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(_SQLITE_SUMMARY, rows)
-        finally:
-            cursor.close()
-        return
+def _apply_engagement_sqlite(connection: Connection, ordered: list[tuple[int, Engagement]]) -> None:
+    def ts(value: datetime | None) -> str | None:
+        return None if value is None else stored_time(value)
+
+    rows = [
+        (
+            s.opens,
+            s.clicks,
+            s.purchases,
+            s.visits,
+            s.amount_minor,
+            ts(s.last_open),
+            ts(s.last_click),
+            ts(s.last_purchase),
+            ts(s.last_visit),
+            ts(s.last_engaged()),
+            contact_id,
+        )
+        for contact_id, s in ordered
+    ]
+    # The driver's executemany: these rows are the ingest's hot path.
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_SQLITE_SUMMARY, rows)
+    finally:
+        cursor.close()
+
+
+def _apply_engagement_postgres(
+    connection: Connection, ordered: list[tuple[int, Engagement]]
+) -> None:
     c = CONTACTS.c
     # PostgreSQL: greatest() ignores NULLs, so a missing kind keeps the stored value.
     statement = (

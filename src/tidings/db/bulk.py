@@ -26,18 +26,15 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from tidings.db.dialect import dialect_of
 from tidings.db.types import UTCDateTime, sqlite_timestamp
 
 
 def dialect_insert(session: Session, table: Any) -> Any:
     """The dialect's INSERT construct, which has `on_conflict_do_nothing` on both databases."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(table)
-    return sqlite_insert(table)
+    return dialect_of(session).insert(table)
 
 
 def _aware(value: datetime | None) -> datetime | None:

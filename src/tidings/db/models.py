@@ -24,6 +24,8 @@ from tidings.db.base import Base
 from tidings.deals.models import (
     Deal,
     DealContact,
+    DealEmail,
+    DealEmailReply,
     DealField,
     Note,
     Pipeline,
@@ -39,6 +41,8 @@ from tidings.events.models import EventDaily
 from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.web.models import LoginAttempt, UserSession
+from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
 __all__ = [
     "Activity",
@@ -52,6 +56,8 @@ __all__ = [
     "CustomField",
     "Deal",
     "DealContact",
+    "DealEmail",
+    "DealEmailReply",
     "DealField",
     "Effect",
     "EmailTemplate",
@@ -62,6 +68,7 @@ __all__ = [
     "ImportedFile",
     "JobRun",
     "ListMembership",
+    "LoginAttempt",
     "MailingList",
     "Note",
     "OutboxMessage",
@@ -79,4 +86,8 @@ __all__ = [
     "Task",
     "TaskType",
     "User",
+    "UserSession",
+    "WebhookDelivery",
+    "WebhookState",
+    "WebhookSubscription",
 ]

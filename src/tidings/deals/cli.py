@@ -18,6 +18,8 @@ from tidings.deals.pipelines import StageSpec
 from tidings.deals.users import Role
 from tidings.errors import TidingsError
 from tidings.progress import file_import
+from tidings.web import passwords
+from tidings.web.logins import end_sessions_of
 
 deals_app = typer.Typer(help="Import and export deals.", no_args_is_help=True)
 pipelines_app = typer.Typer(help="Deal pipelines and their stages.", no_args_is_help=True)
@@ -128,21 +130,72 @@ def pipelines_list() -> None:
                 typer.echo(f"  {s.id}\t{s.title}\t{s.probability}%")
 
 
+def _password_for(ask: bool) -> tuple[str, bool]:
+    """The password to set: typed twice (hidden) with --set-password, else a random one-time
+    password to print. Returns it and whether it was generated."""
+    if ask:
+        typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return typed, False
+    return passwords.one_time_password(), True
+
+
+def _announce(password: str, generated: bool) -> None:
+    if generated:
+        typer.echo(password)
+        console.print(
+            "[yellow]The password above is shown once: give it to the user, who can change it "
+            "under Account after logging in at /admin.[/yellow]"
+        )
+
+
 @users_app.command("create")
 def users_create(
     email: str,
-    name: str = typer.Option(..., "--name", help="The user's name."),
+    name: str = typer.Option(None, "--name", help="The user's name (default: from the email)."),
     admin: bool = typer.Option(False, "--admin", help="An administrator (default: member)."),
+    set_password: bool = typer.Option(
+        False, "--set-password", help="Type the password (default: print a one-time password)."
+    ),
 ) -> None:
-    """Create a user."""
+    """Create a user who can log in to the web admin: prints a one-time password, or asks for
+    one with --set-password."""
     role = Role.ADMIN if admin else Role.MEMBER
+    password, generated = _password_for(set_password)
+    now = SystemClock().now()
     try:
+        passwords.check_new_password(password)
         with _database().session() as session:
-            user = users.create_user(session, email, name, role=role, now=SystemClock().now())
+            display = name if name is not None else email.strip().partition("@")[0]
+            user = users.create_user(session, email, display, role=role, now=now)
+            passwords.set_password(session, user, password, now=now)
             user_id, address = user.id, user.email
     except TidingsError as exc:
         raise _fail(exc.detail) from None
     console.print(f"created user {user_id} ({address}, {role.value})")
+    _announce(password, generated)
+
+
+@users_app.command("password")
+def users_password(
+    user: str = typer.Argument(..., help="The user's id or email."),
+    set_password: bool = typer.Option(
+        False, "--set-password", help="Type the password (default: print a one-time password)."
+    ),
+) -> None:
+    """Give a user a new password (a forgotten one); their sessions are logged out."""
+    password, generated = _password_for(set_password)
+    now = SystemClock().now()
+    try:
+        passwords.check_new_password(password)
+        with _database().session() as session:
+            row = users.find_user(session, user)
+            passwords.set_password(session, row, password, now=now)
+            end_sessions_of(session, row.id)
+            address = row.email
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    console.print(f"new password set for {address}")
+    _announce(password, generated)
 
 
 @users_app.command("list")

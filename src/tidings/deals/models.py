@@ -122,9 +122,10 @@ class Deal(Base):
 
 
 class StageTotal(Base):
-    """How many deals, worth how much, are in a stage with a status and currency: what the
-    board shows per stage, kept by every deal write (deals.totals) so the board reads a few
-    rows, not every deal of the pipeline. `deals.totals.rebuild` recounts it."""
+    """How many deals, worth how much, are in a stage with a status, currency and expected
+    close month: what the board shows per stage and the forecast per month, kept by every deal
+    write (deals.totals) so the board and the forecast read a few rows, not every deal of the
+    pipeline. `deals.totals.rebuild` recounts it."""
 
     __tablename__ = "deal_stage_totals"
 
@@ -132,6 +133,9 @@ class StageTotal(Base):
     stage_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     status: Mapped[str] = mapped_column(String(8), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    # 'YYYY-MM' of the deals' expected close date ('' for none): the forecast reads its
+    # monthly sums from here.
+    close_month: Mapped[str] = mapped_column(String(7), primary_key=True)
     deals: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[int] = mapped_column(BigInteger)
 
@@ -287,4 +291,59 @@ class ScoreMatch(Base):
     holds: Mapped[bool] = mapped_column(Boolean)
     points: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_deal_score_matches_deal_id", "deal_id"),)
+    __table_args__ = (
+        Index("ix_deal_score_matches_deal_id", "deal_id"),
+        # Expiry finds a rule's matches that ran out by their start time.
+        Index("ix_deal_score_matches_rule_id_matched_at", "rule_id", "matched_at"),
+    )
+
+
+class DealEmail(Base):
+    """A 1:1 email written from a deal to one of its contacts, sent as the deal's owner
+    through the outbox (message class `personal`). Its outbox row's token is the unique part
+    of its Message-ID and of its reply address, which is how replies find it (deals.emails)."""
+
+    __tablename__ = "deal_emails"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    deal_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("deals.id", ondelete="CASCADE"))
+    # No foreign keys to the contact or the outbox: the record of what was written outlives
+    # both (as the outbox outlives contacts).
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    owner_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    outbox_id: Mapped[int] = mapped_column(BigInteger)
+    message_token: Mapped[str] = mapped_column(String(64), unique=True)
+    to_email: Mapped[str] = mapped_column(String(320))
+    from_address: Mapped[str] = mapped_column(String(600))  # "Name <owner@example.com>"
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    # "Automate this email": an automation the contact enters when the email is sent or when
+    # the contact replies (automate_on: sent | replied).
+    automation_id: Mapped[int | None] = mapped_column(BigInteger)
+    automate_on: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_deal_emails_deal_id_id", "deal_id", "id"),)
+
+
+class DealEmailReply(Base):
+    """A reply to a deal email, as it reached `tidings inbound` or the bounce webhook. The
+    reply's own Message-ID makes a second delivery of the same reply a no-op."""
+
+    __tablename__ = "deal_email_replies"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    deal_email_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("deal_emails.id", ondelete="CASCADE")
+    )
+    deal_id: Mapped[int] = mapped_column(BigInteger)
+    from_address: Mapped[str] = mapped_column(String(600))
+    subject: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("deal_email_id", "message_id"),
+        Index("ix_deal_email_replies_deal_id", "deal_id"),
+    )

@@ -5,6 +5,7 @@ stages (or months); no query returns a row per deal except a stage's first cards
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -232,23 +233,23 @@ def forecast(
     until: date | None = None,
 ) -> dict[str, Any]:
     """Open deals by the month of their expected close date (in [since, until) when given):
-    their value, and their value weighted by their stage's win probability."""
-    where = [Deal.status == "open", Deal.expected_close.is_not(None)]
+    their value, and their value weighted by their stage's win probability.
+
+    Whole months (since and until on the 1st, or not given) are read from the stage totals,
+    which keep the sums per expected close month: a few rows per stage and month, however
+    many deals. Other bounds read the deals themselves."""
     if pipeline_id is not None:
         get_pipeline(session, pipeline_id)
-        where.append(Deal.pipeline_id == pipeline_id)
-    if since is not None:
-        where.append(Deal.expected_close >= since)
-    if until is not None:
-        where.append(Deal.expected_close < until)
     probability = pairs(session, select(Stage.id, Stage.probability))
-    rows = session.execute(
-        select(
-            Deal.expected_close, Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.value)
+    if all(d is None or d.day == 1 for d in (since, until)):
+        rows: Iterable[tuple[Any, int, str, int, int | None]] = totals.by_close_month(
+            session,
+            pipeline_id,
+            None if since is None else since.isoformat()[:7],
+            None if until is None else until.isoformat()[:7],
         )
-        .where(and_(*where))
-        .group_by(Deal.expected_close, Deal.stage_id, Deal.currency)
-    )
+    else:
+        rows = _forecast_rows(session, pipeline_id, since, until)
     months: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
     for closing, stage_id, currency, count, total in rows:
         month = str(closing)[:7]  # YYYY-MM (never None: filtered out above)
@@ -269,3 +270,25 @@ def forecast(
             for (month, currency), (count, value, weighted) in sorted(months.items())
         ],
     }
+
+
+def _forecast_rows(
+    session: Session, pipeline_id: int | None, since: date | None, until: date | None
+) -> list[tuple[Any, int, str, int, int | None]]:
+    """The open deals' (expected close date, stage, currency, count, value) groups, from the
+    deals (bounds that are not whole months)."""
+    where = [Deal.status == "open", Deal.expected_close.is_not(None)]
+    if pipeline_id is not None:
+        where.append(Deal.pipeline_id == pipeline_id)
+    if since is not None:
+        where.append(Deal.expected_close >= since)
+    if until is not None:
+        where.append(Deal.expected_close < until)
+    rows = session.execute(
+        select(
+            Deal.expected_close, Deal.stage_id, Deal.currency, func.count(), func.sum(Deal.value)
+        )
+        .where(and_(*where))
+        .group_by(Deal.expected_close, Deal.stage_id, Deal.currency)
+    )
+    return [(c, s, cur, int(n), v) for c, s, cur, n, v in rows]

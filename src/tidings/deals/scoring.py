@@ -199,17 +199,21 @@ def refresh_scores(
     *,
     cause: str = Cause.SYSTEM,
     changed: frozenset[str] | None = None,
+    about_contact: bool = False,
 ) -> None:
     """Re-evaluate every active rule for these deals (ids, or a SELECT of deal ids) and move
     their scores: what a deal write or an arriving activity calls. `changed`: only the deal
     fields (as conditions name them) that changed, so rules that cannot see them are skipped
-    (None: any rule may have changed, e.g. the contact's behaviour)."""
+    (None: any rule may have changed). `about_contact`: only the rules that ask about the
+    primary contact (its behaviour changed, not the deal: deals.scorekeeper)."""
     if isinstance(deals, Sequence) and not deals:
         return
     rules: list[tuple[ScoringRule, Condition]] = []
     for rule in list_rules(session):
         condition = parse_condition(rule.condition, deal=True)
-        if rule.active and (changed is None or changed & deal_fields_of(condition)):
+        if not rule.active or (about_contact and not asks_about_contact(condition)):
+            continue
+        if changed is None or changed & deal_fields_of(condition):
             rules.append((rule, condition))
     if not rules:
         return

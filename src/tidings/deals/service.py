@@ -207,6 +207,7 @@ def _total(state: DealState | Deal, sign: int) -> totals.Change:
         state.stage_id,
         state.status,
         state.currency,
+        totals.close_month(state.expected_close),
         sign,
         sign * state.value,
     )

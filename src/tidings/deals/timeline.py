@@ -17,9 +17,12 @@ type names and data keys, so they are part of the interface:
 | deal_task_created / deal_task_completed | task_id, task_type |
 | deal_note_added | note_id |
 | deal_deleted | title |
+| deal_email_sent | deal_email_id, contact_id, to, subject, outbox_id, owner_id |
+| deal_email_replied | deal_email_id, contact_id, to, subject, reply_id, from, reply_subject |
 
-Tasks and notes on a contact (not on a deal) write task_created, task_completed and note_added
-with the contact's id and no deal id.
+The email activities carry as contact_id the contact the email went to (who may not be the
+primary one). Tasks and notes on a contact (not on a deal) write task_created, task_completed
+and note_added with the contact's id and no deal id.
 """
 
 from __future__ import annotations
@@ -49,10 +52,13 @@ class DealActivity(StrEnum):
     TASK_COMPLETED = "deal_task_completed"
     NOTE_ADDED = "deal_note_added"
     DELETED = "deal_deleted"
+    EMAIL_SENT = "deal_email_sent"
+    EMAIL_REPLIED = "deal_email_replied"
 
 
 class ContactWorkActivity(StrEnum):
-    """Tasks and notes on a contact rather than on a deal."""
+    """The email activities carry as contact_id the contact the email went to (who may not be the
+    primary one). Tasks and notes on a contact rather than on a deal."""
 
     TASK_CREATED = "task_created"
     TASK_COMPLETED = "task_completed"

@@ -28,6 +28,7 @@ from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 from tidings.contacts.service import Engagement
 from tidings.db.bulk import dialect_insert, in_values, insert_tuples
+from tidings.db.dialect import dialect_of
 from tidings.db.engine import use_bulk_page_cache
 from tidings.db.types import stored_time
 from tidings.events.models import EventDaily
@@ -113,10 +114,8 @@ def _ingest(
         except EventError as exc:
             report.rejected.append(RejectedEvent(position + index_offset, str(exc)))
     checked = _resolve_contacts(session, checked, report, now, create_contacts)
-    if session.get_bind().dialect.name == "sqlite":
-        stored = _sqlite_store(session, checked, cause, report)
-    else:
-        stored = _postgres_store(session, checked, cause, report)
+    store = dialect_of(session).pick(sqlite=_sqlite_store, postgresql=_postgres_store)
+    stored = store(session, checked, cause, report)
     contacts_service.apply_engagement(session, _summaries(stored))
     _update_daily(session, stored)
     report.rejected.sort(key=lambda r: r.index)

@@ -3,6 +3,7 @@ messages, broadcasts with per-message status and stats, double opt-in, the bounc
 
 from __future__ import annotations
 
+from email import message_from_bytes
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -11,18 +12,29 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import (
+    ClockDep,
+    DatabaseDep,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+)
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact
+from tidings.deals.emails import record_reply
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging import broadcasts as bc
 from tidings.messaging import service
+from tidings.messaging.bounce_parse import BounceReport
 from tidings.messaging.bounces import BounceParseError, apply_report, parse_bounce
+from tidings.messaging.inbound import may_be_reply
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.messaging.outbox import new_message_token, queue_email
+from tidings.messaging.personal import referenced_tokens
 from tidings.messaging.sandbox import RenderLimits
 from tidings.messaging.schemas import (
     BroadcastIn,
@@ -109,7 +121,7 @@ def delete_template(template_id: Id, session: SessionDep) -> Response:
 def preview(
     template_id: Id,
     body: PreviewIn,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     database: DatabaseDep,
 ) -> PreviewOut:
@@ -255,14 +267,15 @@ def create_broadcast(body: BroadcastIn, session: SessionDep, clock: ClockDep) ->
     return _broadcast_out(session, broadcast)
 
 
+# The broadcast reads write: a sending broadcast with nothing left to send is marked sent there.
 @router.get("/broadcasts", response_model=list[BroadcastOut])
-def list_broadcasts(session: SessionDep) -> list[BroadcastOut]:
+def list_broadcasts(session: WriteSessionDep) -> list[BroadcastOut]:
     rows = session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(MAX_LIMIT))
     return [_broadcast_out(session, b) for b in rows]
 
 
 @router.get("/broadcasts/{broadcast_id}", response_model=BroadcastOut)
-def get_broadcast(broadcast_id: Id, session: SessionDep) -> BroadcastOut:
+def get_broadcast(broadcast_id: Id, session: WriteSessionDep) -> BroadcastOut:
     return _broadcast_out(session, bc.get_broadcast(session, broadcast_id))
 
 
@@ -315,9 +328,19 @@ async def bounce_webhook(
 
 def _apply_bounce(session: Session, raw: bytes, now: Any, settings: Any) -> dict[str, Any]:
     try:
-        report = parse_bounce(raw)
+        report: BounceReport | None = parse_bounce(raw)
     except BounceParseError as exc:
-        raise ValidationFailed(f"body: {exc}") from None
+        report, error = None, str(exc)
+    message = message_from_bytes(raw)
+    if may_be_reply(message, report):  # a reply to a 1:1 deal email, handed over like bounces
+        replied = record_reply(session, referenced_tokens(message), message, now=now)
+        if replied is not None:
+            return {"reply": replied.as_json()}
+    if report is None:
+        raise ValidationFailed(
+            f"body: {error} (nor is it a reply to a sent email: it names none in "
+            "In-Reply-To / References)"
+        )
     outcome = apply_report(
         session,
         report,

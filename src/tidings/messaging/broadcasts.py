@@ -19,6 +19,7 @@ from tidings.activities.models import Activity
 from tidings.activities.service import Cause
 from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.contacts.policy import MessageClass
+from tidings.db.dialect import dialect_of
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.messaging.outbox import OutboxStatus, queue_many
@@ -124,8 +125,7 @@ def queue_due_broadcasts(session: Session, *, now: datetime) -> list[int]:
         .where(Broadcast.status == SCHEDULED, Broadcast.scheduled_at <= now)
         .order_by(Broadcast.scheduled_at, Broadcast.id)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)  # several senders: one queues each
+    query = dialect_of(session).claim(query)  # several senders: one queues each
     due = list(session.scalars(query))
     for broadcast in due:
         queue_broadcast(session, broadcast, now=now)

@@ -107,6 +107,7 @@ class Headers:
     message_id: str  # with its domain, without <>
     list_unsubscribe: list[str]  # URLs (https, mailto); empty for transactional mail
     one_click: bool
+    reply_to: str | None = None  # personal mail: the reply address on the inbound domain
 
 
 def build_message(headers: Headers, html: str, text: str | None) -> bytes:
@@ -119,6 +120,8 @@ def build_message(headers: Headers, html: str, text: str | None) -> bytes:
         f"Message-ID: <{headers.message_id}>",
         "MIME-Version: 1.0",
     ]
+    if headers.reply_to:
+        lines.append(f"Reply-To: {_address(headers.reply_to)}")
     if headers.list_unsubscribe:
         lines.append(
             "List-Unsubscribe: " + ",\r\n ".join(f"<{u}>" for u in headers.list_unsubscribe)

@@ -27,6 +27,7 @@ from tidings.messaging.links import LinkSigner
 from tidings.messaging.models import EmailTemplate
 from tidings.messaging.options import SenderOptions
 from tidings.messaging.outbox_store import Job
+from tidings.messaging.personal import reply_address
 from tidings.messaging.service import source_of
 from tidings.messaging.templates import CompiledTemplate
 from tidings.messaging.tracking import TokenMaker, Tracker
@@ -177,14 +178,22 @@ class Composer:
                 list_unsubscribe.append(
                     f"mailto:{self.options.unsubscribe_mailto}?subject=unsubscribe-{job.token}"
                 )
+        from_, reply_to = self.options.mail_from, None
+        if job.message_class == MessageClass.PERSONAL:
+            # Sent as the user who wrote it; replies go to the inbound domain, where they are
+            # matched to this message (tidings.deals.emails).
+            from_ = str(job.context.get("from") or from_)
+            if self.options.bounce_domain:
+                reply_to = reply_address(job.token, self.options.bounce_domain)
         headers = Headers(
-            from_=self.options.mail_from,
+            from_=from_,
             to=job.email,
             subject=rendered.subject,
             date=now,
             message_id=f"{job.token}@{self.from_domain}",
             list_unsubscribe=list_unsubscribe,
             one_click=marketing,
+            reply_to=reply_to,
         )
         return build_message(headers, html, rendered.text)
 

@@ -5,20 +5,32 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import parseaddr
 from typing import Any
 
 from tidings.auth.signing import signing_keys
-from tidings.config import Settings
+from tidings.config import DEFAULT_DESTINATION, Settings
 from tidings.db.engine import Database
+from tidings.messaging.destinations import Destination, named_destinations
 from tidings.messaging.dkim import DkimSigner, signer_from_settings
 from tidings.messaging.transport import SmtpConfig, parse_smtp_url
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_helo(from_domain: str, fqdn: str | None = None) -> str:
+    """The EHLO name when TIDINGS_SMTP_HELO is not set: the machine's fully qualified name,
+    or the From domain when the machine has none (`localhost`, a bare `vm`, `x.localdomain`):
+    receivers that require an FQDN refuse those."""
+    name = (fqdn if fqdn is not None else socket.getfqdn()).rstrip(".").lower()
+    qualified = "." in name and not name.startswith("localhost")
+    if qualified and not name.endswith((".localdomain", ".local", ".localhost")):
+        return name
+    return from_domain.lower() or "localhost"
 
 
 @dataclass
@@ -31,7 +43,9 @@ class SenderOptions:
     unsubscribe_mailto: str | None = None
     dkim: DkimSigner | None = None
     dkim_domain_selector: tuple[str, str] | None = None  # internal: rebuilds dkim in workers
-    connections: int = 4
+    connections: int = 4  # of the default destination (every domain not named below)
+    # Recipient domains with connections of their own (messaging/destinations.py).
+    destinations: tuple[Destination, ...] = ()
     batch_size: int = 500
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
@@ -50,11 +64,27 @@ class SenderOptions:
         if not settings.smtp_url:
             raise ValueError("TIDINGS_SMTP_URL is not set")
         from_domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
+        connections, per_connection = (
+            settings.smtp_connections,
+            settings.smtp_messages_per_connection,
+        )
+        default = settings.smtp_destinations.get(DEFAULT_DESTINATION)
+        if default is not None:  # a "*" entry: the default destination's own limits
+            connections = default.connections
+            if default.messages_per_connection is not None:
+                per_connection = default.messages_per_connection
         values: dict[str, Any] = {
             "mail_from": settings.mail_from,
             "base_url": settings.base_url,
             "secret": signing_keys(settings, database),
-            "smtp": parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
+            "smtp": replace(
+                parse_smtp_url(settings.smtp_url, timeout=settings.smtp_timeout_seconds),
+                helo=settings.smtp_helo or default_helo(from_domain),
+                messages_per_connection=per_connection,
+            ),
+            "destinations": named_destinations(
+                settings.smtp_destinations, settings.smtp_messages_per_connection
+            ),
             "bounce_domain": settings.bounce_domain,
             "unsubscribe_mailto": settings.unsubscribe_mailto,
             "dkim": signer_from_settings(
@@ -63,7 +93,7 @@ class SenderOptions:
                 pem=settings.dkim_private_key,
                 pem_file=settings.dkim_private_key_file,
             ),
-            "connections": settings.smtp_connections,
+            "connections": connections,
             "max_attempts": settings.smtp_max_attempts,
             "retry_base": timedelta(seconds=settings.smtp_retry_base_seconds),
             "rate_per_second": settings.smtp_rate_per_second,

@@ -38,6 +38,7 @@ from tidings.activities.service import Cause, record_tuples
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import MessageClass, may_send
 from tidings.db.bulk import dialect_insert, in_values, rows_select
+from tidings.db.dialect import dialect_of
 from tidings.db.types import UTCDateTime
 from tidings.messaging.models import EmailTemplate, OutboxMessage
 from tidings.messaging.policy_sql import may_receive, refusal_reason
@@ -94,10 +95,7 @@ def token_column(session: Session) -> ColumnElement[str]:
     """SQL: a new message token per row (the unique part of its Message-ID and VERP return
     path): 32 hex digits."""
     prefix = literal(f"{next(_TOKEN_PREFIXES) % 2**32:08x}")
-    if session.get_bind().dialect.name == "postgresql":
-        uuid_hex = func.replace(cast(func.gen_random_uuid(), String), "-", "")
-        return prefix + func.substr(uuid_hex, 9)
-    return prefix + func.lower(func.hex(func.randomblob(12)))
+    return prefix + dialect_of(session).random_hex(12)
 
 
 # A row written by queue_many, as RETURNING gives it (named columns: id, idempotency_key,
@@ -270,7 +268,7 @@ def _with_contacts(
     given = rows_select(
         session, [("contact_id", BigInteger()), ("idempotency_key", String())], messages
     ).subquery("messages")
-    if session.get_bind().dialect.name == "sqlite":
+    if not dialect_of(session).probes_laterally:
         return select(
             given.c.contact_id, given.c.idempotency_key, Contact.status, Contact.email
         ).select_from(given.outerjoin(Contact, Contact.id == given.c.contact_id))

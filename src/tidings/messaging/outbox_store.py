@@ -173,8 +173,7 @@ def claim(
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(limit)
         )
-        if not db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
+        due = db.dialect.claim(due)
         ids = list(session.scalars(due))
         if not ids:
             return [], {}, stats

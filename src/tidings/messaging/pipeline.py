@@ -23,8 +23,13 @@ the sender is assembled (tidings.messaging.sender). A connection is anything wit
 SmtpConnection's place without the pipeline changing.
 
 Throughput: messages are composed a few chunks ahead of the connections (composer.py), the
-SMTP transaction skips aiosmtplib's per-command overhead (transport.py), and the pre-dot
-statement runs on a kept DBAPI connection (predot.py).
+SMTP transaction skips aiosmtplib's per-command overhead and pipelines its commands when the
+server allows (transport.py), and the pre-dot statement runs on a kept DBAPI connection
+(predot.py).
+
+Destinations (destinations.py): each recipient domain named in TIDINGS_SMTP_DESTINATIONS has
+connections of its own, every other domain shares the default ones; a batch's composed messages
+are handed to the queue of their destination, which only its connections serve.
 """
 
 from __future__ import annotations
@@ -34,14 +39,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from tidings.clock import Clock
+from tidings.config import DEFAULT_DESTINATION
 from tidings.db.engine import Database
 from tidings.messaging.composer import ComposePool
+from tidings.messaging.destinations import Destination, Routes
 from tidings.messaging.models import EmailTemplate
 from tidings.messaging.options import SenderOptions
 from tidings.messaging.outbox_store import (
@@ -186,13 +194,17 @@ class DeliveringMarker:
             self.flushing = None
 
 
+# A destination's composed messages, for its connections; None: stop.
+_Ready = asyncio.Queue[tuple[Job, bytes | str] | None]
+
+
 async def _hand_over(
     jobs: Sequence[Job],
     composing: asyncio.Future[list[bytes | str]],
-    ready: asyncio.Queue[tuple[Job, bytes | str] | None],
+    ready: Callable[[Job, bytes | str], None],
 ) -> None:
     for job, data in zip(jobs, await composing, strict=True):
-        ready.put_nowait((job, data))
+        ready(job, data)
 
 
 class Pipeline:
@@ -215,7 +227,19 @@ class Pipeline:
         self.db, self.clock, self.options = db, clock, options
         self.before_run, self.on_hard_failure = before_run, on_hard_failure
         self.composing = ComposePool(options, tokens)
-        self.connections = [connect(options.smtp) for _ in range(options.connections)]
+        default = Destination(
+            DEFAULT_DESTINATION, options.connections, options.smtp.messages_per_connection
+        )
+        self.routes = Routes(default, options.destinations)
+        # Each destination's connections (they connect on their first message).
+        self.pools = {
+            d.name: [
+                connect(replace(options.smtp, messages_per_connection=d.messages_per_connection))
+                for _ in range(d.connections)
+            ]
+            for d in self.routes.destinations
+        }
+        self.connections = [c for pool in self.pools.values() for c in pool]
         self.marker = DeliveringMarker(db, clock, options.worker_id, check)
         # Injectable time and sleep, so tests of the limits never sleep.
         self.limits = RateLimits(
@@ -276,13 +300,31 @@ class Pipeline:
         claimed = len(jobs) + stats.refused
         if not jobs:
             return stats, claimed
-        ready: asyncio.Queue[tuple[Job, bytes | str] | None] = asyncio.Queue()
-        room = asyncio.Semaphore(_CHUNKS_AHEAD * _CHUNK_PER_CONNECTION * len(self.connections))
+        # One queue per destination that has mail in this batch, served by its connections.
+        queues: dict[str, _Ready] = {}
+        for name in {self.routes.of(job.email).name for job in jobs}:
+            queues[name] = asyncio.Queue()
+        pools = {name: self.pools[name] for name in queues}
+        workers = sum(len(pool) for pool in pools.values())
+        room = asyncio.Semaphore(_CHUNKS_AHEAD * _CHUNK_PER_CONNECTION * workers)
         outcomes: list[Outcome] = []
-        producer = asyncio.create_task(self._produce(jobs, templates, ready, room))
+
+        def ready(job: Job, data: bytes | str) -> None:
+            queues[self.routes.of(job.email).name].put_nowait((job, data))
+
+        def stop() -> None:  # one stop sign per connection
+            for name, pool in pools.items():
+                for _ in pool:
+                    queues[name].put_nowait(None)
+
+        producer = asyncio.create_task(self._produce(jobs, templates, ready, stop, room, workers))
         try:
             await asyncio.gather(
-                *(self._worker(conn, ready, room, outcomes, stats) for conn in self.connections)
+                *(
+                    self._worker(connection, queues[name], room, outcomes, stats)
+                    for name, pool in pools.items()
+                    for connection in pool
+                )
             )
             await producer  # its failure, if any
         finally:
@@ -303,12 +345,14 @@ class Pipeline:
         self,
         jobs: Sequence[Job],
         templates: dict[int, EmailTemplate],
-        ready: asyncio.Queue[tuple[Job, bytes | str] | None],
+        ready: Callable[[Job, bytes | str], None],
+        stop: Callable[[], None],
         room: asyncio.Semaphore,
+        workers: int,
     ) -> None:
         """Composes the batch a chunk at a time, a few chunks ahead of the connections, so a
         connection never waits for its next message (and the DKIM time stays current)."""
-        size = _CHUNK_PER_CONNECTION * max(1, len(self.connections))
+        size = _CHUNK_PER_CONNECTION * max(1, workers)
         in_flight: list[tuple[Sequence[Job], asyncio.Future[list[bytes | str]]]] = []
         try:
             for start in range(0, len(jobs), size):
@@ -324,13 +368,12 @@ class Pipeline:
         finally:
             for _, composing in in_flight:
                 composing.cancel()
-            for _ in self.connections:  # one stop sign per connection
-                ready.put_nowait(None)
+            stop()
 
     async def _worker(
         self,
         connection: MailConnection,
-        ready: asyncio.Queue[tuple[Job, bytes | str] | None],
+        ready: _Ready,
         room: asyncio.Semaphore,
         outcomes: list[Outcome],
         stats: RunStats,

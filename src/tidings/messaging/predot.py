@@ -129,14 +129,10 @@ class PreDotUpdate:
         connection = self.connection
         try:
             cursor = connection.cursor()
-            if self.db.is_sqlite:
-                cursor.execute("BEGIN IMMEDIATE")  # what the engine's begin event does
+            self.db.dialect.begin_raw(cursor)
             cursor.execute(compiled.sql, args)
             moved = [row[0] for row in cursor.fetchall()]
-            if self.db.is_sqlite:
-                cursor.execute("COMMIT")
-            else:
-                connection.commit()
+            self.db.dialect.commit_raw(connection, cursor)
             cursor.close()
         except BaseException:
             self.close(broken=True)
@@ -204,8 +200,7 @@ def _refuse_left_out(
         .outerjoin(Contact, Contact.id == OutboxMessage.contact_id)
         .where(_ours(list(ids)))
     )
-    if not db.is_sqlite:
-        query = query.with_for_update(of=OutboxMessage)
+    query = db.dialect.lock(query, of=OutboxMessage)
     refused: list[tuple[int, int, str]] = []
     with db.session() as session:
         for row in session.execute(query, {"owner": worker_id}):

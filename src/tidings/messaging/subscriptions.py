@@ -11,11 +11,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause, record
+from tidings.config import Settings
 from tidings.contacts import repository as contacts_repository
 from tidings.contacts import service as contacts
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.models import Contact, ListMembership, MailingList
 from tidings.contacts.policy import STICKY_STATUSES, ContactStatus, MessageClass
+from tidings.contacts.ports import DoubleOptIn
+from tidings.db.engine import Database
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.messaging.links import Confirmation, LinkSigner, UnsubscribeTarget
 from tidings.messaging.models import EmailTemplate, OutboxMessage
@@ -238,6 +241,33 @@ def request_subscription(
             force_resubscribe=True,  # the person asks to join: a new, explicit consent
         ),
     )
+
+
+def double_opt_in(settings: Settings, database: Database) -> DoubleOptIn:
+    """The contacts package's DoubleOptIn (tidings.contacts.ports), signing the confirmation
+    links with this instance's keys."""
+
+    def start(
+        session: Session,
+        contact: Contact,
+        mailing_list: MailingList,
+        *,
+        now: datetime,
+        cause: str,
+        force_resubscribe: bool,
+    ) -> QueueResult | None:
+        links = LinkSigner.from_settings(settings, database)
+        return start_double_opt_in(
+            session,
+            contact,
+            mailing_list,
+            now=now,
+            links=links,
+            cause=cause,
+            force_resubscribe=force_resubscribe,
+        )
+
+    return start
 
 
 def start_double_opt_in(

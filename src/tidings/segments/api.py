@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep, ReadSessionDep, SessionDep
 from tidings.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id, InputModel
 from tidings.contacts.models import Contact
@@ -62,7 +62,7 @@ def _page(
 
 
 @router.post("/segments/preview", tags=["segments"])
-def preview(body: PreviewIn, session: SessionDep, clock: ClockDep) -> PreviewOut:
+def preview(body: PreviewIn, session: ReadSessionDep, clock: ClockDep) -> PreviewOut:
     """How many contacts match a condition, and the first page of them."""
     where = service.compile_checked(session, body.condition, clock.now())
     items, cursor = _page(session, where, None, body.limit)

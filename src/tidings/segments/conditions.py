@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import ValidationFailed
 from tidings.inputs import NUL_MESSAGE, find_nul
+from tidings.segments.deal_conditions import DealsCondition, parse_deals
 
 MAX_NODES = 500
 MAX_DEPTH = 20
@@ -291,6 +292,7 @@ Condition = (
     | PurchaseTotalCondition
     | CreatedCondition
     | DealCondition
+    | DealsCondition
 )
 for _recursive in (And, Or, Not):
     _recursive.model_rebuild()
@@ -308,16 +310,18 @@ KINDS = (
     "created",
     "event",
     "purchase_total",
+    "has_deal",
 )
 
 
-def parse_condition(obj: Any, *, deal: bool = False) -> Condition:
+def parse_condition(obj: Any, *, deal: bool = False, automation: bool = False) -> Condition:
     """Validate a JSON condition; ValidationFailed names the path of the first problem.
-    `deal`: a deal scoring rule's condition, which may also compare the deal's own fields."""
+    `deal`: a deal scoring rule's condition, which may also compare the deal's own fields.
+    `automation`: an automation's, which may also ask about the run's deal (triggered_deal)."""
     where = find_nul(obj)
     if where is not None:
         raise _fail(where, NUL_MESSAGE)
-    return _parse(obj, "", 0, _Budget(), deal)
+    return _parse(obj, "", 0, _Budget(automation=automation), deal)
 
 
 def _join(path: str, part: str | int) -> str:
@@ -355,6 +359,7 @@ class _Budget:
     """The conditions one parse may still take."""
 
     nodes: int = MAX_NODES
+    automation: bool = False  # triggered_deal is allowed (an automation's condition)
 
 
 def _parse(obj: Any, path: str, depth: int, budget: _Budget, deal: bool) -> Condition:
@@ -411,6 +416,16 @@ def _parse(obj: Any, path: str, depth: int, budget: _Budget, deal: bool) -> Cond
         return _model(EventCondition, body, here)
     if key == "purchase_total":
         return _model(PurchaseTotalCondition, body, here)
+    if key in ("has_deal", "triggered_deal"):
+        if key == "triggered_deal" and not budget.automation:
+            raise _fail(here, "triggered_deal applies only to automations' conditions")
+        return parse_deals(
+            body,
+            here,
+            triggered=key == "triggered_deal",
+            parse_field=_deal_field,
+            fail=_fail,
+        )
     if key == "deal":
         if not deal:
             raise _fail(here, "deal conditions apply only to deal scoring rules")
@@ -418,6 +433,12 @@ def _parse(obj: Any, path: str, depth: int, budget: _Budget, deal: bool) -> Cond
             raise _fail(here, "must be an object like {'field': 'value', 'op': 'gte', 'value': 1}")
         return DealCondition(item=_field(body, here, DEAL_FIELDS))
     raise _fail(here, f"unknown condition; expected one of: {', '.join(KINDS)}")
+
+
+def _deal_field(obj: Any, path: str) -> FieldCondition:
+    if not isinstance(obj, dict):
+        raise _fail(path, "must be an object like {'field': 'value', 'op': 'gte', 'value': 1}")
+    return _field(obj, path, DEAL_FIELDS)
 
 
 def _is_number(value: Any) -> bool:

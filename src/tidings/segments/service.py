@@ -1,4 +1,4 @@
-"""Saved segments and checks of a condition against the custom field definitions."""
+"""Saved segments and checks of a condition against the custom field definitions and lists."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session
 
 from tidings.contacts import repository as contacts_repository
 from tidings.contacts.fields import FieldDef, FieldType
-from tidings.contacts.models import Contact
+from tidings.contacts.models import Contact, MailingList
 from tidings.errors import Conflict, NotFound, ValidationFailed
 from tidings.segments.conditions import (
     And,
     Condition,
     DealCondition,
     FieldCondition,
+    ListCondition,
     Not,
     Or,
     parse_condition,
@@ -37,28 +38,37 @@ _KINDS_FOR_TYPE = {
 }
 
 
-def _field_nodes(node: Condition, path: str) -> Iterator[tuple[str, FieldCondition, bool]]:
-    """Field comparisons with their path, named as parse_condition names them, and whether
-    they compare a deal's field."""
+def _atoms(
+    node: Condition, path: str
+) -> Iterator[tuple[str, FieldCondition | ListCondition, bool]]:
+    """Field comparisons and list memberships with their path, named as parse_condition names
+    them, and whether they compare a deal's field."""
     if isinstance(node, And | Or):
         kind = "and" if isinstance(node, And) else "or"
         for index, item in enumerate(node.items):
-            yield from _field_nodes(item, f"{path}.{kind}[{index}]" if path else f"{kind}[{index}]")
+            yield from _atoms(item, f"{path}.{kind}[{index}]" if path else f"{kind}[{index}]")
     elif isinstance(node, Not):
-        yield from _field_nodes(node.item, f"{path}.not" if path else "not")
+        yield from _atoms(node.item, f"{path}.not" if path else "not")
     elif isinstance(node, FieldCondition):
         yield path, node, False
     elif isinstance(node, DealCondition):
         yield f"{path}.deal" if path else "deal", node.item, True
+    elif isinstance(node, ListCondition):
+        yield f"{path}.in_list" if path else "in_list", node, False
 
 
 def check_fields(
     session: Session, condition: Condition, deal_fields: dict[str, FieldDef] | None = None
 ) -> None:
     """Custom fields named in the condition exist and are compared as their type allows
-    (`deal_fields`: the custom deal field definitions, for a deal rule's condition)."""
+    (`deal_fields`: the custom deal field definitions, for a deal rule's condition), and the
+    lists it names exist (a typo is an error, not a segment of nobody)."""
     definitions = contacts_repository.field_definitions(session)
-    for path, node, of_deal in _field_nodes(condition, ""):
+    lists: list[tuple[str, ListCondition]] = []
+    for path, node, of_deal in _atoms(condition, ""):
+        if isinstance(node, ListCondition):
+            lists.append((path, node))
+            continue
         if not node.custom:
             continue
         where = f"{path}." if path else ""
@@ -72,6 +82,25 @@ def check_fields(
             raise ValidationFailed(
                 f"{where}op: a {definition.type.value} field ({node.field}) cannot be compared "
                 f"with op {node.op!r} and value {node.value!r}"
+            )
+    _check_lists(session, lists)
+
+
+def _check_lists(session: Session, lists: list[tuple[str, ListCondition]]) -> None:
+    if not lists:
+        return
+    names = {node.list for _, node in lists if isinstance(node.list, str)}
+    ids = {node.list for _, node in lists if isinstance(node.list, int)}
+    known: set[int | str] = set()
+    if names:
+        known.update(session.scalars(select(MailingList.name).where(MailingList.name.in_(names))))
+    if ids:
+        known.update(session.scalars(select(MailingList.id).where(MailingList.id.in_(ids))))
+    for path, node in lists:
+        if node.list not in known:
+            raise ValidationFailed(
+                f"{path}: list {node.list!r} does not exist",
+                errors=[{"field": path, "message": f"list {node.list!r} does not exist"}],
             )
 
 

@@ -44,7 +44,8 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from tidings.activities.models import Activity
 from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
-from tidings.deals.models import Deal
+from tidings.deals.models import Deal, DealContact
+from tidings.deals.refs import owner_is, pipeline_is, stage_is
 from tidings.segments.conditions import (
     DEAL_DATE_FIELDS,
     And,
@@ -63,6 +64,7 @@ from tidings.segments.conditions import (
     Window,
     walk,
 )
+from tidings.segments.deal_conditions import DealsCondition
 
 # ---- typed access to JSON values, the same on SQLite and PostgreSQL ------------------------
 
@@ -232,13 +234,23 @@ _DEAL = _Subject(
 
 
 def condition_sql(
-    condition: Condition, now: datetime, *, after: ColumnElement[Any] | None = None
+    condition: Condition,
+    now: datetime,
+    *,
+    after: ColumnElement[Any] | None = None,
+    deal: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bool]:
     """A WHERE clause over Contact: `select(Contact.id).where(condition_sql(c, now))`.
 
     `after`: a timestamp column of the query (e.g. a run's entry time beside each contact);
-    event and purchase conditions then count only activities that occurred after it."""
-    return _compile(condition, now, after=after)
+    event and purchase conditions then count only activities that occurred after it.
+    `deal`: a deal id column of the query (an automation run's deal), what `triggered_deal`
+    asks about; without it, triggered_deal holds for nobody."""
+    return _compile(condition, now, after=after, deal=deal)
+
+
+def asks_about_triggered_deal(condition: Condition) -> bool:
+    return any(isinstance(n, DealsCondition) and n.triggered for n in walk(condition))
 
 
 def has_events(condition: Condition) -> bool:
@@ -267,20 +279,44 @@ def _compile(
     now: datetime,
     has_contact: ColumnElement[bool] | None = None,
     after: Any = None,
+    deal: Any = None,
 ) -> ColumnElement[bool]:
     if isinstance(node, And):
-        return and_(*(_compile(item, now, has_contact, after) for item in node.items))
+        return and_(*(_compile(item, now, has_contact, after, deal) for item in node.items))
     if isinstance(node, Or):
-        return or_(*(_compile(item, now, has_contact, after) for item in node.items))
+        return or_(*(_compile(item, now, has_contact, after, deal) for item in node.items))
     if isinstance(node, Not):
-        return not_(_compile(node.item, now, has_contact, after))
+        return not_(_compile(node.item, now, has_contact, after, deal))
     if isinstance(node, DealCondition):
-        item = node.item
-        if item.field in DEAL_DATE_FIELDS and isinstance(item.value, str):
-            item = item.model_copy(update={"value": date.fromisoformat(item.value)})
-        return _field(item, now, _DEAL)
-    atom = _atom(node, now, after)
+        return _deal_field(node.item, now)
+    atom = _deals(node, now, deal) if isinstance(node, DealsCondition) else _atom(node, now, after)
     return atom if has_contact is None else and_(has_contact, atom)
+
+
+def _deal_field(item: FieldCondition, now: datetime) -> ColumnElement[bool]:
+    if item.field in DEAL_DATE_FIELDS and isinstance(item.value, str):
+        item = item.model_copy(update={"value": date.fromisoformat(item.value)})
+    return _field(item, now, _DEAL)
+
+
+def _deals(node: DealsCondition, now: datetime, deal: Any) -> ColumnElement[bool]:
+    """has_deal: one of the contact's deals matches; triggered_deal: the run's deal does."""
+    where: list[ColumnElement[bool]] = []
+    if node.pipeline is not None:
+        where.append(pipeline_is(node.pipeline))
+    if node.stage is not None:
+        where.append(stage_is(node.stage))
+    if node.status is not None:
+        where.append(Deal.status == node.status)
+    if node.owner is not None:
+        where.append(owner_is(node.owner))
+    where.extend(_deal_field(item, now) for item in node.where)
+    if node.triggered:
+        if deal is None:
+            return false()
+        return select(Deal.id).where(Deal.id == deal, *where).exists()
+    deals = select(DealContact.contact_id).join(Deal, Deal.id == DealContact.deal_id)
+    return Contact.id.in_(deals.where(*where))
 
 
 def _atom(node: Condition, now: datetime, after: Any = None) -> ColumnElement[bool]:
@@ -492,6 +528,7 @@ def _purchase_total(node: PurchaseTotalCondition, now: datetime) -> ColumnElemen
 
 __all__ = [
     "asks_about_contact",
+    "asks_about_triggered_deal",
     "condition_sql",
     "deal_condition_sql",
     "has_events",

@@ -135,14 +135,16 @@ def _default_tls() -> ssl.SSLContext:
 def safe_post(
     url: str,
     *,
-    json: Any,
+    json: Any = None,
+    content: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     allow_private: bool,
     resolver: Resolver = system_resolver,
     timeout: float = DEFAULT_TIMEOUT,
     verify: ssl.SSLContext | None = None,
 ) -> httpx.Response:
-    """POST `json` to `url`, connected to the address checked (see the module's docstring).
+    """POST `json` (or the bytes `content`, with the caller's Content-Type) to `url`,
+    connected to the address checked (see the module's docstring).
 
     Raises UnsafeAddress before connecting, httpx.HTTPError for network failures; any HTTP
     answer is returned as it is (see `classify`)."""
@@ -160,7 +162,8 @@ def safe_post(
         request = client.build_request(
             "POST",
             original.copy_with(host=str(target.address)),
-            json=json,
+            json=json if content is None else None,
+            content=content,
             headers=request_headers,
             extensions=extensions,
         )

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tidings.automations.definition.deal_steps import DEAL_ACTION_STEPS, DEAL_ACTIONS
 from tidings.automations.triggers import Trigger
 from tidings.contacts.policy import ContactStatus
 from tidings.segments import Condition, parse_condition
@@ -55,7 +56,7 @@ class Duration(Model):
 def _condition(value: Any) -> Condition:
     if isinstance(value, BaseModel):
         return value  # type: ignore[return-value]
-    return parse_condition(value)
+    return parse_condition(value, automation=True)
 
 
 ConditionField = Annotated[Any, Field(description="a segment condition")]
@@ -150,6 +151,7 @@ ActionStep = (
     | WebhookAction
     | StartAutomationAction
     | ExitAutomationAction
+    | DEAL_ACTION_STEPS
 )
 Action = Annotated[ActionStep, Field(discriminator="action")]
 ACTIONS = (
@@ -165,6 +167,7 @@ ACTIONS = (
     "webhook",
     "start_automation",
     "exit_automation",
+    *DEAL_ACTIONS,
 )
 
 

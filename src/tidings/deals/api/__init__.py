@@ -6,12 +6,12 @@ from fastapi import APIRouter
 from sqlalchemy import ColumnElement, select
 
 from tidings.activities.models import Activity
-from tidings.deals.api import deals, pipelines, reports, scoring, users, work
+from tidings.deals.api import deals, emails, pipelines, reports, scoring, users, work
 from tidings.deals.models import DealContact
 from tidings.events.api import timeline_extensions
 
 router = APIRouter()
-for module in (users, pipelines, deals, work, scoring, reports):
+for module in (users, pipelines, deals, emails, work, scoring, reports):
     router.include_router(module.router)
 
 

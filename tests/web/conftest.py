@@ -1,0 +1,80 @@
+"""Fixtures of the web admin's tests: users with passwords and signed-in test clients.
+
+`signed_in(client, email, password)` logs a TestClient in the way a browser does (GET the form
+for its CSRF cookie, POST it); `csrf_of(client)` reads the session's token from any page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tidings.clock import FakeClock
+from tidings.db.engine import Database
+from tidings.deals.users import Role, create_user
+from tidings.web.passwords import set_password
+
+ADMIN = ("admin@example.com", "correct horse battery")
+MEMBER = ("member@example.com", "member password 1")
+
+
+def make_user(database: Database, clock: FakeClock, email: str, password: str, role: Role) -> int:
+    with database.session() as session:
+        user = create_user(session, email, email.partition("@")[0], role=role, now=clock.now())
+        set_password(session, user, password, now=clock.now())
+        return user.id
+
+
+@pytest.fixture
+def users(database: Database, clock: FakeClock) -> dict[str, int]:
+    return {
+        "admin": make_user(database, clock, *ADMIN, Role.ADMIN),
+        "member": make_user(database, clock, *MEMBER, Role.MEMBER),
+    }
+
+
+@pytest.fixture
+def browser_client(app: FastAPI, users: dict[str, int]) -> Iterator[TestClient]:
+    """A client without an API key that does not follow redirects (tests look at them)."""
+    with TestClient(app, raise_server_exceptions=True, follow_redirects=False) as client:
+        yield client
+
+
+def login_form_token(client: TestClient) -> str:
+    page = client.get("/admin/login")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match
+    return match.group(1)
+
+
+def sign_in(client: TestClient, email: str, password: str, **extra: str) -> object:
+    token = login_form_token(client)
+    data = {"email": email, "password": password, "csrf_token": token, **extra}
+    return client.post("/admin/login", data=data)
+
+
+def csrf_of(client: TestClient, page: str = "/admin") -> str:
+    response = client.get(page)
+    assert response.status_code == 200, response.text
+    match = re.search(r'"X-CSRF-Token": "([^"]+)"', response.text)
+    assert match
+    return match.group(1)
+
+
+@pytest.fixture
+def admin_client(browser_client: TestClient) -> TestClient:
+    response = sign_in(browser_client, *ADMIN)
+    assert response.status_code == 303  # type: ignore[attr-defined]
+    return browser_client
+
+
+@pytest.fixture
+def member_client(browser_client: TestClient) -> TestClient:
+    response = sign_in(browser_client, *MEMBER)
+    assert response.status_code == 303  # type: ignore[attr-defined]
+    return browser_client
