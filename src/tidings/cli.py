@@ -59,8 +59,9 @@ class _Commands(LazyGroup):
         ),
         "worker": LazyCommand(
             "tidings.automations.cli:worker_command",
-            "Run automation workers (for scale-out; `tidings serve` runs one in-process), and "
-            "the outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender).",
+            "Run automation workers (for scale-out; `tidings serve` runs one in-process), the "
+            "outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender), and jobs: "
+            "runs left unfinished, the drop folder (TIDINGS_IMPORT_DIR), export retention.",
         ),
     }
 

@@ -55,10 +55,10 @@ def reading_session(database: Database) -> Iterator[Session]:
     """A session for a long read (an export): on SQLite it takes no write lock, so the job's
     checkpoints (and everyone else) keep writing while it streams; on PostgreSQL it reads one
     snapshot."""
+    options = database.dialect.read_only_options()
+    if not database.is_sqlite:  # one snapshot: a count and the rows it counts agree
+        options["isolation_level"] = "REPEATABLE READ"
     with database.engine.connect() as connection:
-        if database.is_sqlite:
-            reading = connection.execution_options(sqlite_deferred=True)
-        else:  # one snapshot: a count and the rows it counts agree
-            reading = connection.execution_options(isolation_level="REPEATABLE READ")
+        reading = connection.execution_options(**options)
         with Session(bind=reading) as session:
             yield session
