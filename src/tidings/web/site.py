@@ -18,6 +18,7 @@ from tidings.web import (
     deal_pages,
     deal_reports,
     email_pages,
+    job_pages,
     segment_pages,
     settings_pages,
 )
@@ -42,6 +43,7 @@ def install_web(app: FastAPI) -> None:
         deal_reports.router,  # before deal_pages: /admin/deals/reports is no deal id
         deal_pages.router,
         email_pages.router,
+        job_pages.router,
     ):
         app.include_router(router, include_in_schema=False)
 

@@ -60,6 +60,7 @@ NAV: list[NavEntry] = [
     NavEntry("automations", "Automations", "/admin/automations"),
     NavEntry("deals", "Deals", "/admin/deals"),
     NavEntry("email", "Email", "/admin/email"),
+    NavEntry("jobs", "Jobs", "/admin/jobs"),
     NavEntry("settings", "Settings", "/admin/settings", admin_only=True),
 ]
 
