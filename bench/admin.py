@@ -2,18 +2,22 @@
 events (SQLite and PostgreSQL), p50 and p95 of each.
 
 Pages: the contacts list's first page, a contact's page with a long timeline (5,000
-activities), the dashboard, the segment builder's live count. Requests go through the whole
+activities), the dashboard, the segment builder's live count, the deals board over 100,000
+deals (five stages; also filtered by owner) and an automation's page (its flow with the
+counts per step, a fifth of the contacts enrolled). Requests go through the whole
 ASGI app (a signed-in TestClient: session, CSRF, templates), so the time is the server's,
 without a network or a browser. Baseline, measured in the same run: GET /health through the
 same client (the framework's own cost per request).
 
 Sizes: BENCH_SCALE (1.0 = the issue's sizes; `--quick` = 0.02). PostgreSQL: set
 TIDINGS_BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test, the admin
-connection that creates and drops a scratch database); skipped if unreachable.
+connection that creates and drops a scratch database); skipped if unreachable. BENCH_DEALS
+sets the deals' count apart (at most the contacts' count: deal i belongs to contact i).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import time
@@ -21,20 +25,27 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
+import yaml
 from _common import fresh_sqlite, report, scale, scratch_postgres
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from tidings.app import create_app
+from tidings.automations import service as automations
 from tidings.clock import FakeClock
 from tidings.config import Settings
 from tidings.db.engine import Database, create_database
 from tidings.db.migrate import upgrade
+from tidings.deals import totals
+from tidings.deals.pipelines import StageSpec, create_pipeline, stages_of
 from tidings.deals.users import Role, create_user
+from tidings.web.automation_pages import EXAMPLE
 from tidings.web.passwords import set_password
 
 CONTACTS = max(10_000, int(1_000_000 * scale()))
 EVENTS = max(100_000, int(10_000_000 * scale()))
+DEALS = int(os.environ.get("BENCH_DEALS", max(2_000, int(100_000 * scale()))))  # ≤ CONTACTS
+STAGES = 5
 LONG_TIMELINE = 5_000  # activities of contact 1, on top of its share of the events
 REQUESTS = 40
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -116,7 +127,40 @@ def load(database: Database) -> None:
     with database.session() as session:
         user = create_user(session, "bench@example.com", "Bench", role=Role.ADMIN, now=NOW)
         set_password(session, user, PASSWORD, now=NOW)
+        user_id = user.id
+    load_deals(database, user_id)
+    with database.session() as session:
+        automation = automations.create_automation(session, yaml.safe_load(EXAMPLE), now=NOW)
+        automations.enrol_contacts(session, automation, now=NOW, segment={"has_tag": "X"})
     print(f"  loaded in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def load_deals(database: Database, owner_id: int) -> None:
+    """A pipeline of five stages and DEALS open deals spread over them (a tenth owned by the
+    bench user), then the stage totals the board reads rebuilt from them."""
+    with database.session() as session:
+        specs = [StageSpec(title=f"Stage {n}", probability=n * 20) for n in range(1, STAGES + 1)]
+        pipeline_id = create_pipeline(session, "Bench", "EUR", specs, now=NOW).id
+        first_stage = stages_of(session, pipeline_id)[0].id
+    dialect = database.engine.dialect.name
+    if dialect == "sqlite":
+        rows = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {DEALS}) "
+        source, stamp = "FROM n", f"'{NOW.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    else:
+        rows, source = "", f"FROM generate_series(1, {DEALS}::bigint) AS i"
+        stamp = f"to_timestamp({EPOCH})"
+    with database.engine.begin() as conn:
+        conn.execute(
+            text(
+                rows + "INSERT INTO deals (title, value, currency, contact_id, owner_id, "
+                "pipeline_id, stage_id, status, position, fields, score, created_at, updated_at) "
+                f"SELECT 'Deal ' || i, (i % 100) * 1000, 'EUR', i, "
+                f"CASE WHEN i % 10 = 0 THEN {owner_id} END, {pipeline_id}, "
+                f"{first_stage} + (i % {STAGES}), 'open', i, '{{}}', 0, {stamp}, {stamp} " + source
+            )
+        )
+    with database.session() as session:
+        totals.rebuild(session)
 
 
 def signed_in(database: Database, url: str) -> tuple[TestClient, str]:
@@ -169,6 +213,9 @@ def measure(database: Database, url: str, label: str) -> None:
         (f"contact page ({LONG_TIMELINE:,}+ activities)", get("/admin/contacts/1"), "150 ms"),
         ("dashboard", get("/admin"), "150 ms"),
         ("segment live count", count, "500 ms"),
+        (f"deals board ({DEALS:,} deals)", get("/admin/deals"), "200 ms"),
+        ("deals board, one owner", get("/admin/deals?owner=1"), "200 ms"),
+        ("automation page (flow and counts)", get("/admin/automations/1"), "150 ms"),
     ]
     for name, run, target in pages:
         p50, p95 = percentiles(run)

@@ -232,3 +232,64 @@ def test_the_layout_at_390_pixels_and_by_keyboard(page: object, server: Server) 
     page.keyboard.press("Tab")  # type: ignore[attr-defined]
     focused = page.evaluate("() => document.activeElement.textContent.trim()")  # type: ignore[attr-defined]
     assert focused == "Skip to content"
+
+
+def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None:
+    pipeline = server.api.post(
+        "/api/v1/pipelines",
+        json={
+            "name": "Board test",
+            "currency": "EUR",
+            "stages": [{"title": "Lead"}, {"title": "Won over"}],
+        },
+    ).json()
+    stages = [s["id"] for s in pipeline["stages"]]
+    contact = server.api.post("/api/v1/contacts", json={"email": "buyer@example.com"}).json()
+    made = server.api.post(
+        "/api/v1/deals",
+        json={
+            "title": "Dragged deal",
+            "value": 90_000,
+            "pipeline_id": pipeline["id"],
+            "contact_id": contact["id"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    deal = made.json()
+    log_in(page, server)
+    page.goto(f"/admin/deals?pipeline={pipeline['id']}")  # type: ignore[attr-defined]
+    card = page.locator(f"li[data-deal='{deal['id']}']")  # type: ignore[attr-defined]
+    target = page.locator(f"ol.cards[data-stage='{stages[1]}']")  # type: ignore[attr-defined]
+    start, end = card.bounding_box(), target.bounding_box()
+    mouse = page.mouse  # type: ignore[attr-defined]
+    mouse.move(start["x"] + 20, start["y"] + 10)
+    mouse.down()
+    mouse.move(start["x"] + 30, start["y"] + 20, steps=5)
+    mouse.move(end["x"] + 40, end["y"] + 20, steps=15)
+    mouse.up()
+    moved = page.locator(f"ol.cards[data-stage='{stages[1]}'] li[data-deal='{deal['id']}']")  # type: ignore[attr-defined]
+    sync_api.expect(moved).to_be_visible()
+    column = page.locator(f"section[data-stage='{stages[1]}'] .count")  # type: ignore[attr-defined]
+    sync_api.expect(column).to_have_text("1")  # the board came back from the server
+    assert server.api.get(f"/api/v1/deals/{deal['id']}").json()["stage_id"] == stages[1]
+    page.goto(f"/admin/deals/{deal['id']}")  # type: ignore[attr-defined]
+    sync_api.expect(page.locator("#deal-timeline")).to_contain_text("deal_stage_changed")
+
+
+def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server: Server) -> None:
+    log_in(page, server)
+    page.get_by_role("link", name="Automations").click()  # type: ignore[attr-defined]
+    page.get_by_role("link", name="New automation from YAML").click()  # type: ignore[attr-defined]
+    editor = page.get_by_label("Definition (YAML)")  # type: ignore[attr-defined]
+    text = editor.input_value()
+    editor.fill(
+        text.replace("name: Welcome", "name: Browser welcome").replace("days: 2", "days: soon")
+    )
+    page.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
+    sync_api.expect(page.locator("#yaml-errors")).to_contain_text("Line 9:")  # type: ignore[attr-defined]
+    page.get_by_label("Definition (YAML)").fill(
+        text.replace("name: Welcome", "name: Browser welcome")
+    )  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("heading", name="Browser welcome")).to_be_visible()  # type: ignore[attr-defined]
+    sync_api.expect(page.locator("[data-step='pause']")).to_contain_text("⏳ 0")  # type: ignore[attr-defined]

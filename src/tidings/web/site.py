@@ -11,9 +11,14 @@ from fastapi.staticfiles import StaticFiles
 
 from tidings.web import (
     auth_pages,
+    automation_pages,
     contact_page,
     contacts_pages,
     dashboard,
+    deal_pages,
+    deal_reports,
+    email_pages,
+    job_pages,
     segment_pages,
     settings_pages,
 )
@@ -34,6 +39,11 @@ def install_web(app: FastAPI) -> None:
         contact_page.router,
         segment_pages.router,
         settings_pages.router,
+        automation_pages.router,
+        deal_reports.router,  # before deal_pages: /admin/deals/reports is no deal id
+        deal_pages.router,
+        email_pages.router,
+        job_pages.router,
     ):
         app.include_router(router, include_in_schema=False)
 

@@ -57,6 +57,10 @@ NAV: list[NavEntry] = [
     NavEntry("dashboard", "Dashboard", "/admin"),
     NavEntry("contacts", "Contacts", "/admin/contacts"),
     NavEntry("segments", "Segments", "/admin/segments"),
+    NavEntry("automations", "Automations", "/admin/automations"),
+    NavEntry("deals", "Deals", "/admin/deals"),
+    NavEntry("email", "Email", "/admin/email"),
+    NavEntry("jobs", "Jobs", "/admin/jobs"),
     NavEntry("settings", "Settings", "/admin/settings", admin_only=True),
 ]
 

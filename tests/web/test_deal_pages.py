@@ -1,0 +1,180 @@
+"""The deals board: columns with counts and values, a card moved to another stage through the
+deals service (its timeline says so), the owner filter, won/lost, a deal's tasks and notes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from tidings.activities.service import Cause
+from tidings.clock import FakeClock
+from tidings.contacts import service as contacts
+from tidings.contacts.upsert import ContactInput
+from tidings.db.engine import Database
+from tidings.deals import pipelines, service, tasks
+from tidings.deals.models import Deal
+from tidings.deals.pipelines import StageSpec
+from tidings.deals.validation import DealInput
+
+from .conftest import csrf_of
+
+
+def _board(database: Database, clock: FakeClock, owner: int) -> tuple[list[int], list[int]]:
+    """A pipeline of three stages; two deals in the first (one with an overdue task)."""
+    now = clock.now()
+    with database.session() as session:
+        contact = contacts.create_contact(
+            session,
+            ContactInput(email="ann@example.com", first_name="Ann"),
+            now=now,
+            cause=Cause.API,
+        )
+        specs = [
+            StageSpec(title=t, colour=None, probability=p)
+            for t, p in (("Lead", 10), ("Offer", 50), ("Signed", 90))
+        ]
+        pipeline = pipelines.create_pipeline(session, "Sales", "EUR", specs, now=now)
+        stages = [s.id for s in pipelines.stages_of(session, pipeline.id)]
+        deals = []
+        for title, value, owner_id in (("Big order", 120_000, owner), ("Small order", 5_000, None)):
+            item = DealInput(
+                given={"title", "value", "pipeline_id", "contact_id", "owner_id"},
+                title=title,
+                value=value,
+                pipeline_id=pipeline.id,
+                contact_id=contact.id,
+                owner_id=owner_id,
+            )
+            deals.append(service.create_deal(session, item, now=now, cause=Cause.API).id)
+        task = tasks.TaskInput(
+            given={"title", "due_at", "deal_id"},
+            title="Call back",
+            due_at=now - timedelta(days=1),
+            deal_id=deals[0],
+        )
+        tasks.create_task(session, task, now=now, cause=Cause.API)
+        return stages, deals
+
+
+def test_the_board_shows_columns_cards_and_the_overdue_mark(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, _ = _board(database, clock, users["admin"])
+    page = admin_client.get("/admin/deals")
+    assert page.status_code == 200
+    for text in (
+        "Lead",
+        "Offer",
+        "Signed",
+        "Big order",
+        "Small order",
+        "Ann",
+        "Call back",
+        "overdue",
+        "1,250 EUR",
+    ):
+        assert text in page.text
+    assert f'data-stage="{stages[1]}"' in page.text
+    assert "Sortable.min.js" in page.text
+
+
+def test_moving_a_card_goes_through_the_deals_service(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    token = csrf_of(admin_client, "/admin/deals")
+    answer = admin_client.post(
+        f"/admin/deals/{deals[0]}/move",
+        data={"stage_id": str(stages[1])},
+        headers={"X-CSRF-Token": token, "HX-Request": "true"},
+    )
+    assert answer.status_code == 200
+    assert 'id="board"' in answer.text and "<html" not in answer.text
+    with database.session() as session:
+        assert session.get(Deal, deals[0]).stage_id == stages[1]  # type: ignore[union-attr]
+    page = admin_client.get(f"/admin/deals/{deals[0]}")
+    assert "deal_stage_changed" in page.text
+
+
+def test_a_move_to_an_unknown_stage_is_refused_without_a_change(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    token = csrf_of(admin_client, "/admin/deals")
+    answer = admin_client.post(
+        f"/admin/deals/{deals[0]}/move",
+        data={"stage_id": "999999"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert answer.status_code == 422
+    assert 'role="alert"' in answer.text
+    with database.session() as session:
+        assert session.get(Deal, deals[0]).stage_id == stages[0]  # type: ignore[union-attr]
+
+
+def test_a_move_without_the_csrf_token_is_refused(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    answer = admin_client.post(f"/admin/deals/{deals[0]}/move", data={"stage_id": str(stages[1])})
+    assert answer.status_code == 403
+
+
+def test_the_owner_filter_counts_only_their_deals(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    _board(database, clock, users["admin"])
+    page = admin_client.get(f"/admin/deals?owner={users['admin']}", headers={"HX-Request": "true"})
+    assert "Big order" in page.text and "Small order" not in page.text
+    assert '<span class="count">1</span>' in page.text
+
+
+def test_won_lost_tasks_and_notes_from_the_deal_page(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    token = csrf_of(admin_client, f"/admin/deals/{deals[1]}")
+
+    def post(path: str, data: dict[str, str]) -> Response:
+        return admin_client.post(path, data={"csrf_token": token, **data}, follow_redirects=False)
+
+    assert (
+        post(f"/admin/deals/{deals[1]}/notes", {"body": "Asked for a discount"}).status_code == 303
+    )
+    assert (
+        post(
+            f"/admin/deals/{deals[1]}/tasks", {"title": "Send offer", "due_at": "2030-01-02T10:00"}
+        ).status_code
+        == 303
+    )
+    bad = post(f"/admin/deals/{deals[1]}/tasks", {"title": "x", "due_at": "tomorrow"})
+    assert bad.status_code == 422 and "due_at" in bad.text
+    lost = post(
+        f"/admin/deals/{deals[1]}/status",
+        {"status": "lost", "lost_reason": "Too dear", "stage_id": str(stages[0])},
+    )
+    assert lost.status_code == 303
+    page = admin_client.get(f"/admin/deals/{deals[1]}")
+    for text in ("Asked for a discount", "Send offer", "Too dear", "deal_status_changed"):
+        assert text in page.text
+    wrong = post(f"/admin/deals/{deals[1]}/status", {"status": "maybe"})
+    assert wrong.status_code == 422
+
+
+def test_the_reports_page_draws_funnel_won_lost_and_forecast(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    _, deals = _board(database, clock, users["admin"])
+    token = csrf_of(admin_client, "/admin/deals")
+    admin_client.post(
+        f"/admin/deals/{deals[0]}/status",
+        data={"csrf_token": token, "status": "won"},
+        follow_redirects=False,
+    )
+    page = admin_client.get("/admin/deals/reports")
+    assert page.status_code == 200
+    for chart in ("funnel-chart", "won-lost-chart", "forecast-chart"):
+        assert f'id="{chart}"' in page.text
+    assert "Weighted by probability" in page.text
