@@ -38,7 +38,7 @@ class _Commands(LazyGroup):
         ),
         "jobs": LazyCommand(
             "tidings.jobs.cli:jobs_app",
-            "Run jobs (send, export, import, membership, hygiene).",
+            "Jobs (send, export, import, membership, hygiene): run a spec by hand, list the runs.",
         ),
         "lists": LazyCommand(
             "tidings.contacts.cli:lists_app", "Manage list memberships by segment."

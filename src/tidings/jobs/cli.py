@@ -21,7 +21,9 @@ from tidings.jobs.context import JobStatus
 from tidings.jobs.models import JobRun
 from tidings.jobs.specs import parse_yaml
 
-jobs_app = typer.Typer(help="Jobs: run a job spec by hand and list job runs.")
+jobs_app = typer.Typer(
+    help="Jobs (send, export, import, membership, hygiene): run a spec by hand, list the runs."
+)
 console = Console(stderr=True)
 
 
