@@ -41,6 +41,7 @@ from tidings.events.models import EventDaily
 from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.system.models import SystemRun, SystemTick
 from tidings.web.models import LoginAttempt, UserSession
 from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
@@ -82,6 +83,8 @@ __all__ = [
     "StepCount",
     "StepLog",
     "Suppression",
+    "SystemRun",
+    "SystemTick",
     "Tag",
     "Task",
     "TaskType",

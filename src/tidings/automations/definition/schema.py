@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tidings.automations.definition.deal_steps import DEAL_ACTION_STEPS, DEAL_ACTIONS
+from tidings.automations.definition.system_steps import JobIfStep, JobStep, SystemTrigger
 from tidings.automations.triggers import Trigger
 from tidings.contacts.policy import ContactStatus
 from tidings.segments import Condition, parse_condition
@@ -287,8 +288,9 @@ class EndStep(StepBase):
     end: Literal[True] = True
 
 
-Step = ActionStep | WaitStep | IfStep | SplitStep | GotoStep | EndStep
+Step = ActionStep | WaitStep | IfStep | SplitStep | GotoStep | EndStep | JobStep | JobIfStep
 STEP_KINDS: dict[str, Any] = {
+    "job": JobStep,
     "wait": WaitStep,
     "if": IfStep,
     "split": SplitStep,
@@ -320,7 +322,10 @@ class Goal(Model):
 class Definition(Model):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = None
-    trigger: Trigger | None = None
+    # contact: runs per contact (the engine); system: runs per tick or finished event
+    # (tidings.system), with job steps and no contact.
+    kind: Literal["contact", "system"] = "contact"
+    trigger: Trigger | SystemTrigger | None = None
     runs: Literal["once", "multiple"] = "once"
     allow_statuses: tuple[ContactStatus, ...] = DEFAULT_STATUSES
     steps: tuple[Step, ...] = Field(min_length=1)
