@@ -167,7 +167,9 @@ def start_from_events(session: Session, automations: list[SystemAutomation], now
     ).all()
     if not rows:
         return 0
-    names = dict(session.execute(select(Automation.id, Automation.name)).tuples().all())
+    names: dict[int, str] = {
+        i: n for i, n in session.execute(select(Automation.id, Automation.name))
+    }
     started = 0
     for activity_id, data, occurred_at in rows:
         for automation in listening:
