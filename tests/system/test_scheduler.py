@@ -4,13 +4,13 @@ steps, if on the outcome, waits, notify, and chaining on job_finished."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from tidings.automations.models import Effect
-from tidings.automations.service import create_automation, set_status, by_name
+from tidings.automations.service import by_name, create_automation, set_status
 from tidings.clock import FakeClock
 from tidings.config import Settings
 from tidings.db.engine import Database
