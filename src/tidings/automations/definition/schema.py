@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tidings.automations.definition.deal_steps import DEAL_ACTION_STEPS, DEAL_ACTIONS
-from tidings.automations.definition.system_steps import JobIfStep, JobStep, SystemTrigger
+from tidings.automations.definition.system_steps import JobIfStep, JobStep
 from tidings.automations.triggers import Trigger
 from tidings.contacts.policy import ContactStatus
 from tidings.segments import Condition, parse_condition
@@ -325,7 +325,7 @@ class Definition(Model):
     # contact: runs per contact (the engine); system: runs per tick or finished event
     # (tidings.system), with job steps and no contact.
     kind: Literal["contact", "system"] = "contact"
-    trigger: Trigger | SystemTrigger | None = None
+    trigger: Trigger | None = None
     runs: Literal["once", "multiple"] = "once"
     allow_statuses: tuple[ContactStatus, ...] = DEFAULT_STATUSES
     steps: tuple[Step, ...] = Field(min_length=1)
