@@ -20,6 +20,7 @@ from tidings.contacts.models import (
     Suppression,
     Tag,
 )
+from tidings.coupons.models import CouponCode, CouponPool
 from tidings.db.base import Base
 from tidings.deals.models import (
     Deal,
@@ -54,6 +55,8 @@ __all__ = [
     "Broadcast",
     "Contact",
     "ContactTag",
+    "CouponCode",
+    "CouponPool",
     "CustomField",
     "Deal",
     "DealContact",

@@ -1,4 +1,4 @@
-"""system automations (issue 16): ticks (exactly-once starts) and runs
+"""system automations (issue 16): ticks (exactly-once starts) and runs; coupon pools
 
 Revision ID: 0020
 Revises: 0025
@@ -56,9 +56,34 @@ def upgrade() -> None:
         sa.UniqueConstraint("tick_key", name=op.f("uq_system_runs_tick_key")),
     )
     op.create_index("ix_system_runs_state_wake", "system_runs", ["state", "wake_at"])
+    op.create_table(
+        "coupon_pools",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("low_stock", sa.Integer(), nullable=False),
+        sa.Column("shortage", sa.BigInteger(), nullable=False),
+        _time("created_at"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_pools")),
+        sa.UniqueConstraint("name", name=op.f("uq_coupon_pools_name")),
+    )
+    op.create_table(
+        "coupon_codes",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("pool_id", sa.BigInteger(), nullable=False),
+        sa.Column("code", sa.String(length=200), nullable=False),
+        sa.Column("contact_id", sa.BigInteger(), nullable=True),
+        _time("assigned_at", nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_codes")),
+        sa.UniqueConstraint("pool_id", "code", name="uq_coupon_codes_pool_code"),
+        sa.UniqueConstraint("pool_id", "contact_id", name="uq_coupon_codes_pool_contact"),
+    )
+    op.create_index("ix_coupon_codes_free", "coupon_codes", ["pool_id", "contact_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_coupon_codes_free", table_name="coupon_codes")
+    op.drop_table("coupon_codes")
+    op.drop_table("coupon_pools")
     op.drop_index("ix_system_runs_state_wake", table_name="system_runs")
     op.drop_table("system_runs")
     op.drop_index("ix_system_ticks_automation_due", table_name="system_ticks")
