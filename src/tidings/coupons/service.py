@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 import string
 from datetime import datetime
@@ -18,18 +19,30 @@ from datetime import datetime
 from sqlalchemy import TextClause, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from tidings.contacts import catalog
+from tidings.contacts import repository as contacts_repository
+from tidings.contacts.schemas import FieldIn
 from tidings.coupons.models import CouponCode, CouponPool
 from tidings.errors import NotFound, ValidationFailed
 
 ALPHABET = string.ascii_uppercase + string.digits
+POOL_NAME = re.compile(r"[A-Za-z0-9_]{1,50}")
 MAX_CODE = 200
 
 
+def field_key(pool: str) -> str:
+    """The contact field holding a contact's code of `pool` (what templates show)."""
+    return f"coupon_{pool.lower()}"
+
+
 def create_pool(session: Session, name: str, *, now: datetime, low_stock: int = 0) -> CouponPool:
-    if not name.strip() or len(name) > 100:
-        raise ValidationFailed("name: must be 1-100 characters")
+    """A pool, and its contact field (a text custom field `coupon_<name>`) if missing."""
+    if not POOL_NAME.fullmatch(name):
+        raise ValidationFailed("name: 1-50 letters, digits or _")
     if session.scalar(select(CouponPool.id).where(CouponPool.name == name)) is not None:
         raise ValidationFailed(f"name: a pool named {name!r} exists")
+    if contacts_repository.field_id(session, field_key(name)) is None:
+        catalog.create_field(session, FieldIn(key=field_key(name), type="text"), now=now)
     pool = CouponPool(name=name, low_stock=max(0, low_stock), shortage=0, created_at=now)
     session.add(pool)
     session.flush()

@@ -141,6 +141,21 @@ class ExitAutomationAction(StepBase):
     automation: str = Field(min_length=1, max_length=200)
 
 
+class AssignCouponAction(StepBase):
+    """One code of a coupon pool per contact (the same one if asked again), stored in a
+    contact field (default `coupon_<pool>`, lower case); `empty`: where a run goes when the
+    pool is empty (default: on, with the outcome `empty` recorded)."""
+
+    action: Literal["assign_coupon"]
+    pool: str = Field(min_length=1, max_length=100)
+    field: str | None = Field(default=None, min_length=1, max_length=64)
+    empty: str | None = None
+
+    @property
+    def field_name(self) -> str:
+        return self.field or f"coupon_{self.pool.lower()}"  # coupons.service.field_key
+
+
 ActionStep = (
     TagAction
     | ListAction
@@ -152,6 +167,7 @@ ActionStep = (
     | WebhookAction
     | StartAutomationAction
     | ExitAutomationAction
+    | AssignCouponAction
     | DEAL_ACTION_STEPS
 )
 Action = Annotated[ActionStep, Field(discriminator="action")]
@@ -168,6 +184,7 @@ ACTIONS = (
     "webhook",
     "start_automation",
     "exit_automation",
+    "assign_coupon",
     *DEAL_ACTIONS,
 )
 
