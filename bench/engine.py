@@ -488,7 +488,9 @@ def bench_durability(backend: str) -> None:
     kills = 0
     began = time.perf_counter()
     while True:
-        with database.engine.connect().execution_options(sqlite_deferred=True) as connection:
+        with database.engine.connect().execution_options(
+            **database.dialect.read_only_options()
+        ) as connection:
             left = connection.scalar(
                 select(func.count()).select_from(Enrolment).where(Enrolment.state == "active")
             )

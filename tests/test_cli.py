@@ -73,9 +73,9 @@ def test_lists_add_and_remove_segment(cli: CliRunner, tmp_path: Path) -> None:
     assert cli.invoke(app, ["contacts", "import", str(source), "--list", "Main"]).exit_code == 0
     assert cli.invoke(app, ["contacts", "import", str(source.with_name("none.csv"))]).exit_code == 2
     result = cli.invoke(app, ["lists", "add-segment", "Main", '{"has_tag": "VIP"}'])
-    assert result.exit_code == 0 and "0 contact(s) subscribed to Main" in result.output
+    assert result.exit_code == 0 and "0 contacts subscribed to Main" in result.output
     result = cli.invoke(app, ["lists", "remove-segment", "Main", '{"has_tag": "VIP"}'])
-    assert result.exit_code == 0 and "1 contact(s) unsubscribed from Main" in result.output
+    assert result.exit_code == 0 and "1 contact unsubscribed from Main" in result.output
     result = cli.invoke(app, ["lists", "add-segment", "Nope", '{"has_tag": "VIP"}'])
     assert result.exit_code == 2 and "does not exist" in result.output
 

@@ -49,6 +49,12 @@ def create_app(
     from tidings.events.tracking import router as tracking_router
 
     app.include_router(tracking_router)  # public: every request carries a signed token
+    from tidings.activecampaign.mount import create_ac_app
+
+    # ActiveCampaign-compatible, with its own auth and error shapes. Mounted early: a mount is
+    # one prefix check for other paths, while /api/3 requests would otherwise be matched
+    # against every route registered before it.
+    app.mount("/api/3", create_ac_app(app))
     from tidings.contacts.api import router as contacts_router
 
     authenticated = [Depends(require_api_key)]
@@ -89,7 +95,6 @@ def create_app(
     from tidings.activecampaign.tracking import public_router as ac_event_router
 
     app.include_router(ac_event_router)  # ActiveCampaign's event tracking: a key in the form
-    app.mount("/api/3", create_ac_app(app))  # ActiveCampaign-compatible (its own auth, errors)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

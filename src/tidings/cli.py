@@ -41,7 +41,7 @@ class _Commands(LazyGroup):
         ),
         "jobs": LazyCommand(
             "tidings.jobs.cli:jobs_app",
-            "Jobs: run a job spec by hand and list job runs.",
+            "Run jobs (send, export, import, membership, hygiene).",
         ),
         "lists": LazyCommand(
             "tidings.contacts.cli:lists_app", "Manage list memberships by segment."
@@ -62,8 +62,9 @@ class _Commands(LazyGroup):
         ),
         "worker": LazyCommand(
             "tidings.automations.cli:worker_command",
-            "Run automation workers (for scale-out; `tidings serve` runs one in-process), and "
-            "the outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender).",
+            "Run automation workers (for scale-out; `tidings serve` runs one in-process), the "
+            "outbox email sender when TIDINGS_SMTP_URL is set (unless --no-sender), and jobs: "
+            "runs left unfinished, the drop folder (TIDINGS_IMPORT_DIR), export retention.",
         ),
     }
 
@@ -92,7 +93,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 
     database = open_database()
     upgrade(database, revision, secret_file=get_settings().secret_file)
-    console.print(f"database at {database.engine.url.render_as_string()} is at {revision}")
+    typer.echo(f"database at {database.engine.url.render_as_string()} is at {revision}")
 
 
 @apikey_app.command("create")
@@ -110,13 +111,30 @@ def apikey_create(name: str) -> None:
 
 
 @apikey_app.command("list")
-def apikey_list() -> None:
+def apikey_list(
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (for scripts)."),
+) -> None:
     """List API keys: id, name, the key's first characters, created, revoked."""
     from tidings.auth.service import list_api_keys
-    from tidings.cli_support import open_database
+    from tidings.cli_support import echo_json, open_database
 
     with open_database().session() as session:
-        for row in list_api_keys(session):
+        rows = list_api_keys(session)
+        if as_json:
+            echo_json(
+                [
+                    {
+                        "id": row.id,
+                        "name": row.name,
+                        "prefix": row.prefix,
+                        "created_at": row.created_at.isoformat(),
+                        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+                    }
+                    for row in rows
+                ]
+            )
+            return
+        for row in rows:
             revoked = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
             typer.echo(
                 f"{row.id}\t{row.name}\t{row.prefix}...\t{row.created_at.isoformat()}\t{revoked}"
@@ -138,9 +156,9 @@ def apikey_revoke(
             row = revoke_api_key(session, key_id, now=SystemClock().now())
             name = row.name
     except NotFound as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(f"revoked key {key_id} ({name})")
+    typer.echo(f"revoked key {key_id} ({name})")
 
 
 @app.command()

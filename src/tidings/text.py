@@ -35,3 +35,8 @@ def refuse_control_characters(field: str, value: str, *, multiline: bool = False
     if problem is not None:
         message = f"{field}: contains {problem}"
         raise ValidationFailed(message, errors=[{"field": field, "message": message}])
+
+
+def counted(count: int, word: str, plural: str | None = None) -> str:
+    """'1 contact', '2 contacts': a number with its noun, singular or plural as it needs."""
+    return f"{count} {word if count == 1 else (plural or word + 's')}"

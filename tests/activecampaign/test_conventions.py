@@ -184,3 +184,16 @@ def test_deal_filters_and_stage_moves(ac: TestClient) -> None:
     assert stage.status_code == 201 and stage.json()["dealStage"]["color"] == "FF0000"
     one = ac.get(f"/dealGroups/{group['dealGroup']['id']}").json()
     assert len(one["dealStages"]) == 4 and len(one["dealGroup"]["stages"]) == 4
+
+
+def test_contact_notes_and_field_value_filters(ac: TestClient) -> None:
+    contact = ac.post("/contacts", json={"contact": {"email": "o@example.com"}}).json()["contact"]
+    note = ac.post(
+        "/notes", json={"note": {"note": "hello", "relid": contact["id"], "reltype": "Subscriber"}}
+    )
+    assert note.status_code == 201
+    notes = ac.get(f"/contacts/{contact['id']}/notes").json()
+    assert [n["note"] for n in notes["notes"]] == ["hello"] and notes["meta"]["total"] == "1"
+    huge = ac.get("/fieldValues", params={"filters[contactid]": str(2**70)})
+    assert huge.status_code == 422
+    assert ac.get("/deals", params={"filters[minimum_value]": str(2**62)}).status_code == 422

@@ -156,9 +156,9 @@ def test_a_worker_and_the_api_started_in_different_directories_agree(
     links = {kind: url for url, kind in re.findall(pattern, html.get_content())}
     server = start_serve(env, api_dir, port, "--no-worker")
     try:
-        page = httpx.get(links["u"])
+        page = httpx.get(links["u"], timeout=60)
         assert page.status_code == 200 and "ann@example.org" in page.text
-        redirect = httpx.get(links["t/c"])
+        redirect = httpx.get(links["t/c"], timeout=60)
         assert redirect.status_code == 302
         assert redirect.headers["location"].startswith("https://shop.example.com/sale")
     finally:

@@ -59,12 +59,16 @@ def _deals(database: Database, clock: FakeClock, contacts: list[int], lead: int)
 
 
 def _tasks(database: Database) -> int:
-    with database.engine.connect().execution_options(sqlite_deferred=True) as connection:
+    with database.engine.connect().execution_options(
+        **database.dialect.read_only_options()
+    ) as connection:
         return connection.scalar(select(func.count()).select_from(Task)) or 0
 
 
 def _done(database: Database, automation_id: int) -> int:
-    with database.engine.connect().execution_options(sqlite_deferred=True) as connection:
+    with database.engine.connect().execution_options(
+        **database.dialect.read_only_options()
+    ) as connection:
         query = select(func.count()).select_from(Enrolment)
         where = (Enrolment.automation_id == automation_id, Enrolment.state != "active")
         return connection.scalar(query.where(*where)) or 0
@@ -120,7 +124,7 @@ def test_sigkill_while_deals_move_never_loses_or_doubles_a_deal_effect(
             .where(Activity.type == "deal_score_changed", Activity.cause == "automation")
             .group_by(Activity.deal_id)
         )
-        scores = dict(session.execute(select(Deal.id, Deal.score)).tuples().all())
+        scores = {i: s for i, s in session.execute(select(Deal.id, Deal.score))}
         tagged = per(
             select(Activity.contact_id, func.count())
             .where(Activity.type == "tag_added")

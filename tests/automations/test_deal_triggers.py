@@ -238,3 +238,19 @@ def test_through_the_api_the_run_shows_its_deal(
     assert (run["deal_id"], run["state"]) == (deal, "completed")
     tasks = client.get("/api/v1/tasks", params={"deal": deal}).json()["items"]
     assert [t["title"] for t in tasks] == ["Send the invoice"]
+
+
+def test_a_1to1_email_sent_through_the_api_starts_its_recipient_for_the_deal(
+    client: TestClient, database: Database, clock: FakeClock, engine: Engine
+) -> None:
+    crm = make_crm(database, clock)
+    aid = _auto(database, clock, "{type: deal_email_sent}")
+    engine.run_until_idle()
+    deal = crm.deal(owner_id=crm.users[0], contact_ids=[crm.contacts[1]])
+    response = client.post(
+        f"/api/v1/deals/{deal}/emails",
+        json={"subject": "Your quote", "body": "Here it is.", "to": "c1@example.com"},
+    )
+    assert response.status_code == 201, response.text
+    engine.run_until_idle()
+    assert deal_runs(database, aid) == [(crm.contacts[1], deal, "completed")]

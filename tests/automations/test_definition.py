@@ -131,7 +131,7 @@ steps:
     assert (
         "steps[0].if.has_tagg",
         "unknown condition; expected one of: and, or, not, field, "
-        "has_tag, lacks_tag, in_list, status, score, created, event, purchase_total",
+        "has_tag, lacks_tag, in_list, status, score, created, event, purchase_total, has_deal",
     ) in found
     assert ("steps[0].else", "unknown step id 'nowher'") in found
     assert ("steps[2].template", "Field required") in found

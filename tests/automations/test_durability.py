@@ -65,7 +65,9 @@ def _worker(database_url: str, tmp: Path) -> subprocess.Popen[bytes]:
 
 def _done(database: Database, automation_id: int) -> int:
     # A deferred (read) transaction: it must not queue for SQLite's write lock behind the worker.
-    with database.engine.connect().execution_options(sqlite_deferred=True) as connection:
+    with database.engine.connect().execution_options(
+        **database.dialect.read_only_options()
+    ) as connection:
         return (
             connection.scalar(
                 select(func.count())

@@ -147,6 +147,13 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_imported(
     assert "not valid utf-8" in reasons[6].lower() and "0xff" in reasons[6]
     assert "fields.plan" in reasons[7]
     assert "duplicate" in reasons[9]
+    # In line order, each with the cells it had (as far as they could be read).
+    assert [int(r[0]) for r in rows[1:]] == [3, 4, 5, 6, 7, 9]
+    cells = {int(r[0]): r[2:] for r in rows[1:]}
+    assert cells[3] == ["not-an-email", "B", "2", "free"]
+    assert cells[5] == ["ok3@example.com", "D", "3"]
+    assert cells[6] == ["ok4@example.com", "\ufffd\ufffd", "4", "free"]
+    assert cells[9] == ["OK6@example.com", "G", "6", "pro"]
 
 
 def test_rows_with_a_nul_character_are_rejected_and_the_rest_imported(

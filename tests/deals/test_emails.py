@@ -275,13 +275,15 @@ def _automation(client: TestClient, name: str) -> int:
     return int(ok(created, 201)["id"])
 
 
-def _enrolled(database: Database, automation_id: int) -> list[int]:
+def _enrolled(database: Database, automation_id: int) -> list[tuple[int, int | None]]:
+    """(contact, deal) of the automation's runs."""
     with database.session() as session:
-        return list(
-            session.scalars(
-                select(Enrolment.contact_id).where(Enrolment.automation_id == automation_id)
+        rows = session.execute(
+            select(Enrolment.contact_id, Enrolment.deal_id).where(
+                Enrolment.automation_id == automation_id
             )
         )
+        return [(c, d) for c, d in rows]
 
 
 def test_automate_this_email_on_send_and_on_reply(
@@ -291,7 +293,7 @@ def test_automate_this_email_on_send_and_on_reply(
     on_send = _automation(crm.client, "on-send")
     on_reply = _automation(crm.client, "on-reply")
     ok(send(crm, deal_id, automation_id=on_send), 201)
-    assert _enrolled(database, on_send) == [crm.contacts[0]]
+    assert _enrolled(database, on_send) == [(crm.contacts[0], deal_id)]
     sent = ok(
         send(crm, deal_id, to="c1@example.com", automation_id=on_reply, automate_on="replied"), 201
     )
@@ -299,7 +301,7 @@ def test_automate_this_email_on_send_and_on_reply(
     assert _enrolled(database, on_reply) == []
     token = sent["message_id"].partition("@")[0]
     deliver(database, clock, settings, [(reply_mail(sent["message_id"]), f"reply+{token}@x.org")])
-    assert _enrolled(database, on_reply) == [crm.contacts[1]]
+    assert _enrolled(database, on_reply) == [(crm.contacts[1], deal_id)]
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(DealEmailReply)) == 1
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.deals.helpers import Crm, ok
 from tests.deals.test_scoring import BIG, OPENED, rule, score, score_changes
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
+from tidings.deals import scorekeeper
 from tidings.deals.scorekeeper import keep_scores_current, reads_relative_time
 
 
@@ -81,3 +84,20 @@ def test_points_drop_when_they_expire(crm: Crm, database: Database, clock: FakeC
 def test_relative_windows_are_found_anywhere_in_a_condition() -> None:
     assert reads_relative_time({"and": [BIG, {"not": OPENED}]})
     assert not reads_relative_time({"and": [BIG, {"tag": "vip"}]})
+
+
+def test_a_window_sweep_goes_a_chunk_of_deals_per_pass(
+    crm: Crm, database: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scorekeeper, "WINDOW_CHUNK", 2)
+    deals = [crm.deal(contact_id=crm.contacts[i % 3])["id"] for i in range(5)]
+    opened(crm, clock, crm.contacts[0])
+    rule(crm, OPENED, 5)
+    assert [score(crm, d) for d in deals] == [5, 0, 0, 5, 0]
+    passes(database, clock)
+    clock.advance(days=8)
+    # the sweep: 5 deals, 2 per pass, then the pass that finds none left
+    assert keep_scores_current(database, clock)
+    assert [score(crm, d) for d in deals] == [0, 0, 0, 5, 0]  # deals 1 and 2 done, 4 not yet
+    assert passes(database, clock) == 3
+    assert [score(crm, d) for d in deals] == [0, 0, 0, 0, 0]

@@ -130,10 +130,10 @@ def test_prune(
     refused = cli.invoke(app, ["events", "prune"])
     assert refused.exit_code == 2 and "--older-than" in refused.output
     result = cli.invoke(app, ["events", "prune", "--older-than", "60"])
-    assert result.exit_code == 0 and "pruned 1 events" in result.output
+    assert result.exit_code == 0 and "pruned 1 event older than 60 days" in result.output
     monkeypatch.setenv("TIDINGS_EVENT_RETENTION_DAYS", "30")
     get_settings.cache_clear()
-    assert "pruned 1 events" in cli.invoke(app, ["events", "prune"]).output
+    assert "pruned 1 event older than 30 days" in cli.invoke(app, ["events", "prune"]).output
     with database.session() as session:
         assert session.scalars(select(Activity.type)).all() == ["contact_created", "email_opened"]
         assert session.scalar(select(Contact.open_count)) == 3

@@ -27,9 +27,9 @@ CONTACTS = 1_000
 
 
 def _scalar(database: Database, query: object) -> int:
-    # A deferred (read) transaction: never queued behind the job's SQLite write lock.
-    with database.engine.connect().execution_options(sqlite_deferred=True) as connection:
-        return int(connection.scalar(query) or 0)  # type: ignore[call-overload]
+    # A read-only transaction: never queued behind the job's SQLite write lock.
+    with database.read_session() as session:
+        return int(session.scalar(query) or 0)  # type: ignore[call-overload]
 
 
 def _kill_when(

@@ -76,7 +76,7 @@ def test_destinations_from_the_settings(settings: Settings, database: Database) 
     raw = (
         '{"gmail.com, googlemail.com": {"connections": 8, "messages_per_connection": 100},'
         ' "outlook.com": {"connections": 2},'
-        ' "*": {"connections": 16, "messages_per_connection": 0}}'
+        ' " * ": {"connections": 16, "messages_per_connection": 0}}'
     )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("TIDINGS_SMTP_DESTINATIONS", raw)

@@ -49,7 +49,7 @@ def test_worker_once_sends_the_outbox_unless_no_sender(
     assert sink.handler.messages == [] and _status(database, outbox_id) == "queued"
     result = cli.invoke(app, ["worker", "--once"])
     assert result.exit_code == 0, result.output
-    assert "1 emails sent" in result.output
+    assert "1 email sent" in result.output
     assert sink.handler.count_by_recipient() == {"ann@example.org": 1}
     assert _status(database, outbox_id) == "sent"
 

@@ -10,12 +10,14 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
 from tidings.deals.users import Role, create_user
+from tidings.web import passwords
 from tidings.web.passwords import set_password
 
 ADMIN = ("admin@example.com", "correct horse battery")
@@ -27,6 +29,13 @@ def make_user(database: Database, clock: FakeClock, email: str, password: str, r
         user = create_user(session, email, email.partition("@")[0], role=role, now=clock.now())
         set_password(session, user, password, now=clock.now())
         return user.id
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 with its production cost takes ~0.1 s a hash (more on a loaded machine); the
+    tests hash and check dozens. A hash carries its parameters, so checks stay real."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
 
 
 @pytest.fixture
@@ -78,3 +87,11 @@ def member_client(browser_client: TestClient) -> TestClient:
     response = sign_in(browser_client, *MEMBER)
     assert response.status_code == 303  # type: ignore[attr-defined]
     return browser_client
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[object]:
+    """Keep each phase's report on the test, so the browser fixture knows it failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)  # type: ignore[attr-defined]
+    return report

@@ -195,3 +195,17 @@ def test_secrets_of_the_sending_configuration_are_masked(
     page = admin_client.get("/admin/settings")
     assert "hunter2" not in page.text and "test-secret-key" not in page.text
     assert "smtp://mailer:••••••@smtp.example.com:587" in page.text
+
+
+def test_the_dashboard_shows_every_section(admin_client: TestClient) -> None:
+    page = admin_client.get("/admin")
+    for heading in (
+        "Contacts by status",
+        "Engagement per day",
+        "Automations running",
+        "Last broadcasts",
+        "Open deals by stage",
+        "Recent job runs",
+    ):
+        assert heading in page.text
+    assert "data-chart=" in page.text

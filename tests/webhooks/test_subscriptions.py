@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tidings.app import create_app
+from tidings.automations.worker import Worker
 from tidings.clock import FakeClock
 from tidings.config import Settings
 from tidings.db.engine import Database
@@ -159,3 +161,25 @@ def test_bad_subscriptions_are_refused(api: TestClient) -> None:
     assert "deal_stage_changed" in api.get("/api/v1/webhooks/events").json()["events"]
     assert api.delete(f"/api/v1/webhooks/{ok.json()['id']}").status_code == 204
     assert api.get(f"/api/v1/webhooks/{ok.json()['id']}").status_code == 404
+
+
+def test_the_worker_delivers(
+    api: TestClient,
+    hook: Receiver,
+    database: Database,
+    clock: FakeClock,
+    loopback_settings: Settings,
+) -> None:
+    """`tidings worker` (and serve's worker) runs the webhook pass, woken by the commit."""
+    api.post("/api/v1/webhooks", json={"url": hook.url, "events": ["contact_created"]})
+    _pass(database, clock, loopback_settings)
+    worker = Worker(database, clock, settings=loopback_settings, poll_seconds=0.1)
+    worker.start()
+    try:
+        api.post("/api/v1/contacts", json={"email": "w@example.com"})
+        deadline = time.monotonic() + 10
+        while not hook.requests and time.monotonic() < deadline:
+            time.sleep(0.02)  # waiting for the worker thread, not for time to pass
+    finally:
+        worker.stop()
+    assert [json.loads(r.body)["contact"]["email"] for r in hook.requests] == ["w@example.com"]

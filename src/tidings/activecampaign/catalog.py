@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
 from tidings.activecampaign import shapes
 from tidings.activecampaign.bodies import AcId, ACModel
 from tidings.activecampaign.contacts import ac_value, field_by_ref
 from tidings.activecampaign.deps import SessionDep
-from tidings.activecampaign.envelopes import ac_id, meta, page, pair, unpair
+from tidings.activecampaign.envelopes import ac_id, id_filter, meta, page, pair, unpair
 from tidings.activecampaign.errors import ac_json
 from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep
@@ -461,10 +461,8 @@ def list_field_values(request: Request, session: SessionDep) -> JSONResponse:
     params = request.query_params
     only_field = params.get("filters[fieldid]")
     contact_filter = {
-        "contactid": lambda raw: (
-            Contact.id == int(raw) if raw.strip().isdigit() else Contact.id == -1
-        ),
-        "fieldid": lambda raw: Contact.id == Contact.id,
+        "contactid": id_filter(Contact.id, "contactid"),
+        "fieldid": lambda raw: true(),  # applied to the values below
     }
     rows, total = page(
         session, select(Contact), request, id_column=Contact.id, filters=contact_filter

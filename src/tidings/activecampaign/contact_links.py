@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy import select
 
-from tidings.activecampaign import related, shapes
+from tidings.activecampaign import deal_shapes, related, shapes
 from tidings.activecampaign.bodies import AcId, ACModel
 from tidings.activecampaign.deps import SessionDep
 from tidings.activecampaign.envelopes import ac_id, ac_time, meta, page, unpair
@@ -23,6 +23,7 @@ from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.contacts import service
 from tidings.contacts.models import ContactTag, ListMembership, Tag
+from tidings.deals import tasks
 from tidings.errors import Conflict, NotFound, field_error
 
 router = APIRouter()
@@ -164,6 +165,13 @@ def contact_automations(contact_id: Id, session: SessionDep) -> JSONResponse:
     service.get_contact(session, contact_id)
     items = related.contact_automations(session, contact_id)
     return ac_json({"contactAutomations": items, "meta": meta(len(items))})
+
+
+@router.get("/contacts/{contact_id}/notes")
+def contact_notes(contact_id: Id, session: SessionDep) -> JSONResponse:
+    service.get_contact(session, contact_id)
+    notes = tasks.note_page(session, deal_id=None, contact_id=contact_id, before_id=None, limit=100)
+    return ac_json({"notes": [deal_shapes.note(n) for n in notes], "meta": meta(len(notes))})
 
 
 @router.get("/contacts/{contact_id}/scoreValues")

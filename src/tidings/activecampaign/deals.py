@@ -123,6 +123,11 @@ def _search(raw: str) -> Any:
     return or_(Deal.title.ilike(pattern), Deal.description.ilike(pattern))
 
 
+def _dollars(raw: str, name: str) -> int:
+    """ActiveCampaign's value filters are in whole currency units; values are stored in cents."""
+    return int_param(raw, f"filters[{name}]", maximum=MAX_VALUE // 100) * 100
+
+
 DEAL_FILTERS = {
     "search": _search,
     "title": lambda raw: Deal.title.ilike("%" + raw.strip() + "%"),
@@ -135,8 +140,8 @@ DEAL_FILTERS = {
     "created_after": time_filter(Deal.created_at, after=True),
     "updated_before": time_filter(Deal.updated_at, after=False),
     "updated_after": time_filter(Deal.updated_at, after=True),
-    "minimum_value": lambda raw: Deal.value >= int_param(raw, "filters[minimum_value]") * 100,
-    "maximum_value": lambda raw: Deal.value <= int_param(raw, "filters[maximum_value]") * 100,
+    "minimum_value": lambda raw: Deal.value >= _dollars(raw, "minimum_value"),
+    "maximum_value": lambda raw: Deal.value <= _dollars(raw, "maximum_value"),
 }
 DEAL_ORDERS = {
     "title": Deal.title,

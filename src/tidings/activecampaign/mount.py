@@ -18,9 +18,8 @@ from tidings.activecampaign import (
     tracking,
     webhooks,
 )
-from tidings.activecampaign.deps import SessionDep
 from tidings.activecampaign.errors import install_error_handlers, not_found
-from tidings.api.deps import refuse_nul_parameters
+from tidings.api.deps import DatabaseDep, refuse_nul_parameters
 from tidings.auth.service import find_api_key
 
 # ActiveCampaign resources with no counterpart in Tidings (docs/activecampaign.md).
@@ -49,11 +48,16 @@ UNSUPPORTED = {
 
 
 def require_token(
-    session: SessionDep,
+    database: DatabaseDep,
     api_token: Annotated[str | None, Header(alias="Api-Token")] = None,
 ) -> None:
-    if not api_token or find_api_key(session, api_token.strip()) is None:
-        raise HTTPException(403, "You are not authorized to access this resource")
+    """Checked in its own short read transaction: a write request takes SQLite's write lock
+    only once its token is known good."""
+    if api_token and api_token.strip():
+        with database.read_session() as session:
+            if find_api_key(session, api_token.strip()) is not None:
+                return
+    raise HTTPException(403, "You are not authorized to access this resource")
 
 
 def _unsupported_router() -> APIRouter:

@@ -92,9 +92,9 @@ def _email(visit: str) -> str | None:
 
 
 _EVENT_ANSWERS: dict[int | str, dict[str, Any]] = {
-    403: {"description": "`key` is not a valid API key"},
-    413: {"description": "the form is too large"},
-    422: {"description": "the form, `event` or `visit` is missing or invalid"},
+    403: {"description": "`key` is not a valid API key."},
+    413: {"description": "The form is too large."},
+    422: {"description": "The form is not valid (`message` says why)."},
 }
 
 

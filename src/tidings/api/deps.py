@@ -82,9 +82,12 @@ def refuse_nul_parameters(request: Request) -> None:
             )
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
-ReadSessionDep = Annotated[Session, Depends(get_read_session)]
-WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+# Function-scoped: the transaction ends (commits) when the endpoint returns, before the
+# response is sent; request-scoped, FastAPI would commit after sending it, so a client could
+# read its answer before the change was visible, and a failing commit would go unreported.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from tidings.auth.signing import KeyInfo, drop_old_keys, forget_cached_keys, list_keys, rotate_key
-from tidings.cli_support import open_database
+from tidings.cli_support import JSON_OPTION_HELP, counted, echo_json, open_database
 from tidings.clock import SystemClock
 from tidings.config import get_settings
 
@@ -31,12 +31,26 @@ def _warn_if_overridden() -> None:
 
 
 @secret_app.command("list")
-def list_command() -> None:
+def list_command(as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
     """The keys: id, fingerprint (never the key), created, and which one signs."""
     _warn_if_overridden()
     with open_database().session() as session:
-        for key in list_keys(session):
-            typer.echo(_line(key))
+        keys = list_keys(session)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "id": k.id,
+                    "fingerprint": k.fingerprint,
+                    "created_at": k.created_at.isoformat(),
+                    "signing": k.signing,
+                }
+                for k in keys
+            ]
+        )
+        return
+    for key in keys:
+        typer.echo(_line(key))
 
 
 @secret_app.command("rotate")
@@ -71,4 +85,4 @@ def drop_old_command() -> None:
     with database.session() as session:
         dropped = drop_old_keys(session)
     forget_cached_keys(database)
-    console.print(f"{dropped} older key(s) deleted")
+    typer.echo(f"{counted(dropped, 'older key')} deleted")

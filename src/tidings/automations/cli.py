@@ -11,7 +11,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from tidings.cli_support import open_database
+from tidings.cli_support import counted, open_database
 from tidings.clock import SystemClock
 from tidings.errors import TidingsError
 
@@ -376,10 +376,10 @@ def worker_command(
         jobs.poll()  # interrupted job runs, the drop folder, export retention
         system.run_until_idle()  # due schedule ticks, finished events, system runs
         stats = Engine(database, clock, batch_size=batch_size).run_until_idle()
-        typer.echo(f"{stats.steps} steps, {stats.enrolled} enrolled")
+        typer.echo(f"{counted(stats.steps, 'step')}, {stats.enrolled} enrolled")
         sent = None if no_sender else send_until_idle(database, clock, get_settings())
         if sent is not None:
-            typer.echo(f"{sent} emails sent")
+            typer.echo(f"{counted(sent, 'email')} sent")
         return
     worker = Worker(
         database, clock, concurrency=concurrency, settings=get_settings(), batch_size=batch_size
@@ -388,7 +388,7 @@ def worker_command(
     sender = None if no_sender else start_sender(database, clock, get_settings())
     jobs.start()  # resumes interrupted job runs first
     system.start()  # a missed schedule tick runs once now (catch_up: once)
-    console.print(f"worker running with {concurrency} thread(s); Ctrl-C stops it")
+    console.print(f"worker running with {counted(concurrency, 'thread')}; Ctrl-C stops it")
     try:
         worker.run_forever()
     finally:

@@ -104,7 +104,7 @@ def match_activities(
     new_cursor = rows[-1].id if len(rows) == limit else max(upper, cursor)
     now = clock.now()
     if dialect_of(session).concurrent_writers:
-        rows.extend(_fill_gaps(session, query, cursor, new_cursor, gaps, now))
+        rows.extend(fill_gaps(session, query, cursor, new_cursor, gaps, now))
     started: dict[tuple[int, ...], int] = {}
     entered = _enrol_matches(session, snapshot, rows, now, started)
     _recheck(session, snapshot, rows, now)
@@ -178,7 +178,7 @@ def _lock_cursor(session: Session) -> dict[str, Any] | None:
     return dict(value)
 
 
-def _fill_gaps(
+def fill_gaps(
     session: Session,
     query: Any,
     cursor: int,

@@ -10,13 +10,13 @@ import typer
 from rich.console import Console
 from sqlalchemy import select
 
-from tidings.cli_support import open_database
+from tidings.cli_support import JSON_OPTION_HELP, counted, echo_json, open_database
 from tidings.clock import SystemClock
 from tidings.contacts.csvfile import rejected_path_for
 from tidings.contacts.importer import export_contacts, import_contacts
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import TidingsError
-from tidings.progress import file_progress
+from tidings.progress import file_import
 
 contacts_app = typer.Typer(help="Import and export contacts.", no_args_is_help=True)
 lists_app = typer.Typer(help="Manage list memberships by segment.", no_args_is_help=True)
@@ -45,6 +45,7 @@ def import_command(
         False, help="Let the file resubscribe unsubscribed, bounced or complained contacts."
     ),
     reason: str = typer.Option(None, help="Why (required with --force-resubscribe)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Import contacts from CSV. Rejected rows go to FILE.rejected.csv with the reason."""
 
@@ -53,12 +54,8 @@ def import_command(
     database = open_database()
     rejected = rejected_path_for(file)
     rejected.unlink(missing_ok=True)
-    with (
-        file.open("rb") as stream,
-        file_progress("importing", console) as progress,
-    ):
-        task = progress.add_task("import", total=file.stat().st_size)
-        try:
+    try:
+        with file_import(file, "importing", console) as (stream, progress):
             summary = import_contacts(
                 database,
                 stream,
@@ -70,26 +67,37 @@ def import_command(
                 encoding=encoding,
                 force_resubscribe=force_resubscribe,
                 reason=reason,
-                progress=lambda _rows: progress.update(task, completed=stream.tell()),
+                progress=progress,
             )
-        except TidingsError as exc:
-            raise _fail(exc.detail) from None
-        except LookupError as exc:
-            raise _fail(f"--encoding: {exc}") from None
-        progress.update(task, completed=file.stat().st_size)
-    console.print(
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    except LookupError as exc:
+        raise _fail(f"--encoding: {exc}") from None
+    if as_json:
+        echo_json(
+            {
+                "created": summary.created,
+                "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "rejected": summary.rejected,
+                "kept_status": summary.kept_status,
+                "rejected_file": str(summary.rejected_file) if summary.rejected_file else None,
+            }
+        )
+        return
+    typer.echo(
         f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
         f"rejected {summary.rejected}"
     )
     if summary.kept_status:
-        console.print(
-            f"{summary.kept_status} contact(s) kept their unsubscribed/bounced/complained status "
-            "(use --force-resubscribe with --reason to change it)"
+        typer.echo(
+            f"{counted(summary.kept_status, 'contact')} kept their unsubscribed/bounced/"
+            "complained status (use --force-resubscribe with --reason to change it)"
         )
     for sample in summary.samples:
         console.print(f"  [yellow]{sample}[/yellow]")
     if summary.rejected_file:
-        console.print(f"rejected rows written to {summary.rejected_file}")
+        typer.echo(f"rejected rows written to {summary.rejected_file}")
 
 
 @contacts_app.command("export")
@@ -112,12 +120,13 @@ def export_command(
             where = segment_filter(database, segment)
         except TidingsError as exc:
             raise _fail(exc.detail) from None
-    if str(file) == "-":
+    if str(file) == "-":  # the CSV is the result: the count goes beside it, to stderr
         count = export_contacts(database, sys.stdout, where=where)
+        console.print(f"exported {counted(count, 'contact')}")
     else:
         with file.open("w", newline="", encoding="utf-8") as out:
             count = export_contacts(database, out, where=where)
-    console.print(f"exported {count} contacts")
+        typer.echo(f"exported {counted(count, 'contact')} to {file}")
 
 
 def _apply_segment(list_name: str, segment: str, action: Literal["add", "remove"]) -> None:
@@ -137,7 +146,7 @@ def _apply_segment(list_name: str, segment: str, action: Literal["add", "remove"
     except TidingsError as exc:
         raise _fail(exc.detail) from None
     verb = "subscribed to" if action == "add" else "unsubscribed from"
-    console.print(f"{change.changed} contact(s) {verb} {list_name}")
+    typer.echo(f"{counted(change.changed, 'contact')} {verb} {list_name}")
 
 
 @lists_app.command("add-segment")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tidings.errors import ValidationFailed
+from tidings.text import counted
 
 MAX_LINE_BYTES = 1 << 20  # a physical line longer than 1 MiB is rejected, never held in memory
 _OVERLONG = "\x01tidings-overlong-line\x01"
@@ -19,8 +20,16 @@ csv.field_size_limit(MAX_LINE_BYTES * 2)
 @dataclass(slots=True)
 class Record:
     line: int  # first physical line of the record, 1-based
-    values: list[str] | None
+    values: list[str] | None  # None: rejected as read (`error` says why)
     error: str | None = None
+    # The cells of a row rejected as read, when they could be split (a ragged row, a line
+    # with bad bytes): the rejected-rows file shows them as they were.
+    cells: list[str] | None = None
+
+    @property
+    def shown(self) -> list[str] | None:
+        """The cells to show for this row in the rejected-rows file."""
+        return self.values if self.values is not None else self.cells
 
 
 class _Lines:
@@ -107,12 +116,16 @@ def read_records(
             ]
             previous_end = end
             if problems:
-                yield Record(start, None, "; ".join(problems))
+                cells = None if any(_OVERLONG in v for v in values) else values
+                yield Record(start, None, "; ".join(problems), cells)
             elif not values or (len(values) == 1 and not values[0].strip()):
                 continue
             elif len(values) != width:
                 yield Record(
-                    start, None, f"line {start}: has {len(values)} fields, the header has {width}"
+                    start,
+                    None,
+                    f"line {start}: has {counted(len(values), 'field')}, the header has {width}",
+                    values,
                 )
             else:
                 yield Record(start, values)
@@ -151,22 +164,35 @@ def rejected_path_for(path: Path) -> Path:
 
 
 class RejectedWriter:
-    """Writes rejected rows beside the input, created only when the first row is rejected."""
+    """Writes rejected rows beside the input, created only when the first row is rejected.
+
+    An importer learns of a batch's rejections in two passes (rows unreadable as read, then
+    rows its checks refuse): they are held until `flush` (after each batch) and written in
+    line order."""
 
     def __init__(self, path: Path, header: list[str]) -> None:
         self.path = path
         self.header = header
         self._file: Any = None
         self._writer: Any = None
+        self._pending: list[tuple[int, str, list[str]]] = []
 
     def write(self, line: int, values: list[str] | None, reason: str) -> None:
+        self._pending.append((line, reason, values or []))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
         if self._writer is None:
             self._file = self.path.open("w", newline="", encoding="utf-8")
             self._writer = csv.writer(self._file)
             self._writer.writerow(["line", "reason", *self.header])
-        self._writer.writerow([line, reason, *(values or [])])
+        self._pending.sort(key=lambda row: row[0])
+        self._writer.writerows([line, reason, *values] for line, reason, values in self._pending)
+        self._pending.clear()
 
     def close(self) -> None:
+        self.flush()
         if self._file is not None:
             self._file.close()
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from tidings.contacts import repository
 from tidings.contacts.csvfile import MULTI_SEPARATOR, cell
 from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
+from tidings.db.dialect import dialect_of
 
 IMPORT_COLUMNS = ("email", "first_name", "last_name", "phone", "status", "tags", "lists")
 PARTITION = 10_000
@@ -72,7 +73,7 @@ def query(
 ) -> Select[Any]:
     """The SELECT of the export: the importer's columns (tags and lists aggregated), then the
     custom fields' JSON when there are custom fields; in id order."""
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = dialect_of(session).is_postgres
     tags = _names(
         postgres,
         Tag.name,
@@ -110,7 +111,7 @@ def rows(
 ) -> Iterator[Sequence[Sequence[Any]]]:
     """The rows of `statement` (from `query`) as CSV rows, a partition of up to PARTITION rows
     at a time."""
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = dialect_of(session).is_postgres
     # Core, not ORM, execution: the rows come as tuples without the ORM's loading layers.
     result = session.connection().execution_options(yield_per=PARTITION).execute(statement)
     for partition in result.partitions():

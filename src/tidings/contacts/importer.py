@@ -207,9 +207,10 @@ def _finish(
     """Report a written batch's rows, in file order."""
     for record in records:
         if record.values is None:
-            writer.write(record.line, None, record.error or "unreadable")
+            writer.write(record.line, record.shown, record.error or "unreadable")
             summary.rejected += 1
     _account(summary, report, [r for r in records if r.values is not None], writer)
+    writer.flush()
     summary.rows += len(records)
     if progress:
         progress(len(records))

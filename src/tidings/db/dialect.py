@@ -94,6 +94,11 @@ class Dialect:
         """Execution options of connections whose transactions only read."""
         return {READ_ONLY: True}
 
+    def snapshot_read_options(self) -> dict[str, Any]:
+        """Execution options of a long read that must see one snapshot (an export: a count and
+        the rows it counts agree) and stop no writer. (A SQLite read transaction is one.)"""
+        return {READ_ONLY: True}
+
     def is_cancelled(self, error: DBAPIError) -> bool:
         """`error` stopped a statement at the request's deadline."""
         return False
@@ -189,6 +194,9 @@ class PostgresDialect(Dialect):
 
     def read_only_options(self) -> dict[str, Any]:
         return {READ_ONLY: True, "postgresql_readonly": True}
+
+    def snapshot_read_options(self) -> dict[str, Any]:
+        return {READ_ONLY: True, "isolation_level": "REPEATABLE READ"}
 
     def is_cancelled(self, error: DBAPIError) -> bool:
         # SQLSTATE query_canceled (psycopg's QueryCanceled, not imported: SQLite users lack it)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tidings.cli_support import open_database
+from tidings.cli_support import JSON_OPTION_HELP, counted, echo_json, open_database
 from tidings.clock import SystemClock
 from tidings.contacts.csvfile import rejected_path_for
 from tidings.db.engine import Database
@@ -40,6 +40,7 @@ def _database() -> Database:
 def import_command(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
     encoding: str = typer.Option("utf-8", help="Text encoding of the file."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Import deals from CSV (rows with an id update that deal). Rejected rows go to
     FILE.rejected.csv with the reason."""
@@ -60,14 +61,25 @@ def import_command(
         raise _fail(exc.detail) from None
     except LookupError as exc:
         raise _fail(f"--encoding: {exc}") from None
-    console.print(
+    if as_json:
+        echo_json(
+            {
+                "created": summary.created,
+                "updated": summary.updated,
+                "unchanged": summary.unchanged,
+                "rejected": summary.rejected,
+                "rejected_file": str(summary.rejected_file) if summary.rejected_file else None,
+            }
+        )
+        return
+    typer.echo(
         f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
         f"rejected {summary.rejected}"
     )
     for sample in summary.samples:
         console.print(f"  [yellow]{sample}[/yellow]")
     if summary.rejected_file:
-        console.print(f"rejected rows written to {summary.rejected_file}")
+        typer.echo(f"rejected rows written to {summary.rejected_file}")
 
 
 @deals_app.command("export")
@@ -84,12 +96,13 @@ def export_command(
                 pipeline_id = pipelines.find_pipeline(session, pipeline).id
         except TidingsError as exc:
             raise _fail(exc.detail) from None
-    if str(file) == "-":
+    if str(file) == "-":  # the CSV is the result: the count goes beside it, to stderr
         count = export_deals(database, sys.stdout, pipeline_id=pipeline_id)
+        console.print(f"exported {counted(count, 'deal')}")
     else:
         with file.open("w", newline="", encoding="utf-8") as out:
             count = export_deals(database, out, pipeline_id=pipeline_id)
-    console.print(f"exported {count} deals")
+        typer.echo(f"exported {counted(count, 'deal')} to {file}")
 
 
 def _stage_spec(text: str) -> StageSpec:
@@ -116,14 +129,30 @@ def pipelines_create(
             pipeline_id = pipeline.id
     except TidingsError as exc:
         raise _fail(exc.detail) from None
-    console.print(f"created pipeline {pipeline_id} ({name})")
+    typer.echo(f"created pipeline {pipeline_id} ({name})")
 
 
 @pipelines_app.command("list")
-def pipelines_list() -> None:
+def pipelines_list(as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
     """Pipelines with their stages: id, name, currency, then stage id, title, probability."""
     with _database().session() as session:
         grouped = pipelines.stages_by_pipeline(session)
+        if as_json:
+            echo_json(
+                [
+                    {
+                        "id": p.id,
+                        "name": p.name,
+                        "currency": p.currency,
+                        "stages": [
+                            {"id": s.id, "title": s.title, "probability": s.probability}
+                            for s in grouped.get(p.id, [])
+                        ],
+                    }
+                    for p in pipelines.list_pipelines(session)
+                ]
+            )
+            return
         for pipeline in pipelines.list_pipelines(session):
             typer.echo(f"{pipeline.id}\t{pipeline.name}\t{pipeline.currency}")
             for s in grouped.get(pipeline.id, []):
@@ -171,7 +200,7 @@ def users_create(
             user_id, address = user.id, user.email
     except TidingsError as exc:
         raise _fail(exc.detail) from None
-    console.print(f"created user {user_id} ({address}, {role.value})")
+    console.print(f"created user {user_id} ({address}, {role.value})")  # the password is the result
     _announce(password, generated)
 
 
@@ -201,10 +230,26 @@ def users_password(
 @users_app.command("list")
 def users_list(
     all_users: bool = typer.Option(False, "--all", help="Include deactivated users."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Users: id, email, name, role, active or deactivated."""
     with _database().session() as session:
-        for user in users.list_users(session, active=None if all_users else True):
+        found = users.list_users(session, active=None if all_users else True)
+        if as_json:
+            echo_json(
+                [
+                    {
+                        "id": u.id,
+                        "email": u.email,
+                        "name": u.name,
+                        "role": u.role,
+                        "active": u.active,
+                    }
+                    for u in found
+                ]
+            )
+            return
+        for user in found:
             state = "active" if user.active else "deactivated"
             typer.echo(f"{user.id}\t{user.email}\t{user.name}\t{user.role}\t{state}")
 
@@ -219,4 +264,4 @@ def users_deactivate(user: str = typer.Argument(..., help="The user's id or emai
             address = row.email
     except TidingsError as exc:
         raise _fail(exc.detail) from None
-    console.print(f"deactivated {address}")
+    typer.echo(f"deactivated {address}")

@@ -14,7 +14,7 @@ deal email makes the message a reply to it: stored (subject, text, from, time), 
 reply (None); the same reply delivered twice is stored once.
 
 "Automate this email": an email may name an automation the contact enters when the email is
-sent or when the contact replies (a plain enrolment of that contact).
+sent or when the contact replies; the run knows the email's deal (the triggered deal).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.automations.enrolments import enrol
+from tidings.automations.enrolments import enrol_deal_runs
 from tidings.automations.models import Automation
 from tidings.automations.service import loaded
 from tidings.contacts.models import Contact
@@ -110,7 +110,7 @@ def send_email(
     data = {**_about(email), "outbox_id": email.outbox_id, "owner_id": owner.id}
     record_rows(session, [deal_row(deal.id, contact.id, DealActivity.EMAIL_SENT, cause, now, data)])
     if automation is not None and automate_on == "sent":
-        _start(session, automation, contact.id, now)
+        _start(session, automation, contact.id, deal.id, now)
     mark_work(session)  # the activity may start automations
     return email
 
@@ -208,7 +208,7 @@ def record_reply(
     )
     automation = session.get(Automation, email.automation_id) if email.automation_id else None
     if automation is not None and email.automate_on == "replied":
-        _start(session, automation, email.contact_id, now)
+        _start(session, automation, email.contact_id, email.deal_id, now)
     mark_work(session)
     return ReplyOutcome(email.id, email.deal_id, stored)
 
@@ -254,11 +254,16 @@ def _about(email: DealEmail) -> dict[str, Any]:
     }
 
 
-def _start(session: Session, automation: Automation, contact_id: int, now: datetime) -> None:
-    """Enrol the contact in the automation the email names (the automation's own rules about
-    statuses and runs once / multiple apply)."""
+def _start(
+    session: Session, automation: Automation, contact_id: int, deal_id: int, now: datetime
+) -> None:
+    """Start the automation the email names for the contact, knowing the deal (its deal
+    steps and conditions act on it); the automation's own rules about statuses and runs once
+    per (contact, deal) apply, and a paused automation starts nobody."""
     if automation.status == "active":
-        enrol(session, loaded(session, automation), now=now, contact_ids=[contact_id])
+        enrol_deal_runs(
+            session, loaded(session, automation), now=now, pairs=[(contact_id, deal_id)]
+        )
 
 
 def _subject(raw: str) -> str:

@@ -225,6 +225,7 @@ def import_deals(
         for batch in batches(records, batch_size):
             with gc_paused(), database.session() as session:
                 _import_batch(session, batch, keys, summary, writer, clock.now(), cause)
+            writer.flush()
             if progress:
                 progress(len(batch))
     finally:
@@ -244,7 +245,7 @@ def _import_batch(
     cause: str,
 ) -> None:
     def reject(record: Record, reason: str) -> None:
-        writer.write(record.line, record.values, reason)
+        writer.write(record.line, record.shown, reason)
         summary.rejected += 1
         if len(summary.samples) < 5:
             summary.samples.append(reason)

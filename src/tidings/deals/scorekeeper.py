@@ -12,8 +12,10 @@ changes a score without touching the deal is handled here, set-wise, in passes:
 - **Expiry** ("points last 30 days"): expired points are taken off at most every
   EXPIRE_EVERY of clock time.
 - **Time windows**: a rule whose condition reads a relative window (`within_days`,
-  `not_within_days`) can stop holding with no activity at all (the last open is now 8 days
-  old); such rules are re-evaluated over every deal at most every WINDOW_EVERY.
+  `not_within_days`) can stop (or start) holding with no activity at all (the last open is
+  now 8 days old); such rules are re-evaluated over every deal, a sweep starting at most every
+  WINDOW_EVERY and going WINDOW_CHUNK deals (by id) per pass, so that no pass holds the write
+  lock for long however many deals there are.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tidings.activities.service import Cause
 from tidings.automations.models import EngineState
 from tidings.clock import Clock
 from tidings.db.bulk import dialect_insert
+from tidings.db.dialect import dialect_of
 from tidings.db.engine import Database
 from tidings.deals import scoring
 from tidings.deals.models import Deal
@@ -39,17 +42,18 @@ BATCH = 20_000  # activities per pass
 OVERLAP = 1_000  # ids looked at again (PostgreSQL: late commits below the cursor)
 EXPIRE_EVERY = timedelta(minutes=1)
 WINDOW_EVERY = timedelta(hours=1)
+WINDOW_CHUNK = 50_000
 WINDOW_KEYS = frozenset({"within_days", "not_within_days"})
 
 
 def keep_scores_current(database: Database, clock: Clock, *, batch: int = BATCH) -> bool:
     """One pass in its own transaction; True when activities may be left for another."""
     with database.session() as session:
-        return score_pass(session, clock.now(), batch=batch, sqlite=database.is_sqlite)
+        return score_pass(session, clock.now(), batch=batch)
 
 
-def score_pass(session: Session, now: datetime, *, batch: int, sqlite: bool) -> bool:
-    state = _locked_state(session, sqlite)
+def score_pass(session: Session, now: datetime, *, batch: int) -> bool:
+    state = _locked_state(session)
     if state is None:
         return False  # another worker is at it
     cursor = int(state["id"])
@@ -58,13 +62,13 @@ def score_pass(session: Session, now: datetime, *, batch: int, sqlite: bool) -> 
     if upper > cursor:
         end = min(upper, cursor + batch)
         more = end < upper
-        low = cursor if sqlite else max(0, cursor - OVERLAP)
+        low = max(0, cursor - OVERLAP) if dialect_of(session).concurrent_writers else cursor
         _rescore_contacts_of(session, low, end, now)
         state["id"] = end
     if _due(state, "expired_at", now, EXPIRE_EVERY):
         scoring.expire_scores(session, now, cause=Cause.SYSTEM)
-    if _due(state, "windows_at", now, WINDOW_EVERY):
-        _reevaluate_windows(session, now)
+    if "window_deal" in state or _due(state, "windows_at", now, WINDOW_EVERY):
+        more = _sweep_windows(session, state, now) or more
     session.execute(update(EngineState).where(EngineState.key == CURSOR_KEY).values(value=state))
     return more
 
@@ -88,10 +92,25 @@ def _rescore_contacts_of(session: Session, low: int, high: int, now: datetime) -
     scoring.refresh_scores(session, deals, now, cause=Cause.SYSTEM, about_contact=True)
 
 
-def _reevaluate_windows(session: Session, now: datetime) -> None:
-    for rule in scoring.list_rules(session):
-        if rule.active and reads_relative_time(rule.condition):
-            scoring.recompute_rule(session, rule, now=now, cause=Cause.SYSTEM)
+def _sweep_windows(session: Session, state: dict[str, Any], now: datetime) -> bool:
+    """The next WINDOW_CHUNK deals of a sweep re-evaluated by the rules with a relative
+    window; True while the sweep goes on."""
+    after = int(state.pop("window_deal", 0))
+    last = session.scalar(
+        select(func.max(Deal.id)).where(
+            Deal.id.in_(
+                select(Deal.id).where(Deal.id > after).order_by(Deal.id).limit(WINDOW_CHUNK)
+            )
+        )
+    )
+    if last is None:
+        return False  # the sweep is over
+    chunk = select(Deal.id).where(Deal.id > after, Deal.id <= last)
+    scoring.refresh_scores(
+        session, chunk, now, cause=Cause.SYSTEM, only=lambda r: reads_relative_time(r.condition)
+    )
+    state["window_deal"] = last
+    return True
 
 
 def reads_relative_time(condition: Any) -> bool:
@@ -114,12 +133,12 @@ def _due(state: dict[str, Any], key: str, now: datetime, every: timedelta) -> bo
     return True
 
 
-def _locked_state(session: Session, sqlite: bool) -> dict[str, Any] | None:
+def _locked_state(session: Session) -> dict[str, Any] | None:
     """The score cursor's row, locked (PostgreSQL: skipped when another worker holds it);
     created at the newest activity the first time (old history changes no score)."""
-    statement = select(EngineState.value).where(EngineState.key == CURSOR_KEY)
-    if not sqlite:
-        statement = statement.with_for_update(skip_locked=True)
+    statement = dialect_of(session).claim(
+        select(EngineState.value).where(EngineState.key == CURSOR_KEY)
+    )
     value = session.scalar(statement)
     if value is None:
         upper = session.scalar(select(func.coalesce(func.max(Activity.id), 0))) or 0

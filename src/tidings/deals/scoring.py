@@ -28,7 +28,7 @@ points and drops ended matches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -200,18 +200,22 @@ def refresh_scores(
     cause: str = Cause.SYSTEM,
     changed: frozenset[str] | None = None,
     about_contact: bool = False,
+    only: Callable[[ScoringRule], bool] | None = None,
 ) -> None:
     """Re-evaluate every active rule for these deals (ids, or a SELECT of deal ids) and move
     their scores: what a deal write or an arriving activity calls. `changed`: only the deal
     fields (as conditions name them) that changed, so rules that cannot see them are skipped
     (None: any rule may have changed). `about_contact`: only the rules that ask about the
-    primary contact (its behaviour changed, not the deal: deals.scorekeeper)."""
+    primary contact (its behaviour changed, not the deal: deals.scorekeeper). `only`: only the
+    rules it accepts."""
     if isinstance(deals, Sequence) and not deals:
         return
     rules: list[tuple[ScoringRule, Condition]] = []
     for rule in list_rules(session):
+        if not rule.active or (only is not None and not only(rule)):
+            continue
         condition = parse_condition(rule.condition, deal=True)
-        if not rule.active or (about_contact and not asks_about_contact(condition)):
+        if about_contact and not asks_about_contact(condition):
             continue
         if changed is None or changed & deal_fields_of(condition):
             rules.append((rule, condition))

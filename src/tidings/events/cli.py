@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tidings.cli_support import open_database
+from tidings.cli_support import JSON_OPTION_HELP, counted, echo_json, open_database
 from tidings.clock import SystemClock
 from tidings.errors import TidingsError
-from tidings.progress import file_progress
+from tidings.progress import file_import
 
 events_app = typer.Typer(help="Import and prune engagement events.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -29,6 +29,7 @@ def import_command(
         False, help="Create a contact for an unknown email (status transactional)."
     ),
     batch_size: int = typer.Option(5_000, min=1, max=50_000, help="Events per transaction."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Import events from NDJSON (one event object per line, as POST /events takes).
 
@@ -37,12 +38,8 @@ def import_command(
 
     database = open_database()
     rejected = rejected_path_for(file)
-    with (
-        file.open("rb") as stream,
-        file_progress("importing events", console) as progress,
-    ):
-        task = progress.add_task("import", total=file.stat().st_size)
-        try:
+    try:
+        with file_import(file, "importing events", console) as (stream, progress):
             summary = import_events(
                 database,
                 stream,
@@ -50,19 +47,29 @@ def import_command(
                 rejected_path=rejected,
                 create_contacts=create_contacts,
                 batch_size=batch_size,
-                progress=lambda _n: progress.update(task, completed=stream.tell()),
+                progress=progress,
             )
-        except TidingsError as exc:
-            raise _fail(exc.detail) from None
-        progress.update(task, completed=file.stat().st_size)
-    console.print(
+    except TidingsError as exc:
+        raise _fail(exc.detail) from None
+    if as_json:
+        echo_json(
+            {
+                "stored": summary.stored,
+                "duplicates": summary.duplicates,
+                "rejected": summary.rejected,
+                "contacts_created": summary.created_contacts,
+                "rejected_file": str(rejected) if summary.rejected else None,
+            }
+        )
+        return
+    typer.echo(
         f"stored {summary.stored}, duplicates {summary.duplicates}, "
         f"rejected {summary.rejected}, contacts created {summary.created_contacts}"
     )
     for sample in summary.samples:
         console.print(f"  [yellow]{sample}[/yellow]")
     if summary.rejected:
-        console.print(f"rejected lines written to {rejected}")
+        typer.echo(f"rejected lines written to {rejected}")
 
 
 @events_app.command("prune")
@@ -90,4 +97,4 @@ def prune_command(
         total += removed
         if removed == 0:
             break
-    console.print(f"pruned {total} events older than {days} days")
+    typer.echo(f"pruned {counted(total, 'event')} older than {counted(days, 'day')}")

@@ -21,7 +21,7 @@ from tidings.jobs.context import JobStatus
 from tidings.jobs.models import JobRun
 from tidings.jobs.specs import parse_yaml
 
-jobs_app = typer.Typer(help="Run jobs (send, export, import, membership, hygiene).")
+jobs_app = typer.Typer(help="Jobs: run a job spec by hand and list job runs.")
 console = Console(stderr=True)
 
 

@@ -56,9 +56,6 @@ def reading_session(database: Database) -> Iterator[Session]:
     checkpoints (and everyone else) keep writing while it streams; on PostgreSQL it reads one
     snapshot."""
     with database.engine.connect() as connection:
-        if database.is_sqlite:
-            reading = connection.execution_options(sqlite_deferred=True)
-        else:  # one snapshot: a count and the rows it counts agree
-            reading = connection.execution_options(isolation_level="REPEATABLE READ")
+        reading = connection.execution_options(**database.dialect.snapshot_read_options())
         with Session(bind=reading) as session:
             yield session

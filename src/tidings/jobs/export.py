@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from tidings.activities.models import Activity
 from tidings.config import Settings
 from tidings.contacts import export as contacts_export
+from tidings.db.dialect import dialect_of
 from tidings.jobs import reports
 from tidings.jobs.common import reading_session, segment_where, writable_folder
 from tidings.jobs.context import JobContext, Outcome
@@ -118,7 +119,7 @@ def _contacts(ctx: JobContext, session: Session, export: ContactsExport, out: Te
 
 
 def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return dialect_of(session).is_postgres
 
 
 def _copy(ctx: JobContext, session: Session, query: Any, out: TextIO, total: int) -> None:

@@ -32,6 +32,7 @@ from tidings.messaging.bounce_parse import (
 from tidings.messaging.bounce_rules import BounceKind
 from tidings.messaging.models import OutboxMessage
 from tidings.messaging.outbox import EmailActivity, OutboxStatus
+from tidings.text import counted
 
 # Statuses a bounce changes (a complaint or an earlier bounce stays as it is).
 BOUNCEABLE = frozenset(ContactStatus) - {ContactStatus.BOUNCED, ContactStatus.COMPLAINED}
@@ -194,7 +195,10 @@ def _apply_one(
     count = soft_bounces_since(session, contact.id, now - timedelta(days=soft_days))
     if count >= soft_limit:
         return _bounce(
-            session, contact, f"{count} soft bounces within {soft_days} days (last: {status})", now
+            session,
+            contact,
+            f"{counted(count, 'soft bounce')} within {counted(soft_days, 'day')} (last: {status})",
+            now,
         )
     return False
 

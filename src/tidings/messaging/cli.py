@@ -45,7 +45,7 @@ def send_command(
     clock = SystemClock()
     tokens = TrackingTokens.from_settings(settings, database, clock)
     stats = run_sender(database, clock, options, tokens=tokens, forever=forever)
-    console.print(
+    typer.echo(
         f"sent {stats.sent}, deferred {stats.deferred}, failed {stats.failed}, "
         f"refused {stats.refused}, recovered {stats.recovered}"
     )

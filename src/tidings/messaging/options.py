@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from tidings.auth.signing import signing_keys
-from tidings.config import DEFAULT_DESTINATION, Settings
+from tidings.config import DEFAULT_DESTINATION, Settings, destination_domains
 from tidings.db.engine import Database
 from tidings.messaging.destinations import Destination, named_destinations
 from tidings.messaging.dkim import DkimSigner, signer_from_settings
@@ -68,7 +68,14 @@ class SenderOptions:
             settings.smtp_connections,
             settings.smtp_messages_per_connection,
         )
-        default = settings.smtp_destinations.get(DEFAULT_DESTINATION)
+        default = next(
+            (
+                limits
+                for key, limits in settings.smtp_destinations.items()
+                if destination_domains(key) == [DEFAULT_DESTINATION]
+            ),
+            None,
+        )
         if default is not None:  # a "*" entry: the default destination's own limits
             connections = default.connections
             if default.messages_per_connection is not None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SettingsDep
 from tidings.auth.signing import signing_keys
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.deals.models import User
@@ -19,6 +19,7 @@ from tidings.web.security import (
     LOGIN_CSRF_COOKIE,
     Forbidden,
     LoginDep,
+    PageSessionDep,
     check_csrf,
     check_origin,
     is_secure,
@@ -64,7 +65,7 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 @public.post("/admin/login", response_class=HTMLResponse)
 def login(
     request: Request,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     settings: SettingsDep,
     database: DatabaseDep,
@@ -113,7 +114,7 @@ def login(
 def logout(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     settings: SettingsDep,
     database: DatabaseDep,
 ) -> Response:
@@ -134,7 +135,7 @@ def account_page(request: Request, login: LoginDep) -> HTMLResponse:
 def change_password(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     settings: SettingsDep,
     database: DatabaseDep,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.automations import service as automations
 from tidings.contacts import repository
@@ -21,7 +21,7 @@ from tidings.contacts.models import Contact, MailingList
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import TidingsError, field_error
 from tidings.web import contact_reads
-from tidings.web.security import LoginDep, check_csrf
+from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import field_errors, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -61,7 +61,7 @@ def contact_page(
     request: Request,
     contact_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     kind: Annotated[str, Query(max_length=20)] = "",
 ) -> HTMLResponse:
     return _contact_page(request, session, contact_id, kind=kind)
@@ -95,14 +95,16 @@ def _contact_page(
 
 
 @router.get("/admin/contacts/{contact_id}/profile", response_class=HTMLResponse)
-def profile(request: Request, contact_id: Id, login: LoginDep, session: SessionDep) -> HTMLResponse:
+def profile(
+    request: Request, contact_id: Id, login: LoginDep, session: PageSessionDep
+) -> HTMLResponse:
     contact = contacts.get_contact(session, contact_id)
     return render(request, "partials/contact_profile.html", _profile_context(session, contact))
 
 
 @router.get("/admin/contacts/{contact_id}/profile/edit", response_class=HTMLResponse)
 def profile_form(
-    request: Request, contact_id: Id, login: LoginDep, session: SessionDep
+    request: Request, contact_id: Id, login: LoginDep, session: PageSessionDep
 ) -> HTMLResponse:
     contact = contacts.get_contact(session, contact_id)
     context = {**_profile_context(session, contact), "values": _current_values(session, contact)}
@@ -146,7 +148,7 @@ def save_profile(
     request: Request,
     contact_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     values: FormValues,
 ) -> HTMLResponse:
@@ -188,7 +190,7 @@ def add_tag(
     request: Request,
     contact_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     tag: Annotated[str, Form(max_length=200)] = "",
 ) -> HTMLResponse:
@@ -206,7 +208,7 @@ def remove_tag(
     request: Request,
     contact_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     tag: Annotated[str, Form(max_length=200)] = "",
 ) -> HTMLResponse:
@@ -224,7 +226,7 @@ def join_list(
     request: Request,
     contact_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     list_id: Annotated[str, Form(max_length=20)] = "",
     resubscribe: Annotated[bool, Form()] = False,
@@ -254,7 +256,7 @@ def leave_list(
     contact_id: Id,
     list_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
 ) -> HTMLResponse:
     contact = contacts.get_contact(session, contact_id)
@@ -268,7 +270,7 @@ def change_status(
     request: Request,
     contact_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     status: Annotated[str, Form(max_length=20)] = "",
     reason: Annotated[str, Form(max_length=500)] = "",
@@ -298,7 +300,7 @@ def timeline(
     request: Request,
     contact_id: Id,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     kind: Annotated[str, Query(max_length=20)] = "",
     before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> HTMLResponse:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep
+from tidings.api.deps import ClockDep, DatabaseDep
 from tidings.contacts import service as contacts
 from tidings.contacts.importer import export_contacts
 from tidings.contacts.models import Contact, MailingList, Tag
@@ -23,7 +23,7 @@ from tidings.contacts.upsert import ContactInput
 from tidings.errors import TidingsError, field_error
 from tidings.segments.models import Segment
 from tidings.web.contact_filters import ContactFilter, matching, matching_ids, read_filter
-from tidings.web.security import LoginDep, check_csrf
+from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import field_errors, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -85,7 +85,7 @@ def _page(
 def contacts_list(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     after: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     done: Annotated[str, Query(max_length=300)] = "",
@@ -98,7 +98,7 @@ def contacts_list(
 def create_contact(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     email: Annotated[str, Form(max_length=320)] = "",
     first_name: Annotated[str, Form(max_length=200)] = "",
@@ -138,7 +138,7 @@ def _export(session: Session, database: Any, where: Any) -> StreamingResponse:
 def bulk(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     database: DatabaseDep,
     clock: ClockDep,
     action: Annotated[str, Form(max_length=20)] = "",

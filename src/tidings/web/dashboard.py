@@ -8,17 +8,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep, DatabaseDep
 from tidings.automations import service as automations
 from tidings.contacts.models import Contact
 from tidings.deals import pipelines, reports
 from tidings.events.models import EventDaily
+from tidings.jobs.models import JobRun
 from tidings.messaging import broadcasts
 from tidings.messaging.models import Broadcast
-from tidings.web.security import LoginDep, check_csrf
+from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -104,25 +105,30 @@ def open_deals_by_stage(session: Session) -> list[dict[str, Any]]:
     return [reports.board(session, p.id, cards=0) for p in pipelines.list_pipelines(session)]
 
 
-def recent_job_runs(session: Session, limit: int = 8) -> list[dict[str, Any]] | None:
-    """The last job runs when the jobs feature (table job_runs) is installed, else None."""
-    if not inspect(session.connection()).has_table("job_runs"):
-        return None
-    rows = session.execute(
-        text(f"SELECT * FROM job_runs ORDER BY id DESC LIMIT {int(limit)}")
-    ).mappings()
-    return [dict(r) for r in rows]
+def recent_job_runs(session: Session, limit: int = 8) -> list[JobRun]:
+    """The last job runs, failures among them (tidings.jobs)."""
+    return list(session.scalars(select(JobRun).order_by(JobRun.id.desc()).limit(limit)))
 
 
 @router.get("/admin", response_class=HTMLResponse)
-def dashboard(request: Request, login: LoginDep, session: SessionDep, clock: ClockDep) -> Any:
+def dashboard(
+    request: Request,
+    login: LoginDep,
+    session: PageSessionDep,
+    database: DatabaseDep,
+    clock: ClockDep,
+) -> Any:
     statuses = contacts_by_status(session)
+    # broadcasts.stats marks a broadcast whose mail has all left as sent: a short write of its
+    # own, so the rest of the page reads without SQLite's write lock.
+    with database.session() as writing:
+        sent = last_broadcasts(writing)
     context = {
         "statuses": statuses,
         "total_contacts": sum(n for _, n in statuses),
         "engagement": engagement_chart(session, clock.now().date()),
         "automations": running_automations(session),
-        "broadcasts": last_broadcasts(session),
+        "broadcasts": sent,
         "boards": open_deals_by_stage(session),
         "job_runs": recent_job_runs(session),
     }

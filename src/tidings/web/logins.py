@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, Signer
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tidings.deals.models import User
@@ -80,9 +80,9 @@ def start_session(session: Session, user: User, *, now: datetime, lifetime: time
     return token
 
 
-def find_session(
-    session: Session, token: str, *, now: datetime, lifetime: timedelta
-) -> Login | None:
+def find_session(session: Session, token: str, *, now: datetime) -> tuple[Login, datetime] | None:
+    """The signed-in user of this token and the session's expiry, or None (unknown, expired,
+    or the user deactivated). Reads only: `touch_session` pushes the expiry forward."""
     row = session.execute(
         select(UserSession, User)
         .join(User, User.id == UserSession.user_id)
@@ -93,9 +93,20 @@ def find_session(
     user_session, user = row
     if user_session.expires_at <= now or not user.active:
         return None
-    if user_session.expires_at - lifetime + TOUCH_EVERY <= now:
-        user_session.expires_at = now + lifetime
-    return Login(user.id, user.email, user.name, user.role, user_session.csrf_token)
+    login = Login(user.id, user.email, user.name, user.role, user_session.csrf_token)
+    return login, user_session.expires_at
+
+
+def needs_touch(expires_at: datetime, *, now: datetime, lifetime: timedelta) -> bool:
+    return expires_at - lifetime + TOUCH_EVERY <= now
+
+
+def touch_session(session: Session, token: str, *, now: datetime, lifetime: timedelta) -> None:
+    session.execute(
+        update(UserSession)
+        .where(UserSession.token_hash == _hash(token))
+        .values(expires_at=now + lifetime)
+    )
 
 
 def end_session(session: Session, token: str) -> None:

@@ -14,11 +14,19 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
-from tidings.api.deps import ClockDep, DatabaseDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, DatabaseDep, SettingsDep, get_session
 from tidings.auth.signing import signing_keys
 from tidings.config import Settings
-from tidings.web.logins import COOKIE, Login, find_session, unsign
+from tidings.web.logins import (
+    COOKIE,
+    Login,
+    find_session,
+    needs_touch,
+    touch_session,
+    unsign,
+)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -50,23 +58,32 @@ def session_token(request: Request, settings: Settings, database: DatabaseDep) -
 
 
 def current_login(
-    request: Request,
-    session: SessionDep,
-    database: DatabaseDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    request: Request, database: DatabaseDep, settings: SettingsDep, clock: ClockDep
 ) -> Login:
+    """The signed-in user, read in a transaction of its own that never takes SQLite's write
+    lock (so a page that only reads never waits for writers); a used session's expiry is
+    pushed forward in a short write at most once a minute."""
     token = session_token(request, settings, database)
-    login = None
+    found = None
+    now, lifetime = clock.now(), session_lifetime(settings)
     if token is not None:
-        login = find_session(session, token, now=clock.now(), lifetime=session_lifetime(settings))
-    if login is None:
+        with database.read_session() as session:
+            found = find_session(session, token, now=now)
+    if found is None or token is None:
         raise LoginRequired
+    login, expires_at = found
+    if needs_touch(expires_at, now=now, lifetime=lifetime):
+        with database.session() as session:
+            touch_session(session, token, now=now, lifetime=lifetime)
     request.state.login = login
     return login
 
 
 LoginDep = Annotated[Login, Depends(current_login)]
+# The unit of work of a page: as the API's (a read transaction for GET, a write for the rest),
+# but committed BEFORE the answer leaves (scope "function"), so the page a redirect sends the
+# browser to next already sees the change (the default scope commits after the response).
+PageSessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def require_admin(login: LoginDep) -> Login:

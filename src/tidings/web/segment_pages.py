@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tidings.api.deps import ClockDep, SessionDep
+from tidings.api.deps import ClockDep, ReadSessionDep
 from tidings.api.schemas import Id
 from tidings.contacts import repository
 from tidings.contacts.models import Contact, MailingList, Tag
@@ -31,7 +31,7 @@ from tidings.segments.conditions import (
     TIME_OPS,
 )
 from tidings.segments.models import Segment
-from tidings.web.security import LoginDep, check_csrf
+from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -113,13 +113,13 @@ def _page(
 
 
 @router.get("/admin/segments", response_class=HTMLResponse)
-def segments_page(request: Request, login: LoginDep, session: SessionDep) -> HTMLResponse:
+def segments_page(request: Request, login: LoginDep, session: PageSessionDep) -> HTMLResponse:
     return _page(request, session)
 
 
 @router.get("/admin/segments/{segment_id}", response_class=HTMLResponse)
 def segment_page(
-    request: Request, segment_id: Id, login: LoginDep, session: SessionDep
+    request: Request, segment_id: Id, login: LoginDep, session: PageSessionDep
 ) -> HTMLResponse:
     return _page(request, session, segment=segments.get_segment(session, segment_id))
 
@@ -128,11 +128,12 @@ def segment_page(
 def live_count(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     clock: ClockDep,
     condition: Annotated[str, Form(max_length=MAX_CONDITION)] = "",
 ) -> HTMLResponse:
-    """The builder's live count (an htmx partial): the number, or the error at its path."""
+    """The builder's live count (an htmx partial): the number, or the error at its path. It
+    only reads, so it never holds SQLite's write lock while it counts."""
     try:
         found = count_matching(session, parse_json(condition), clock.now())
     except TidingsError as exc:
@@ -144,7 +145,7 @@ def live_count(
 def save(
     request: Request,
     login: LoginDep,
-    session: SessionDep,
+    session: PageSessionDep,
     clock: ClockDep,
     name: Annotated[str, Form(max_length=200)] = "",
     condition: Annotated[str, Form(max_length=MAX_CONDITION)] = "",

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
-from tidings.api.deps import ClockDep, SessionDep, SettingsDep
+from tidings.api.deps import ClockDep, SettingsDep
 from tidings.api.schemas import Id
 from tidings.auth.service import create_api_key, list_api_keys, revoke_api_key
 from tidings.config import Settings
@@ -18,7 +18,7 @@ from tidings.deals.users import Role
 from tidings.errors import TidingsError, field_error
 from tidings.web import passwords
 from tidings.web.logins import end_sessions_of
-from tidings.web.security import AdminDep, check_csrf
+from tidings.web.security import AdminDep, PageSessionDep, check_csrf
 from tidings.web.templating import field_errors, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
@@ -73,7 +73,7 @@ def sending_configuration(settings: Settings) -> list[tuple[str, str]]:
 
 def _page(
     request: Request,
-    session: SessionDep,
+    session: PageSessionDep,
     settings: Settings,
     *,
     status: int = 200,
@@ -92,7 +92,7 @@ def _page(
 
 @router.get("/admin/settings", response_class=HTMLResponse)
 def settings_page(
-    request: Request, login: AdminDep, session: SessionDep, settings: SettingsDep
+    request: Request, login: AdminDep, session: PageSessionDep, settings: SettingsDep
 ) -> HTMLResponse:
     return _page(request, session, settings)
 
@@ -101,7 +101,7 @@ def settings_page(
 def create_user(
     request: Request,
     login: AdminDep,
-    session: SessionDep,
+    session: PageSessionDep,
     settings: SettingsDep,
     clock: ClockDep,
     email: Annotated[str, Form(max_length=320)] = "",
@@ -127,7 +127,7 @@ def reset_password(
     request: Request,
     user_id: Id,
     login: AdminDep,
-    session: SessionDep,
+    session: PageSessionDep,
     settings: SettingsDep,
     clock: ClockDep,
 ) -> HTMLResponse:
@@ -144,7 +144,7 @@ def set_active(
     request: Request,
     user_id: Id,
     login: AdminDep,
-    session: SessionDep,
+    session: PageSessionDep,
     settings: SettingsDep,
     clock: ClockDep,
     active: Annotated[bool, Form()] = False,
@@ -163,7 +163,7 @@ def set_active(
 def create_key(
     request: Request,
     login: AdminDep,
-    session: SessionDep,
+    session: PageSessionDep,
     settings: SettingsDep,
     clock: ClockDep,
     key_name: Annotated[str, Form(max_length=200)] = "",
@@ -182,7 +182,7 @@ def revoke_key(
     request: Request,
     key_id: Id,
     login: AdminDep,
-    session: SessionDep,
+    session: PageSessionDep,
     settings: SettingsDep,
     clock: ClockDep,
 ) -> HTMLResponse:

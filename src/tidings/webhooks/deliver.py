@@ -108,8 +108,7 @@ def deliver_due(
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(limit)
         )
-        if not database.is_sqlite:
-            statement = statement.with_for_update(of=WebhookDelivery, skip_locked=True)
+        statement = database.dialect.claim(statement, of=WebhookDelivery)
         rows = session.execute(statement).all()
         if not rows:
             return 0

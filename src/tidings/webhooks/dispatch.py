@@ -13,8 +13,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.automations.matcher import _fill_gaps as fill_gaps
+from tidings.automations.matcher import fill_gaps
 from tidings.db.bulk import dialect_insert
+from tidings.db.dialect import dialect_of
 from tidings.webhooks import payloads
 from tidings.webhooks.events import AC_SOURCES, activity_types
 from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
@@ -46,16 +47,15 @@ def _matches(subscription: WebhookSubscription, types: set[str], activity: Any) 
     return True
 
 
-def dispatch(session: Session, now: datetime, *, sqlite: bool, limit: int = BATCH) -> int | None:
+def dispatch(session: Session, now: datetime, *, limit: int = BATCH) -> int | None:
     """Write the deliveries of up to `limit` new activities; returns how many activities of
     the chosen types it looked at, None when there is nothing to do (or another worker is
     dispatching)."""
     subscriptions = list(
         session.scalars(select(WebhookSubscription).where(WebhookSubscription.active.is_(True)))
     )
-    statement = select(WebhookState.value).where(WebhookState.key == CURSOR_KEY)
-    if not sqlite:
-        statement = statement.with_for_update(skip_locked=True)
+    dialect = dialect_of(session)
+    statement = dialect.claim(select(WebhookState.value).where(WebhookState.key == CURSOR_KEY))
     state = session.scalar(statement)
     if state is None:
         if not subscriptions:
@@ -91,7 +91,7 @@ def dispatch(session: Session, now: datetime, *, sqlite: bool, limit: int = BATC
         ).all()
     )
     scanned_to = upper if len(rows) < limit else rows[-1].id
-    if not sqlite:
+    if dialect.concurrent_writers:
         rows.extend(fill_gaps(session, query, cursor, scanned_to, gaps, now))
     deliveries = []
     for activity in rows:

@@ -16,7 +16,7 @@ def run_webhooks(database: Database, clock: Clock, settings: Settings) -> int:
     """Dispatch and deliver until nothing is left (or MAX_ROUNDS); returns deliveries tried."""
     for _ in range(MAX_ROUNDS):
         with database.session() as session:
-            if not dispatch(session, clock.now(), sqlite=database.is_sqlite):
+            if not dispatch(session, clock.now()):
                 break
     attempted = 0
     for _ in range(MAX_ROUNDS):
