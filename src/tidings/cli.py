@@ -27,6 +27,9 @@ class _Commands(LazyGroup):
         ),
         "contacts": LazyCommand("tidings.contacts.cli:contacts_app", "Import and export contacts."),
         "deals": LazyCommand("tidings.deals.cli:deals_app", "Import and export deals."),
+        "coupons": LazyCommand(
+            "tidings.coupons.cli:coupons_app", "Coupon pools: import, generate, stock, usage."
+        ),
         "dkim": LazyCommand("tidings.messaging.cli:dkim_app", "DKIM keys."),
         "events": LazyCommand(
             "tidings.events.cli:events_app", "Import and prune engagement events."

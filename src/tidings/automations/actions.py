@@ -37,12 +37,13 @@ from tidings.automations.registry import Loaded, Registry
 from tidings.contacts import repository as contacts_repository
 from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact
+from tidings.coupons import service as coupons
 from tidings.db.bulk import dialect_insert, in_values
 from tidings.errors import TidingsError
 from tidings.messaging.outbox import queue_each
 
 CAUSE = Cause.AUTOMATION.value
-PASSED, FAILED, REFUSED = "passed", "failed", "refused"
+PASSED, FAILED, REFUSED, EMPTY = "passed", "failed", "refused", "empty"
 
 
 class RunLike(Protocol):
@@ -357,7 +358,30 @@ def _exit_started(
     return ended
 
 
+def _assign_coupon(
+    ctx: Context, loaded: Loaded, step: d.AssignCouponAction, runs: Sequence[RunLike]
+) -> Outcomes:
+    """A code per contact from the pool (coupons.service.assign: never one code twice), kept
+    in the contact's field through the contacts write API; `empty` when none is left."""
+    try:
+        pool = coupons.get_pool(ctx.session, step.pool)
+    except TidingsError as exc:
+        return _all_failed(ctx, runs, exc.detail)
+    outcomes: Outcomes = {}
+    for run in runs:
+        code = coupons.assign(ctx.session, pool, run.contact_id, ctx.now)
+        if code is None:
+            outcomes[run.id] = (EMPTY, f"coupon pool {step.pool!r} is empty")
+            continue
+        changes = contacts.set_fields(
+            ctx.session, [run.contact_id], {step.field_name: code}, cause=CAUSE, now=ctx.now
+        )
+        outcomes.update(_refused(ctx, [run], changes))
+    return outcomes
+
+
 HANDLERS: dict[type, Callable[..., Outcomes]] = {
+    d.AssignCouponAction: _assign_coupon,
     d.TagAction: _tags,
     d.ScoreAction: _score,
     d.ListAction: _list,

@@ -366,12 +366,15 @@ def worker_command(
     from tidings.config import get_settings
     from tidings.jobs.worker import JobsWorker
     from tidings.messaging.devmail import send_until_idle, start_sender
+    from tidings.system.scheduler import SystemScheduler
 
     database = open_database()
     clock = SystemClock()
     jobs = JobsWorker(database, clock, get_settings())
+    system = SystemScheduler(database, clock, get_settings())
     if once:
         jobs.poll()  # interrupted job runs, the drop folder, export retention
+        system.run_until_idle()  # due schedule ticks, finished events, system runs
         stats = Engine(database, clock, batch_size=batch_size).run_until_idle()
         typer.echo(f"{counted(stats.steps, 'step')}, {stats.enrolled} enrolled")
         sent = None if no_sender else send_until_idle(database, clock, get_settings())
@@ -384,10 +387,12 @@ def worker_command(
     signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
     sender = None if no_sender else start_sender(database, clock, get_settings())
     jobs.start()  # resumes interrupted job runs first
+    system.start()  # a missed schedule tick runs once now (catch_up: once)
     console.print(f"worker running with {counted(concurrency, 'thread')}; Ctrl-C stops it")
     try:
         worker.run_forever()
     finally:
+        system.stop()
         jobs.stop()
         if sender is not None:
             sender.stop()

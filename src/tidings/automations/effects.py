@@ -125,7 +125,8 @@ def _notify(row: Any, settings: Settings) -> tuple[str | None, bool]:
     message["To"] = row.target
     message["Subject"] = str(row.payload.get("subject", "Tidings notification"))
     contact = row.payload.get("contact") or {}
-    message.set_content(f"{row.payload.get('body', '')}\n\nContact: {contact.get('email')}\n")
+    about = f"\n\nContact: {contact.get('email')}" if contact else ""  # system runs: none
+    message.set_content(f"{row.payload.get('body', '')}{about}\n")
     with smtplib.SMTP(parts.hostname or "localhost", parts.port or 25, timeout=30) as smtp:
         smtp.send_message(message)
     return None, False

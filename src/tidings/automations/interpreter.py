@@ -275,11 +275,26 @@ def _action(ctx: Context, loaded: Loaded, step: Any, group: list[Run]) -> int:
             ctx,
             aid,
             step.id,
-            [(run, following, *outcomes.get(run.id, (PASSED, None))) for run in group],
+            [
+                (
+                    run,
+                    _target(step, outcomes, run, following),
+                    *outcomes.get(run.id, (PASSED, None)),
+                )
+                for run in group
+            ],
         )
     else:
         move(ctx, aid, step.id, group, following)
     return len(group)
+
+
+def _target(step: Any, outcomes: Outcomes, run: Run, following: str) -> str:
+    """An action's branch on its outcome: assign_coupon's `empty` when the pool was empty."""
+    empty = getattr(step, "empty", None)
+    if empty and outcomes.get(run.id, (PASSED, None))[0] == actions.EMPTY:
+        return str(empty)
+    return following
 
 
 def _wait(ctx: Context, loaded: Loaded, step: d.WaitStep, group: list[Run]) -> int:

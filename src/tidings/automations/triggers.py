@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, func
 
 from tidings.automations import deal_triggers
 from tidings.automations.deal_triggers import DEAL_TRIGGERS, DealNames, DealPredicate
+from tidings.automations.system_triggers import SYSTEM_TRIGGERS, SystemTrigger
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 
@@ -103,7 +104,8 @@ Trigger = Annotated[
     | ScoreTrigger
     | DateTrigger
     | NoTrigger
-    | DEAL_TRIGGERS,
+    | DEAL_TRIGGERS
+    | SystemTrigger,
     Field(discriminator="type"),
 ]
 
@@ -249,3 +251,12 @@ register(
 
 for _type, _listens, _predicate in deal_triggers.SPECS:
     register(TriggerSpec(_type, _listens, lambda t, _ty, d, _m: False, deal=_predicate))
+
+
+def _never(*_args: Any) -> bool:
+    return False
+
+
+# System triggers start no contact run: tidings.system starts their runs.
+for _type in SYSTEM_TRIGGERS:
+    register(TriggerSpec(_type, activity_types=lambda _t: [], matches=_never))

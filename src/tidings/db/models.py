@@ -20,6 +20,7 @@ from tidings.contacts.models import (
     Suppression,
     Tag,
 )
+from tidings.coupons.models import CouponCode, CouponPool
 from tidings.db.base import Base
 from tidings.deals.models import (
     Deal,
@@ -41,6 +42,7 @@ from tidings.events.models import EventDaily
 from tidings.jobs.models import HygieneAudit, ImportedFile, JobRun
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
 from tidings.segments.models import Segment
+from tidings.system.models import SystemRun, SystemTick
 from tidings.web.models import LoginAttempt, UserSession
 from tidings.webhooks.models import WebhookDelivery, WebhookState, WebhookSubscription
 
@@ -53,6 +55,8 @@ __all__ = [
     "Broadcast",
     "Contact",
     "ContactTag",
+    "CouponCode",
+    "CouponPool",
     "CustomField",
     "Deal",
     "DealContact",
@@ -82,6 +86,8 @@ __all__ = [
     "StepCount",
     "StepLog",
     "Suppression",
+    "SystemRun",
+    "SystemTick",
     "Tag",
     "Task",
     "TaskType",

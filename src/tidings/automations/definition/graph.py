@@ -59,6 +59,8 @@ def step_targets(raw: Mapping[str, Any], following: str | None) -> list[tuple[st
         ]
     else:
         pairs = [("next", default)]
+        if _text(raw.get("empty")):  # assign_coupon: where a run goes when the pool is empty
+            pairs.append(("empty", raw["empty"]))
         wait = raw.get("wait")
         if isinstance(wait, dict) and _text(wait.get("on_timeout")):
             pairs.append(("wait.on_timeout", wait["on_timeout"]))

@@ -18,6 +18,7 @@ from tidings.automations.definition.schema import (
     EndStep,
     Goal,
 )
+from tidings.automations.definition.system_steps import JobIfStep, kind_problems
 from tidings.errors import ValidationFailed
 from tidings.inputs import NUL_MESSAGE, find_nul
 
@@ -43,7 +44,9 @@ def _pydantic_errors(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
     return problems
 
 
-def _step_model(raw: dict[str, Any], path: str) -> tuple[Any, list[dict[str, str]]]:
+def _step_model(
+    raw: dict[str, Any], path: str, kind: Any = "contact"
+) -> tuple[Any, list[dict[str, str]]]:
     if "action" in raw:
         action = raw["action"]
         if action not in ACTIONS:
@@ -61,6 +64,8 @@ def _step_model(raw: dict[str, Any], path: str) -> tuple[Any, list[dict[str, str
             else f"a step has one kind, found {', '.join(kinds)}"
         )
         return None, [problem(path, message)]
+    if kinds[0] == "if" and kind == "system":
+        return JobIfStep, []  # a system automation tests the previous job, not a contact
     return STEP_KINDS[kinds[0]], []
 
 
@@ -100,7 +105,7 @@ def parse_definition(data: Any) -> Definition:
         if not isinstance(raw, dict):
             problems.append(problem(path, "must be an object"))
             continue
-        model, errors = _step_model(raw, path)
+        model, errors = _step_model(raw, path, data.get("kind", "contact"))
         if errors:
             problems.extend(errors)
             continue
@@ -138,6 +143,7 @@ def parse_definition(data: Any) -> Definition:
             Definition.model_validate({**rest, "steps": [EndStep(id="x")], "goals": []})
         except ValidationError as exc:
             problems.extend(_pydantic_errors(exc, ""))
+    problems.extend(kind_problems(data))
     # The graph is checked on the steps as written, even when some did not parse: every
     # problem in one answer.
     problems.extend(check_graph(raw_steps, raw_goals, conditions))

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tidings.automations.definition.deal_steps import DEAL_ACTION_STEPS, DEAL_ACTIONS
+from tidings.automations.definition.system_steps import JobIfStep, JobStep
 from tidings.automations.triggers import Trigger
 from tidings.contacts.policy import ContactStatus
 from tidings.segments import Condition, parse_condition
@@ -140,6 +141,21 @@ class ExitAutomationAction(StepBase):
     automation: str = Field(min_length=1, max_length=200)
 
 
+class AssignCouponAction(StepBase):
+    """One code of a coupon pool per contact (the same one if asked again), stored in a
+    contact field (default `coupon_<pool>`, lower case); `empty`: where a run goes when the
+    pool is empty (default: on, with the outcome `empty` recorded)."""
+
+    action: Literal["assign_coupon"]
+    pool: str = Field(min_length=1, max_length=100)
+    field: str | None = Field(default=None, min_length=1, max_length=64)
+    empty: str | None = None
+
+    @property
+    def field_name(self) -> str:
+        return self.field or f"coupon_{self.pool.lower()}"  # coupons.service.field_key
+
+
 ActionStep = (
     TagAction
     | ListAction
@@ -151,6 +167,7 @@ ActionStep = (
     | WebhookAction
     | StartAutomationAction
     | ExitAutomationAction
+    | AssignCouponAction
     | DEAL_ACTION_STEPS
 )
 Action = Annotated[ActionStep, Field(discriminator="action")]
@@ -167,6 +184,7 @@ ACTIONS = (
     "webhook",
     "start_automation",
     "exit_automation",
+    "assign_coupon",
     *DEAL_ACTIONS,
 )
 
@@ -287,8 +305,9 @@ class EndStep(StepBase):
     end: Literal[True] = True
 
 
-Step = ActionStep | WaitStep | IfStep | SplitStep | GotoStep | EndStep
+Step = ActionStep | WaitStep | IfStep | SplitStep | GotoStep | EndStep | JobStep | JobIfStep
 STEP_KINDS: dict[str, Any] = {
+    "job": JobStep,
     "wait": WaitStep,
     "if": IfStep,
     "split": SplitStep,
@@ -320,6 +339,9 @@ class Goal(Model):
 class Definition(Model):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = None
+    # contact: runs per contact (the engine); system: runs per tick or finished event
+    # (tidings.system), with job steps and no contact.
+    kind: Literal["contact", "system"] = "contact"
     trigger: Trigger | None = None
     runs: Literal["once", "multiple"] = "once"
     allow_statuses: tuple[ContactStatus, ...] = DEFAULT_STATUSES

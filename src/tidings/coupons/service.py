@@ -1,0 +1,168 @@
+"""Coupon pools: create, fill (CSV import refusing a duplicate code with its row; or
+generated from a pattern), and hand out one code per contact.
+
+`assign` gives a contact the code it already holds, or takes one free code with one
+statement: on PostgreSQL the free row is picked `FOR UPDATE SKIP LOCKED` (racing workers take
+different rows, none waits), on SQLite a single `UPDATE … RETURNING` (writes are serialized).
+The unique (pool, contact) key makes a second code for one contact impossible either way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import secrets
+import string
+from datetime import datetime
+
+from sqlalchemy import TextClause, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from tidings.contacts import catalog
+from tidings.contacts import repository as contacts_repository
+from tidings.contacts.schemas import FieldIn
+from tidings.coupons.models import CouponCode, CouponPool
+from tidings.errors import NotFound, ValidationFailed
+
+ALPHABET = string.ascii_uppercase + string.digits
+POOL_NAME = re.compile(r"[A-Za-z0-9_]{1,50}")
+MAX_CODE = 200
+
+
+def field_key(pool: str) -> str:
+    """The contact field holding a contact's code of `pool` (what templates show)."""
+    return f"coupon_{pool.lower()}"
+
+
+def create_pool(session: Session, name: str, *, now: datetime, low_stock: int = 0) -> CouponPool:
+    """A pool, and its contact field (a text custom field `coupon_<name>`) if missing."""
+    if not POOL_NAME.fullmatch(name):
+        raise ValidationFailed("name: 1-50 letters, digits or _")
+    if session.scalar(select(CouponPool.id).where(CouponPool.name == name)) is not None:
+        raise ValidationFailed(f"name: a pool named {name!r} exists")
+    if contacts_repository.field_id(session, field_key(name)) is None:
+        catalog.create_field(session, FieldIn(key=field_key(name), type="text"), now=now)
+    pool = CouponPool(name=name, low_stock=max(0, low_stock), shortage=0, created_at=now)
+    session.add(pool)
+    session.flush()
+    return pool
+
+
+def get_pool(session: Session, name: str) -> CouponPool:
+    pool = session.scalar(select(CouponPool).where(CouponPool.name == name))
+    if pool is None:
+        raise NotFound(f"pool: no coupon pool named {name!r}")
+    return pool
+
+
+def import_csv(session: Session, pool: CouponPool, data: str) -> int:
+    """Add the codes of a CSV (first column; a `code` header is skipped). A code that repeats
+    in the file or is already in the pool refuses the whole file, naming its row."""
+    seen: dict[str, int] = {}
+    for row_number, row in enumerate(csv.reader(io.StringIO(data)), start=1):
+        code = row[0].strip() if row else ""
+        if not code or (row_number == 1 and code.lower() == "code"):
+            continue
+        if len(code) > MAX_CODE:
+            raise ValidationFailed(f"row {row_number}: a code is at most {MAX_CODE} characters")
+        if code in seen:
+            raise ValidationFailed(
+                f"row {row_number}: duplicate code {code!r} (first at row {seen[code]})"
+            )
+        seen[code] = row_number
+    existing = (
+        set(
+            session.scalars(
+                select(CouponCode.code).where(
+                    CouponCode.pool_id == pool.id, CouponCode.code.in_(list(seen))
+                )
+            )
+        )
+        if seen
+        else set()
+    )
+    if existing:
+        code = min(existing, key=lambda c: seen[c])
+        raise ValidationFailed(f"row {seen[code]}: code {code!r} is already in the pool")
+    _add(session, pool, list(seen))
+    return len(seen)
+
+
+def generate(session: Session, pool: CouponPool, count: int, pattern: str) -> int:
+    """Add `count` codes from a pattern where each `#` is a random letter or digit
+    (`SPRING-####-####`)."""
+    holes = pattern.count("#")
+    if holes < 4:
+        raise ValidationFailed("pattern: needs at least 4 '#' (random characters)")
+    if not 1 <= count <= 1_000_000:
+        raise ValidationFailed("count: must be 1-1,000,000")
+    codes: set[str] = set()
+    while len(codes) < count:
+        codes.add("".join(secrets.choice(ALPHABET) if c == "#" else c for c in pattern))
+    taken = set(session.scalars(select(CouponCode.code).where(CouponCode.pool_id == pool.id)))
+    fresh = sorted(codes - taken)
+    _add(session, pool, fresh)
+    return len(fresh)
+
+
+def _add(session: Session, pool: CouponPool, codes: list[str]) -> None:
+    rows = [{"pool_id": pool.id, "code": c, "contact_id": None, "assigned_at": None} for c in codes]
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(CouponCode), rows[start : start + 5000])
+
+
+def assign(session: Session, pool: CouponPool, contact_id: int, now: datetime) -> str | None:
+    """The contact's code in the pool (the same one if asked again); None when the pool is
+    empty (the shortage is counted)."""
+    held = session.scalar(
+        select(CouponCode.code).where(
+            CouponCode.pool_id == pool.id, CouponCode.contact_id == contact_id
+        )
+    )
+    if held is not None:
+        return held
+    code = session.execute(_take(session), {"pool": pool.id, "contact": contact_id, "now": now})
+    taken: str | None = code.scalar()
+    if taken is None:
+        session.execute(
+            update(CouponPool)
+            .where(CouponPool.id == pool.id)
+            .values(shortage=CouponPool.shortage + 1)
+        )
+    return taken
+
+
+def _take(session: Session) -> TextClause:
+    lock = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
+    return text(
+        "UPDATE coupon_codes SET contact_id = :contact, assigned_at = :now WHERE id = ("
+        "SELECT id FROM coupon_codes WHERE pool_id = :pool AND contact_id IS NULL "
+        f"ORDER BY id LIMIT 1{lock}) RETURNING code"
+    )
+
+
+def stock(session: Session, pool: CouponPool) -> dict[str, int]:
+    """Free and assigned codes, the shortage, and whether the pool is at its low-stock mark."""
+    total, assigned = session.execute(
+        select(func.count(), func.count(CouponCode.contact_id)).where(CouponCode.pool_id == pool.id)
+    ).one()
+    free = int(total) - int(assigned)
+    return {
+        "free": free,
+        "assigned": int(assigned),
+        "shortage": pool.shortage,
+        "low": int(free <= pool.low_stock),
+    }
+
+
+def usage(session: Session, pool: CouponPool) -> list[tuple[str, int | None, datetime | None]]:
+    """Every code with the contact holding it and when (the usage export)."""
+    return [
+        (code, contact, at)
+        for code, contact, at in session.execute(
+            select(CouponCode.code, CouponCode.contact_id, CouponCode.assigned_at)
+            .where(CouponCode.pool_id == pool.id)
+            .order_by(CouponCode.id)
+        )
+    ]

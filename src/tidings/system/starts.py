@@ -1,0 +1,190 @@
+"""Starting system runs, exactly once per tick or finished event.
+
+A start is a `system_ticks` row with a unique key and its `system_runs` row, in one
+transaction (a savepoint): when several workers see the same tick, one insert wins and the
+others' fail on the key and start nothing. Only the latest due tick of a schedule is looked at,
+so ticks missed while no worker ran give one run at start-up (`catch_up: once`) or a skipped
+tick (`catch_up: skip`). Finished events are the `job_finished` activities after a cursor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tidings.activities.models import Activity
+from tidings.automations.definition import Definition, parse_definition
+from tidings.automations.definition.system_steps import (
+    BroadcastFinishedTrigger,
+    ExportFinishedTrigger,
+    ImportFinishedTrigger,
+    JobFinishedTrigger,
+    ScheduleTrigger,
+)
+from tidings.automations.models import Automation, AutomationVersion, EngineState
+from tidings.jobs.runner import JOB_FINISHED
+from tidings.system.models import SystemRun, SystemTick
+from tidings.system.schedule import latest_tick
+
+# A tick older than this when first seen was missed (no worker ran at its time).
+MISSED_AFTER = timedelta(minutes=1)
+CURSOR = "system.events"
+EVENT_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SystemAutomation:
+    id: int
+    name: str
+    version: int
+    created_at: datetime
+    definition: Definition
+
+
+def active_system_automations(session: Session) -> list[SystemAutomation]:
+    rows = session.execute(
+        select(Automation, AutomationVersion.definition)
+        .join(
+            AutomationVersion,
+            (AutomationVersion.automation_id == Automation.id)
+            & (AutomationVersion.version == Automation.current_version),
+        )
+        .where(Automation.status == "active")
+    ).all()
+    found = []
+    for automation, data in rows:
+        if data.get("kind") != "system":
+            continue
+        found.append(
+            SystemAutomation(
+                automation.id,
+                automation.name,
+                automation.current_version,
+                automation.created_at,
+                parse_definition(data),
+            )
+        )
+    return found
+
+
+def start(
+    session: Session,
+    automation: SystemAutomation,
+    key: str,
+    due: datetime,
+    now: datetime,
+    *,
+    skipped: bool = False,
+) -> bool:
+    """Record the tick `key` and (unless skipped) its run; False when it was already there."""
+    try:
+        with session.begin_nested():
+            session.add(
+                SystemTick(
+                    key=key,
+                    automation_id=automation.id,
+                    due_at=due,
+                    status="skipped" if skipped else "started",
+                    created_at=now,
+                )
+            )
+            if not skipped:
+                session.add(
+                    SystemRun(
+                        automation_id=automation.id,
+                        version=automation.version,
+                        tick_key=key,
+                        state="ready",
+                        step=automation.definition.steps[0].id,
+                        wake_at=now,
+                        last_job=None,
+                        log=[],
+                        started_at=now,
+                    )
+                )
+    except IntegrityError:  # another worker recorded this tick first
+        return False
+    return not skipped
+
+
+def start_scheduled(session: Session, automations: list[SystemAutomation], now: datetime) -> int:
+    started = 0
+    for automation in automations:
+        trigger = automation.definition.trigger
+        if not isinstance(trigger, ScheduleTrigger):
+            continue
+        due = latest_tick(trigger, now)
+        if due < automation.created_at:
+            continue
+        last = session.scalar(
+            select(func.max(SystemTick.due_at)).where(SystemTick.automation_id == automation.id)
+        )
+        if last is not None and due <= last:
+            continue
+        missed = now - due > MISSED_AFTER
+        key = f"schedule:{automation.id}:{due.isoformat()}"
+        skip = missed and trigger.catch_up == "skip"
+        started += start(session, automation, key, due, now, skipped=skip)
+    return started
+
+
+def event_matches(trigger: Any, data: dict[str, Any], names: dict[int, str]) -> bool:
+    status = data.get("status")
+    kind = data.get("kind")
+    wanted = getattr(trigger, "status", "any")
+    if wanted != "any" and status != wanted:
+        return False  # a chained automation is skipped when the job before it failed
+    if isinstance(trigger, JobFinishedTrigger):
+        by = names.get(data.get("automation_id") or 0)
+        return (trigger.job is None or trigger.job == kind) and (
+            trigger.automation is None or trigger.automation == by
+        )
+    if isinstance(trigger, BroadcastFinishedTrigger):
+        return kind == "send"
+    if isinstance(trigger, ExportFinishedTrigger):
+        return kind == "export"
+    if isinstance(trigger, ImportFinishedTrigger):
+        read = int(data.get("read") or 0)
+        share = 100.0 * int(data.get("written") or 0) / read if read else 0.0
+        return kind == "import" and (share >= trigger.min_percent or trigger.min_percent == 0)
+    return False
+
+
+def start_from_events(session: Session, automations: list[SystemAutomation], now: datetime) -> int:
+    """Runs for the `job_finished` activities after the cursor; the cursor moves past them."""
+    listening = [a for a in automations if not isinstance(a.definition.trigger, ScheduleTrigger)]
+    state = session.get(EngineState, CURSOR)
+    after = int(state.value.get("id", 0)) if state is not None else 0
+    rows = session.execute(
+        select(Activity.id, Activity.data, Activity.occurred_at)
+        .where(Activity.type == JOB_FINISHED, Activity.id > after)
+        .order_by(Activity.id)
+        .limit(EVENT_BATCH)
+    ).all()
+    if not rows:
+        return 0
+    names: dict[int, str] = {
+        i: n for i, n in session.execute(select(Automation.id, Automation.name))
+    }
+    started = 0
+    for activity_id, data, occurred_at in rows:
+        for automation in listening:
+            if occurred_at < automation.created_at or automation.definition.trigger is None:
+                continue
+            if event_matches(automation.definition.trigger, data or {}, names):
+                key = f"event:{automation.id}:{activity_id}"
+                started += start(session, automation, key, occurred_at, now)
+    last = rows[-1][0]
+    if state is None:
+        try:
+            with session.begin_nested():
+                session.add(EngineState(key=CURSOR, value={"id": last}))
+        except IntegrityError:  # another worker wrote the first cursor; the ticks are unique
+            pass
+    elif int(state.value.get("id", 0)) < last:
+        state.value = {"id": last}
+    return started
