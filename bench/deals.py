@@ -36,7 +36,7 @@ from tidings.automations.engine import Engine
 from tidings.clock import FakeClock
 from tidings.db.engine import Database, create_database
 from tidings.db.migrate import upgrade
-from tidings.deals import moves, reports, scoring, totals
+from tidings.deals import moves, reach, reports, scoring, totals
 from tidings.deals.models import Deal, Stage
 
 DEALS = max(20_000, int(1_000_000 * scale()))
@@ -181,6 +181,8 @@ def load_sqlite() -> Database:
     raw.close()
     with database.session() as session:
         totals.rebuild(session)  # the board's per-stage totals of the generated deals
+        for pipeline_id in range(1, PIPELINES + 1):  # the funnel's furthest stages
+            reach.rebuild(session, pipeline_id)
     print(f"  SQLite loaded in {time.perf_counter() - started:.0f} s")
     return database
 
@@ -249,6 +251,8 @@ def load_postgres(url: str) -> Database:
             execute(definition)
     with database.session() as session:
         totals.rebuild(session)  # the board's per-stage totals of the generated deals
+        for pipeline_id in range(1, PIPELINES + 1):  # the funnel's furthest stages
+            reach.rebuild(session, pipeline_id)
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
     print(f"  PostgreSQL loaded in {time.perf_counter() - started:.0f} s")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import command
 
+from tests.deals.helpers import Crm, ok
 from tidings.db.engine import Database
 from tidings.db.migrate import alembic_config
 
@@ -46,3 +47,24 @@ def test_0016_down_and_up(database: Database) -> None:
     assert "deal_id" in columns() and "deal_score_matches" in tables()
     with database.engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM activities")).scalar() == 1
+
+
+def test_0022_fills_the_furthest_stages_from_the_visits(database: Database, crm: Crm) -> None:
+    s0, s1, s2, _ = crm.stages
+    a, b, _c = (crm.deal(title=f"D{i}")["id"] for i in range(3))
+    ok(crm.client.patch(f"/api/v1/deals/{a}", json={"stage_id": s2}))
+    ok(crm.client.patch(f"/api/v1/deals/{a}", json={"stage_id": s0}))  # back: s2 stays furthest
+    ok(crm.client.post("/api/v1/deals/bulk/move", json={"deal_ids": [b], "stage_id": s1}))
+
+    def reach() -> set[tuple[int, int]]:
+        with database.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT deal_id, furthest_stage_id FROM deal_stage_reach")
+            )
+            return {(d, s) for d, s in rows}
+
+    kept = reach()
+    assert {(a, s2), (b, s1)} <= kept and len(kept) == 3
+    _migrate(database, command.downgrade, "0025")
+    _migrate(database, command.upgrade, "head")
+    assert reach() == kept

@@ -117,6 +117,27 @@ def test_funnel_and_time_in_stage(crm: Crm, clock: FakeClock) -> None:
     assert four
 
 
+def test_funnel_follows_the_current_stage_order(crm: Crm) -> None:
+    s0, s1, s2, s3 = crm.stages
+    a, b = (crm.deal(title=f"D{i}")["id"] for i in range(2))
+    ok(crm.client.patch(f"/api/v1/deals/{a}", json={"stage_id": s2}))
+    ok(crm.client.post("/api/v1/deals/bulk/move", json={"deal_ids": [b], "stage_id": s1}))
+
+    def reached() -> list[int]:
+        params = {"pipeline": crm.pipeline}
+        funnel = ok(crm.client.get("/api/v1/reports/deals/funnel", params=params))
+        return [s["reached"] for s in funnel["stages"]]
+
+    assert reached() == [2, 2, 1, 0]
+    order = f"/api/v1/pipelines/{crm.pipeline}/stages/order"
+    ok(crm.client.put(order, json={"stage_ids": [s3, s2, s1, s0]}))
+    assert reached() == [2, 2, 2, 2]  # both were in s0, now the last stage
+    ok(crm.client.patch(f"/api/v1/deals/{b}", json={"stage_id": s2}))  # behind s0: no change
+    assert reached() == [2, 2, 2, 2]
+    assert crm.client.delete(f"/api/v1/pipelines/{crm.pipeline}/stages/{s0}").status_code == 204
+    assert reached() == [2, 2, 1]  # of s3, s2, s1: a got to s2, b to s1
+
+
 def test_forecast_by_month_weighted_by_probability(crm: Crm) -> None:
     crm.deal(value=1_000, expected_close="2026-04-03")  # Lead, 10 %
     crm.deal(value=2_000, expected_close="2026-04-28", stage_id=crm.stages[2])  # 60 %

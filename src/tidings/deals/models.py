@@ -191,6 +191,24 @@ class StageVisit(Base):
     )
 
 
+class StageReach(Base):
+    """Per deal and pipeline: when it first entered the pipeline and the furthest stage (in
+    the current stage order) it has reached there. Kept beside the stage visits by every
+    create and move, rebuilt for a pipeline when its stage order changes, so the funnel
+    counts index entries per stage instead of grouping every visit by deal."""
+
+    __tablename__ = "deal_stage_reach"
+
+    pipeline_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    deal_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    furthest_stage_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_deal_stage_reach_funnel", "pipeline_id", "furthest_stage_id", "entered_at"),
+    )
+
+
 class TaskType(Base):
     """A user-defined task type; the built-in ones (call, email, meeting, to-do) need no row."""
 

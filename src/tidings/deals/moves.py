@@ -15,7 +15,7 @@ from tidings.activities.service import DEAL_ACTIVITY_COLUMNS, record_select
 from tidings.db.bulk import in_values
 from tidings.db.engine import use_bulk_page_cache
 from tidings.db.sqlfunc import json_object
-from tidings.deals import scoring, totals
+from tidings.deals import reach, scoring, totals
 from tidings.deals.models import Deal, Stage, StageVisit
 from tidings.deals.pipelines import remove_stage, stage_has_deals
 from tidings.deals.service import entry_position
@@ -69,6 +69,7 @@ def move_deals(
     )
     ids = select(Deal.id).where(*moving)
     totals.move(session, moving, stage.pipeline_id, stage.id)
+    reach.enter(session, ids, stage, now)
     session.execute(
         update(StageVisit)
         .where(StageVisit.deal_id.in_(ids), StageVisit.left_at.is_(None))

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from tidings.deals import totals
+from tidings.deals import reach, totals
 from tidings.deals.currencies import check_currency
 from tidings.deals.models import Deal, Pipeline, Stage
 from tidings.deals.repository import get_row
@@ -168,6 +168,7 @@ def delete_pipeline(session: Session, pipeline: Pipeline) -> None:
         raise Conflict(f"pipeline {pipeline.id} holds {deals} deal(s): move or delete them first")
     session.execute(delete(Stage).where(Stage.pipeline_id == pipeline.id))
     totals.forget_pipeline(session, pipeline.id)
+    reach.forget_pipeline(session, pipeline.id)
     session.delete(pipeline)
     session.flush()
 
@@ -246,6 +247,7 @@ def reorder_stages(
     ordered = [stages[i] for i in stage_ids]
     _renumber(ordered, now)
     session.flush()
+    reach.rebuild(session, pipeline.id)
     return ordered
 
 
@@ -271,3 +273,4 @@ def remove_stage(session: Session, stage: Stage, *, now: datetime) -> None:
     totals.forget_stage(session, stage.id)
     _renumber([s for s in stages if s.id != stage.id], now)
     session.flush()
+    reach.rebuild(session, stage.pipeline_id)

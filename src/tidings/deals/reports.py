@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select, union_all
+from sqlalchemy import ColumnElement, and_, func, select, union_all
 from sqlalchemy.orm import Session
 
 from tidings.db.sqlfunc import epoch_seconds
 from tidings.deals import totals
-from tidings.deals.models import Deal, Pipeline, Stage, StageVisit
+from tidings.deals.models import Deal, Pipeline, Stage, StageReach, StageVisit
 from tidings.deals.pipelines import get_pipeline, stages_of
 from tidings.deals.repository import pairs
 
@@ -146,31 +146,28 @@ def funnel(
     """The conversion funnel of the deals that entered the pipeline in [since, until): per
     stage (in the current stage order), how many reached it or a later stage, and the share
     of those that went on to a later stage. Read from the stage visits that every
-    deal_created / deal_stage_changed activity is written with."""
+    deal_created / deal_stage_changed activity is written with, by way of the furthest stage
+    each deal reached (deals.reach): a count per stage off ix_deal_stage_reach_funnel."""
     pipeline = get_pipeline(session, pipeline_id)
     stages = stages_of(session, pipeline_id)
     steps: list[dict[str, Any]] = [{"stage": _stage_out(s), "reached": 0} for s in stages]
-    if stages:
-        # One pass over the pipeline's visits in ix_deal_stage_visits_pipeline order: the
-        # furthest stage (its index in the current order) of each deal, then per stage how
-        # many deals got at least that far; no join, no sort.
-        rank = case(*((StageVisit.stage_id == s.id, i) for i, s in enumerate(stages)), else_=-1)
-        per_deal = (
-            select(func.max(rank).label("furthest"))
-            .where(StageVisit.pipeline_id == pipeline_id)
-            .group_by(StageVisit.deal_id)
-        )
-        entered = func.min(StageVisit.entered_at)
-        if since is not None:
-            per_deal = per_deal.having(entered >= since)
-        if until is not None:
-            per_deal = per_deal.having(entered < until)
-        furthest = per_deal.subquery().c.furthest
-        row = session.execute(
-            select(*(func.sum(case((furthest >= i, 1), else_=0)) for i in range(len(stages))))
-        ).one()
-        for step, reached in zip(steps, row, strict=True):
-            step["reached"] = int(reached or 0)
+    where = [StageReach.pipeline_id == pipeline_id]
+    if since is not None:
+        where.append(StageReach.entered_at >= since)
+    if until is not None:
+        where.append(StageReach.entered_at < until)
+    furthest = dict(
+        session.execute(
+            select(StageReach.furthest_stage_id, func.count())
+            .where(*where)
+            .group_by(StageReach.furthest_stage_id)
+        ).all()
+    )
+    # A deal that got to stage i reached every stage before it: sum from the last stage back.
+    reached = 0
+    for step, stage in reversed(list(zip(steps, stages, strict=True))):
+        reached += int(furthest.get(stage.id, 0))
+        step["reached"] = reached
     for here, after in zip(steps, [*steps[1:], None], strict=True):
         if after is None:
             here["conversion"] = None

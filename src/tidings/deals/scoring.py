@@ -41,6 +41,7 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    insert,
     literal,
     not_,
     select,
@@ -134,8 +135,67 @@ def create_rule(
     )
     session.add(rule)
     session.flush()
-    recompute_rule(session, rule, now=now, cause=cause)
+    if rule.active and rule.points and rule.expires_after_days != 0:
+        _score_new_rule(session, rule, now=now, cause=cause)
+    else:  # its matches count nothing: only the holds flags to record
+        recompute_rule(session, rule, now=now, cause=cause)
     return rule
+
+
+def _score_new_rule(session: Session, rule: ScoringRule, *, now: datetime, cause: str) -> None:
+    """What recompute_rule does for a rule that has no matches yet and whose new matches are
+    live, set-wise in three statements: every match it starts moves its deal's score by the
+    rule's points, so the matches are written with their points already counted (no grouped
+    difference, no second pass over them), then the activities and the scores follow from a
+    join with them."""
+    use_bulk_page_cache(session)
+    condition = parse_condition(rule.condition, deal=True)
+    holds = deal_condition_sql(condition, now)
+    starting = (
+        _candidates(condition, None)
+        .where(holds)
+        .with_only_columns(
+            literal(rule.id),
+            Deal.id,
+            literal(now, ScoreMatch.matched_at.type),
+            true(),
+            literal(rule.points),
+        )
+    )
+    session.execute(
+        insert(ScoreMatch).from_select(
+            ["rule_id", "deal_id", "matched_at", "holds", "points"], starting
+        )
+    )
+    matched = and_(ScoreMatch.rule_id == rule.id, ScoreMatch.deal_id == Deal.id)
+    record_select(
+        session,
+        DEAL_ACTIVITY_COLUMNS,
+        select(
+            Deal.contact_id,
+            literal(DealActivity.SCORE_CHANGED.value),
+            literal(cause),
+            literal(now, Activity.occurred_at.type),
+            json_object(literal("old"), Deal.score, literal("new"), Deal.score + rule.points),
+            Deal.id,
+        ).join(ScoreMatch, matched),
+    )
+    session.execute(
+        update(Deal)
+        .where(Deal.id.in_(select(ScoreMatch.deal_id).where(ScoreMatch.rule_id == rule.id)))
+        .values(score=Deal.score + rule.points)
+        .execution_options(**NO_SYNC)
+    )
+
+
+def _candidates(condition: Condition, deals: ColumnElement[bool] | None) -> Select[Any]:
+    """The deals a condition is evaluated over (with their contact if it asks about it)."""
+    candidates = select(Deal.id)
+    if asks_about_contact(condition):
+        candidates = candidates.outerjoin(Contact, Contact.id == Deal.contact_id)
+    if deals is not None:
+        candidates = candidates.where(deals)
+    return candidates
 
 
 _UNSET: Any = object()
@@ -303,11 +363,7 @@ def _sync(
     """Bring the rule's matches up to date: end those whose condition no longer holds, start
     those where it newly holds."""
     holds = deal_condition_sql(condition, now)
-    candidates = select(Deal.id)
-    if asks_about_contact(condition):
-        candidates = candidates.outerjoin(Contact, Contact.id == Deal.contact_id)
-    if deals is not None:
-        candidates = candidates.where(_in(session, Deal.id, deals))
+    candidates = _candidates(condition, None if deals is None else _in(session, Deal.id, deals))
     session.execute(
         update(ScoreMatch)
         .where(

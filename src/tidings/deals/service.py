@@ -12,7 +12,7 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from tidings.db.bulk import in_values, insert_returning_ids, insert_tuples
-from tidings.deals import scoring, totals
+from tidings.deals import reach, scoring, totals
 from tidings.deals.models import Deal, DealContact, StageVisit
 from tidings.deals.repository import get_row
 from tidings.deals.timeline import DealActivity, DealRow, deal_row, record_rows
@@ -110,6 +110,7 @@ def create_deals(
     totals.add(session, (_total(s, 1) for s in states))
     visits = [(i, s.pipeline_id, s.stage_id, now) for i, s in zip(ids, states, strict=True)]
     insert_tuples(session, StageVisit.__table__, VISIT_COLUMNS, visits)  # type: ignore[arg-type]
+    reach.enter_each(session, [(i, p, s) for i, p, s, _ in visits], now)
     record_rows(
         session,
         [
@@ -314,6 +315,7 @@ def _enter_stages(session: Session, moved: Sequence[tuple[int, int, int]], now: 
         VISIT_COLUMNS,
         [(d, p, s, now) for d, p, s in moved],
     )
+    reach.enter_each(session, moved, now)
 
 
 def delete_deal(session: Session, deal: Deal, *, now: datetime, cause: str) -> None:
@@ -327,6 +329,7 @@ def delete_deal(session: Session, deal: Deal, *, now: datetime, cause: str) -> N
         ],
     )
     session.execute(delete(StageVisit).where(StageVisit.deal_id == deal.id))
+    reach.forget_deal(session, deal.id)
     totals.add(session, [_total(deal, -1)])
     scoring.forget_deals(session, [deal.id])
     session.delete(deal)
