@@ -2,7 +2,7 @@
 (the funnel counts these instead of grouping every stage visit), filled from the visits
 
 Revision ID: 0022
-Revises: 0025
+Revises: 0020
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import tidings.db.types
 
 revision = "0022"
-down_revision = "0025"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
