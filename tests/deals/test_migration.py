@@ -65,6 +65,6 @@ def test_0022_fills_the_furthest_stages_from_the_visits(database: Database, crm:
 
     kept = reach()
     assert {(a, s2), (b, s1)} <= kept and len(kept) == 3
-    _migrate(database, command.downgrade, "0025")
+    _migrate(database, command.downgrade, "0020")
     _migrate(database, command.upgrade, "head")
     assert reach() == kept
