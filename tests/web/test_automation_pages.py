@@ -106,3 +106,31 @@ def test_enrol_a_list_and_end_the_runs(
     ended = admin_client.post(f"{path}/end-runs", data={"csrf_token": token, "step": ""})
     assert "1 runs ended." in ended.text
     assert contact.id
+
+
+def test_simulate_draws_the_days_and_refuses_a_bad_scenario(
+    admin_client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    with database.session() as session:
+        made = automations.create_automation(session, yaml.safe_load(EXAMPLE), now=clock.now())
+        automation_id = made.id
+    page = admin_client.get(f"/admin/automations/{automation_id}")
+    assert 'id="simulation"' in page.text
+    token = csrf_of(admin_client, f"/admin/automations/{automation_id}")
+    scenario = "contacts: 4\nevents:\n  - {day: 1, tag: new, percent: 100}\n"
+    part = admin_client.post(
+        f"/admin/automations/{automation_id}/simulate",
+        data={"csrf_token": token, "days": "3", "scenario": scenario},
+        headers={"HX-Request": "true"},
+    )
+    assert part.status_code == 200, part.text
+    assert 'id="simulation-chart"' in part.text and "data-chart=" in part.text
+    assert "day 3" in part.text and "<html" not in part.text
+    assert "&#34;completed&#34;" in part.text  # a series of the chart
+    bad = admin_client.post(
+        f"/admin/automations/{automation_id}/simulate",
+        data={"csrf_token": token, "days": "2", "scenario": "- not a mapping"},
+    )
+    assert bad.status_code == 422 and "scenario" in bad.text and "<html" in bad.text
+    with database.session() as session:  # the live data is untouched
+        assert automations.enrolment_totals(session, automation_id) == {}

@@ -4,6 +4,7 @@ deals service (its timeline says so), the owner filter, won/lost, a deal's tasks
 from __future__ import annotations
 
 from datetime import timedelta
+from email.message import EmailMessage
 
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -13,10 +14,11 @@ from tidings.clock import FakeClock
 from tidings.contacts import service as contacts
 from tidings.contacts.upsert import ContactInput
 from tidings.db.engine import Database
-from tidings.deals import pipelines, service, tasks
+from tidings.deals import emails, pipelines, service, tasks
 from tidings.deals.models import Deal
 from tidings.deals.pipelines import StageSpec
 from tidings.deals.validation import DealInput
+from tidings.messaging.models import OutboxMessage
 
 from .conftest import csrf_of
 
@@ -178,3 +180,32 @@ def test_the_reports_page_draws_funnel_won_lost_and_forecast(
     for chart in ("funnel-chart", "won-lost-chart", "forecast-chart"):
         assert f'id="{chart}"' in page.text
     assert "Weighted by probability" in page.text
+
+
+def test_a_deal_email_sent_from_the_page_and_its_reply_listed(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    _, deals = _board(database, clock, users["admin"])
+    token = csrf_of(admin_client, f"/admin/deals/{deals[0]}")
+    form = {"csrf_token": token, "subject": "Your offer", "message": "Here it is.\nAnn"}
+    sent = admin_client.post(f"/admin/deals/{deals[0]}/emails", data=form, follow_redirects=False)
+    assert sent.status_code == 303
+    with database.session() as session:
+        email = emails.list_emails(session, deals[0], before_id=None, limit=5)[0]
+        assert email.to_email == "ann@example.com" and email.subject == "Your offer"
+        assert session.query(OutboxMessage).filter_by(id=email.outbox_id).count() == 1
+        reply = EmailMessage()
+        reply["From"] = "Ann <ann@example.com>"
+        reply["Subject"] = "Re: Your offer"
+        reply.set_content("Thanks, signed.")
+        assert emails.record_reply(session, [email.message_token], reply, now=clock.now())
+    page = admin_client.get(f"/admin/deals/{deals[0]}")
+    assert "Your offer" in page.text and "Thanks, signed." in page.text
+    stranger = admin_client.post(
+        f"/admin/deals/{deals[0]}/emails", data={**form, "to": "nobody@example.com"}
+    )
+    assert stranger.status_code == 422 and 'id="to-error"' in stranger.text
+    ownerless = admin_client.post(f"/admin/deals/{deals[1]}/emails", data=form)
+    assert ownerless.status_code == 422 and 'role="alert"' in ownerless.text
+    with database.session() as session:
+        assert len(emails.list_emails(session, deals[1], before_id=None, limit=5)) == 0

@@ -9,10 +9,13 @@ from tidings.activities.service import Cause
 from tidings.clock import FakeClock
 from tidings.contacts import service as contacts
 from tidings.contacts.catalog import create_list
+from tidings.contacts.models import Suppression
 from tidings.contacts.schemas import ListIn
 from tidings.contacts.upsert import ContactInput
 from tidings.db.engine import Database
 from tidings.messaging.models import Broadcast
+from tidings.messaging.service import create_template
+from tidings.segments.service import save_segment
 
 from .conftest import csrf_of
 
@@ -73,3 +76,62 @@ def test_a_template_saved_previewed_and_a_broadcast_created(
         "/admin/email/broadcasts", data={"csrf_token": token, "name": "x", "template_id": "999"}
     )
     assert bad.status_code == 422
+
+
+def test_a_broadcast_to_a_saved_segment(
+    admin_client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    with database.session() as session:
+        template = create_template(
+            session,
+            name="t",
+            subject="s",
+            html="<p>x</p>",
+            text=None,
+            variables={},
+            track_opens=True,
+            track_clicks=True,
+            now=clock.now(),
+        )
+        segment = save_segment(session, "VIPs", {"has_tag": "VIP"}, now=clock.now())
+        news = create_list(session, ListIn(name="News"), now=clock.now()).id
+        ids = {"template_id": str(template.id), "segment_id": str(segment.id)}
+    token = csrf_of(admin_client, "/admin/email")
+    form = {"csrf_token": token, "name": "To VIPs", **ids, "scheduled_at": "2099-01-01T09:00"}
+    both = admin_client.post("/admin/email/broadcasts", data={**form, "list_id": str(news)})
+    assert both.status_code == 422 and "not both" in both.text
+    made = admin_client.post("/admin/email/broadcasts", data=form, follow_redirects=False)
+    assert made.status_code == 303
+    with database.session() as session:
+        broadcast = session.query(Broadcast).one()
+        assert broadcast.segment == {"has_tag": "VIP"} and broadcast.list_id is None
+
+
+def test_suppressions_added_and_removed(admin_client: TestClient, database: Database) -> None:
+    token = csrf_of(admin_client, "/admin/email")
+    bad = admin_client.post(
+        "/admin/email/suppressions", data={"csrf_token": token, "value": "not an address"}
+    )
+    assert bad.status_code == 422 and 'id="value-error"' in bad.text
+    added = admin_client.post(
+        "/admin/email/suppressions",
+        data={"csrf_token": token, "value": "@Spam.example", "reason": "complaints"},
+        follow_redirects=False,
+    )
+    assert added.status_code == 303
+    page = admin_client.get("/admin/email")
+    assert "@spam.example" in page.text and "complaints" in page.text
+    with database.session() as session:
+        entry = session.query(Suppression).one()
+    removed = admin_client.post(
+        f"/admin/email/suppressions/{entry.id}/delete",
+        data={"csrf_token": token},
+        follow_redirects=False,
+    )
+    assert removed.status_code == 303
+    with database.session() as session:
+        assert session.query(Suppression).count() == 0
+    gone = admin_client.post(
+        f"/admin/email/suppressions/{entry.id}/delete", data={"csrf_token": token}
+    )
+    assert gone.status_code == 404

@@ -26,6 +26,7 @@ import random
 import shutil
 import tempfile
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,28 @@ from tidings.messaging.outbox import OutboxStatus, outcomes
 from tidings.messaging.service import create_template
 
 
+@dataclass(frozen=True)
+class SimulatedDay:
+    """Where the runs are at the end of one day, and what the outbox writer decided that day."""
+
+    day: int
+    waiting: dict[str, int]  # per step id
+    completed: int
+    exited: int
+    queued: dict[str, int]  # per template
+    refused: int
+
+
+@dataclass
+class Simulation:
+    """A simulation's result: the step ids, one row per day, refusals by (template, reason)."""
+
+    steps: list[str]
+    days: list[SimulatedDay] = field(default_factory=list)
+    refused: Counter[tuple[str | None, str]] = field(default_factory=Counter)
+    deal_lines: list[str] = field(default_factory=list)
+
+
 def run_simulation(
     data: dict[str, Any],
     *,
@@ -63,6 +86,21 @@ def run_simulation(
     scenario: dict[str, Any] | None = None,
     seed: int = 1,
 ) -> str:
+    """The simulation as the CLI prints it: a line per day, then the refusals."""
+    result = simulate(data, days=days, database_file=database_file, scenario=scenario, seed=seed)
+    lines = [_header(result.steps), *(_day_line(result.steps, row) for row in result.days)]
+    return "\n".join([*lines, *result.deal_lines, *_refusals(result.refused)])
+
+
+def simulate(
+    data: dict[str, Any],
+    *,
+    days: int,
+    database_file: Path | None = None,
+    scenario: dict[str, Any] | None = None,
+    seed: int = 1,
+) -> Simulation:
+    """Run the automation on a copy (or a fresh database) for `days` simulated days."""
     definition = parse_definition(data)
     scenario = scenario or {}
     with tempfile.TemporaryDirectory(prefix="tidings-simulate-") as tmp:
@@ -88,20 +126,19 @@ def run_simulation(
                 if definition.trigger is None or definition.trigger.type == "none":
                     _enrol(session, automation, scenario.get("enrol", "all"), clock.now())
             engine.run_until_idle()
-            lines = [_header(definition)]
-            refused: Counter[tuple[str | None, str]] = Counter()
+            result = Simulation(steps=[s.id for s in definition.steps])
             for day in range(days):
                 clock.set(start + timedelta(days=day, hours=12))
                 _apply_events(database, clock, scenario.get("events", []), day, rng)
                 engine.run_until_idle()
                 clock.set(start + timedelta(days=day + 1))
                 engine.run_until_idle()
-                lines.append(
-                    _day_line(database, automation.id, definition, day + 1, start, refused)
+                result.days.append(
+                    _day_counts(database, automation.id, day + 1, start, result.refused)
                 )
             with database.session() as session:
-                lines.extend(deal_lines(session))
-            return "\n".join([*lines, *_refusals(refused)])
+                result.deal_lines = deal_lines(session)
+            return result
         finally:
             database.dispose()
 
@@ -205,21 +242,20 @@ def _choose(everyone: list[Any], spec: dict[str, Any], rng: random.Random) -> li
     return [cid for cid, _ in everyone if rng.random() * 100 < percent]
 
 
-def _header(definition: Any) -> str:
-    steps = " ".join(f"{s.id:>12}" for s in definition.steps)
-    return f"{'day':>4} {steps} {'completed':>10} {'exited':>7}  sent (refused)"
+def _header(steps: list[str]) -> str:
+    cells = " ".join(f"{s:>12}" for s in steps)
+    return f"{'day':>4} {cells} {'completed':>10} {'exited':>7}  sent (refused)"
 
 
-def _day_line(
+def _day_counts(
     database: Any,
     automation_id: int,
-    definition: Any,
     day: int,
     start: datetime,
     refused: Counter[tuple[str | None, str]],
-) -> str:
+) -> SimulatedDay:
     """Where the runs are at the end of `day`, and what the outbox writer decided for the
-    automation's emails that day (queued per template, refused in parentheses)."""
+    automation's emails that day (queued per template, refused counted by reason)."""
     with database.session() as session:
         waiting = waiting_by_step(session, automation_id)
         ended = enrolment_totals(session, automation_id)
@@ -239,10 +275,20 @@ def _day_line(
             refused_today += outcome.messages
         else:
             queued[outcome.template or ""] += outcome.messages
-    cells = " ".join(f"{waiting.get(s.id, 0):>12}" for s in definition.steps)
-    sent = ", ".join(f"{t}: {n}" for t, n in sorted(queued.items())) or "-"
-    done, exited = ended.get("completed", 0), ended.get("exited", 0)
-    return f"{day:>4} {cells} {done:>10} {exited:>7}  {sent} ({refused_today})"
+    return SimulatedDay(
+        day=day,
+        waiting={step: n for step, n in waiting.items() if step is not None},
+        completed=ended.get("completed", 0),
+        exited=ended.get("exited", 0),
+        queued=dict(queued),
+        refused=refused_today,
+    )
+
+
+def _day_line(steps: list[str], row: SimulatedDay) -> str:
+    cells = " ".join(f"{row.waiting.get(s, 0):>12}" for s in steps)
+    sent = ", ".join(f"{t}: {n}" for t, n in sorted(row.queued.items())) or "-"
+    return f"{row.day:>4} {cells} {row.completed:>10} {row.exited:>7}  {sent} ({row.refused})"
 
 
 def _refusals(refused: Counter[tuple[str | None, str]]) -> list[str]:
@@ -256,4 +302,4 @@ def _refusals(refused: Counter[tuple[str | None, str]]) -> list[str]:
     return lines
 
 
-__all__ = ["UTC", "run_simulation"]
+__all__ = ["UTC", "SimulatedDay", "Simulation", "run_simulation", "simulate"]

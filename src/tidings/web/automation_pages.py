@@ -18,6 +18,7 @@ from tidings.api.schemas import Id
 from tidings.automations import service as automations
 from tidings.automations.enrolments import is_active
 from tidings.automations.models import Enrolment
+from tidings.automations.simulate import Simulation, simulate
 from tidings.contacts.models import Contact, MailingList
 from tidings.db.hooks import mark_work
 from tidings.errors import TidingsError, ValidationFailed
@@ -29,6 +30,8 @@ from tidings.web.templating import render
 router = APIRouter(dependencies=[Depends(check_csrf)])
 MAX_YAML = 1_000_000
 STEP_CONTACTS = 100
+MAX_SIMULATED_DAYS = 90
+DEFAULT_SCENARIO = "contacts: 100\n"
 EXAMPLE = """name: Welcome
 trigger: {type: tag_added, tag: new}
 steps:
@@ -239,3 +242,53 @@ def step_contacts(
     ).all()
     context = {"step": step, "contacts": rows, "limit": STEP_CONTACTS}
     return render(request, "partials/step_contacts.html", context, nav="automations")
+
+
+def simulation_chart(result: Simulation) -> dict[str, Any]:
+    """A Chart.js line chart: contacts waiting at each step, completed and exited, per day."""
+    series = [(step, [row.waiting.get(step, 0) for row in result.days]) for step in result.steps]
+    series += [
+        ("completed", [row.completed for row in result.days]),
+        ("exited", [row.exited for row in result.days]),
+        ("refused emails", [row.refused for row in result.days]),
+    ]
+    return {
+        "type": "line",
+        "data": {
+            "labels": [f"day {row.day}" for row in result.days],
+            "datasets": [{"label": label, "data": data} for label, data in series],
+        },
+        "options": {"scales": {"y": {"beginAtZero": True}}},
+    }
+
+
+@router.post("/admin/automations/{automation_id}/simulate", response_class=HTMLResponse)
+def simulate_page(
+    request: Request,
+    automation_id: Id,
+    login: LoginDep,
+    session: PageSessionDep,
+    days: Annotated[int, Form(ge=1, le=MAX_SIMULATED_DAYS)] = 14,
+    scenario: Annotated[str, Form(max_length=MAX_YAML)] = DEFAULT_SCENARIO,
+) -> HTMLResponse:
+    """Run the automation's current definition on a fresh database filled from the scenario
+    (never the live one) and draw the days; the part is swapped under the form."""
+    automation = automations.get_automation(session, automation_id)
+    definition = automations.definition_of(session, automation)
+    context: dict[str, Any] = {"days": days, "scenario": scenario}
+    if request.headers.get("HX-Request"):
+        context["automation"] = automation
+    else:  # without JavaScript the whole page comes back, the result in its place
+        context |= _page_context(session, automation_id)
+    template = "partials/simulation.html" if "flow" not in context else "automation.html"
+    try:
+        parsed = yaml.safe_load(scenario) if scenario.strip() else {}
+        if not isinstance(parsed, dict):
+            raise ValidationFailed("scenario: must be a mapping")
+        result = simulate(definition, days=days, scenario=parsed)
+    except (yaml.YAMLError, TidingsError) as exc:
+        detail = exc.detail if isinstance(exc, TidingsError) else f"not valid YAML: {exc}"
+        errors = {"scenario": detail}
+        return render(request, template, context, nav="automations", errors=errors, status=422)
+    context |= {"result": result, "chart": simulation_chart(result)}
+    return render(request, template, context, nav="automations")

@@ -1,5 +1,6 @@
 """Deals: the pipeline board (drag a card to another stage: static/deals-board.js), won/lost,
-the filter by owner, and a deal's page with its timeline, tasks and notes. Every change goes
+the filter by owner, and a deal's page with its timeline, tasks, notes and 1:1 emails (the
+composer and the emails sent with their replies). Every change goes
 through the deals service, so the timeline and the stage triggers see it as from the API."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
-from tidings.deals import pipelines, service, tasks
+from tidings.deals import emails, pipelines, service, tasks
 from tidings.deals.timeline import timeline
 from tidings.deals.validation import DealInput
 from tidings.errors import TidingsError, ValidationFailed
@@ -25,6 +26,7 @@ from tidings.web.templating import field_errors, is_htmx, render
 router = APIRouter(dependencies=[Depends(check_csrf)])
 IdQuery = Annotated[int | None, Query(ge=1, le=2**62)]
 TIMELINE = 100
+EMAILS = 50
 
 
 def pipeline_choice(session: Session, pipeline: int | None) -> int | None:
@@ -93,6 +95,7 @@ def _deal_context(session: Session, deal_id: int) -> dict[str, Any]:
     deal = service.get_deal(session, deal_id)
     found = tasks.TaskFilter(deal_id=deal.id)
     contacts = deal_board.contact_names(session, [deal.contact_id] if deal.contact_id else [])
+    sent = emails.list_emails(session, deal.id, before_id=None, limit=EMAILS)
     return {
         "deal": deal,
         "stages": [(s.id, s.title) for s in pipelines.stages_of(session, deal.pipeline_id)],
@@ -103,6 +106,8 @@ def _deal_context(session: Session, deal_id: int) -> dict[str, Any]:
         "notes": tasks.note_page(
             session, deal_id=deal.id, contact_id=None, before_id=None, limit=100
         ),
+        "emails": sent,
+        "replies": emails.replies_of(session, [e.id for e in sent]),
     }
 
 
@@ -216,3 +221,36 @@ def complete_task(
     task = tasks.get_task(session, task_id)
     tasks.set_done(session, task, True, now=clock.now(), cause=Cause.ADMIN)
     return _back(deal_id)
+
+
+@router.post("/admin/deals/{deal_id}/emails", response_model=None)
+def send_email(
+    request: Request,
+    deal_id: Id,
+    login: LoginDep,
+    session: PageSessionDep,
+    clock: ClockDep,
+    subject: Annotated[str, Form(max_length=2000)] = "",
+    message: Annotated[str, Form(max_length=100_000)] = "",
+    to: Annotated[str, Form(max_length=320)] = "",
+) -> Response:
+    """Write to the deal's contact as its owner, through the deals emails service (as
+    `POST /api/v1/deals/{id}/emails`): queued by the outbox, refused with the reason."""
+    deal = service.get_deal(session, deal_id)
+    given = emails.EmailInput(subject=subject, body=message, to=to.strip() or None)
+    try:
+        emails.send_email(session, deal, given, now=clock.now(), cause=Cause.ADMIN)
+    except TidingsError as exc:
+        session.rollback()
+        return _deal_page(request, session, deal_id, _email_errors(exc))
+    return RedirectResponse(f"/admin/deals/{deal_id}#h-emails", status_code=303)
+
+
+def _email_errors(exc: TidingsError) -> dict[str, str]:
+    """The service's errors under the composer's fields; one about the deal itself (its owner
+    missing or deactivated) is shown above the form as "email"."""
+    errors: dict[str, str] = {}
+    for field, message in field_errors(exc, "email").items():
+        field = "message" if field == "body" else field  # "body" is the note form's field
+        errors[field if field in ("to", "subject", "message") else "email"] = message
+    return errors

@@ -1,6 +1,7 @@
-"""Email: templates (editor and a preview for a chosen contact), broadcasts (create for a list,
-now or at a time; per-status message counts; cancel), the suppressions, and the DKIM TXT
-record to publish. Writes go through `tidings.messaging` (service, broadcasts)."""
+"""Email: templates (editor and a preview for a chosen contact), broadcasts (create for a list
+or a saved segment, now or at a time; per-status message counts; cancel), the suppressions
+(add, remove), and the DKIM TXT record to publish. Writes go through `tidings.messaging`
+(service, broadcasts) and `tidings.contacts` (suppressions)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from sqlalchemy.orm import Session
 from tidings.api.deps import ClockDep, DatabaseDep, SettingsDep
 from tidings.api.schemas import Id
 from tidings.config import Settings
+from tidings.contacts import service as contacts
 from tidings.contacts.models import Contact, MailingList, Suppression
-from tidings.errors import TidingsError
+from tidings.errors import TidingsError, ValidationFailed
 from tidings.messaging import broadcasts
 from tidings.messaging import service as templates
 from tidings.messaging.dkim import signer_from_settings
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
+from tidings.segments.models import Segment
+from tidings.segments.service import get_segment
 from tidings.web.deal_pages import due_time
 from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import field_errors, render
@@ -66,6 +70,10 @@ def _overview(session: Session, settings: Settings) -> dict[str, Any]:
         "lists": [
             (m.id, m.name) for m in session.scalars(select(MailingList).order_by(MailingList.name))
         ],
+        "segments": [
+            (i, n)
+            for i, n in session.execute(select(Segment.id, Segment.name).order_by(Segment.name))
+        ],
         "suppressions": list(
             session.scalars(select(Suppression).order_by(Suppression.id.desc()).limit(LATEST))
         ),
@@ -98,16 +106,20 @@ def create_broadcast(
     name: Annotated[str, Form(max_length=200)] = "",
     template_id: Annotated[int, Form(ge=0, le=2**62)] = 0,
     list_id: Annotated[int, Form(ge=0, le=2**62)] = 0,
+    segment_id: Annotated[int, Form(ge=0, le=2**62)] = 0,
     scheduled_at: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
-    """A broadcast to a list, sent now (blank time) or at the time given (UTC)."""
+    """A broadcast to a list or a saved segment (its condition, evaluated when queued), sent
+    now (blank time) or at the time given (UTC)."""
     try:
+        if list_id and segment_id:
+            raise ValidationFailed("list_id: choose a list or a segment, not both")
         broadcasts.create_broadcast(
             session,
             name=name,
             template_id=template_id,
             list_id=list_id or None,
-            segment=None,
+            segment=get_segment(session, segment_id).condition if segment_id else None,
             scheduled_at=due_time(scheduled_at, "scheduled_at"),
             now=clock.now(),
         )
@@ -124,6 +136,31 @@ def cancel_broadcast(
     broadcast = broadcasts.get_broadcast(session, broadcast_id)
     broadcasts.cancel_broadcast(session, broadcast, now=clock.now())
     return RedirectResponse("/admin/email", status_code=303)
+
+
+@router.post("/admin/email/suppressions", response_model=None)
+def add_suppression(
+    request: Request,
+    login: LoginDep,
+    session: PageSessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    value: Annotated[str, Form(max_length=320)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Suppress an address, or a whole domain given as '@domain' (as `POST /suppressions`)."""
+    try:
+        contacts.add_suppression(session, value, now=clock.now(), reason=reason.strip() or None)
+    except TidingsError as exc:
+        session.rollback()
+        return _email_page(request, session, settings, field_errors(exc, "value"))
+    return RedirectResponse("/admin/email#h-suppressions", status_code=303)
+
+
+@router.post("/admin/email/suppressions/{suppression_id}/delete", response_model=None)
+def remove_suppression(suppression_id: Id, login: LoginDep, session: PageSessionDep) -> Response:
+    contacts.delete_suppression(session, suppression_id)
+    return RedirectResponse("/admin/email#h-suppressions", status_code=303)
 
 
 def _template_page(
