@@ -56,6 +56,17 @@ def get_pool(session: Session, name: str) -> CouponPool:
     return pool
 
 
+def pool_by_id(session: Session, pool_id: int) -> CouponPool:
+    pool = session.get(CouponPool, pool_id)
+    if pool is None:
+        raise NotFound(f"pool: no coupon pool {pool_id}")
+    return pool
+
+
+def pools(session: Session) -> list[CouponPool]:
+    return list(session.scalars(select(CouponPool).order_by(CouponPool.name)))
+
+
 def import_csv(session: Session, pool: CouponPool, data: str) -> int:
     """Add the codes of a CSV (first column; a `code` header is skipped). A code that repeats
     in the file or is already in the pool refuses the whole file, naming its row."""
