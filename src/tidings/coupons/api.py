@@ -23,6 +23,9 @@ router = APIRouter(tags=["coupons"])
 class PoolIn(InputModel):
     name: str = Field(min_length=1, max_length=50, description="letters, digits or _")
     low_stock: int = Field(default=0, ge=0, le=1_000_000_000, description="warn at this many")
+    low_stock_notify: str | None = Field(
+        default=None, max_length=320, description="email told once when stock is low"
+    )
 
 
 class CodesIn(InputModel):
@@ -44,6 +47,8 @@ def _out(session: Session, pool: CouponPool) -> dict[str, Any]:
         "name": pool.name,
         "field": service.field_key(pool.name),
         "low_stock": pool.low_stock,
+        "low_stock_notify": pool.low_stock_notify,
+        "low_stock_at": pool.low_stock_at,
         "created_at": pool.created_at,
         "stock": service.stock(session, pool),
     }
@@ -56,7 +61,13 @@ def list_pools(session: SessionDep) -> dict[str, Any]:
 
 @router.post("/coupon-pools", status_code=201)
 def create_pool(body: PoolIn, session: SessionDep, clock: ClockDep) -> dict[str, Any]:
-    pool = service.create_pool(session, body.name, now=clock.now(), low_stock=body.low_stock)
+    pool = service.create_pool(
+        session,
+        body.name,
+        now=clock.now(),
+        low_stock=body.low_stock,
+        notify=body.low_stock_notify,
+    )
     return _out(session, pool)
 
 
