@@ -156,7 +156,9 @@ def assign(session: Session, pool: CouponPool, contact_id: int, now: datetime) -
             .where(CouponPool.id == pool.id)
             .values(shortage=CouponPool.shortage + 1)
         )
-    elif pool.low_stock_notify and pool.low_stock_at is None:
+    # Checked on empty too: racing workers' uncommitted takes still look free to the count,
+    # so the last taker may see more than the mark; the first to find none notifies then.
+    if pool.low_stock_notify and pool.low_stock_at is None:
         _check_low_stock(session, pool, now)
     return taken
 
