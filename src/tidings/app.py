@@ -82,6 +82,12 @@ def create_app(
     from tidings.jobs.api import router as jobs_router
 
     app.include_router(jobs_router, prefix="/api/v1", dependencies=authenticated)
+    from tidings.coupons.api import router as coupons_router
+
+    app.include_router(coupons_router, prefix="/api/v1", dependencies=authenticated)
+    from tidings.system.api import router as system_router
+
+    app.include_router(system_router, prefix="/api/v1", dependencies=authenticated)
 
     from tidings.web.site import install_web
 

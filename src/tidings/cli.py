@@ -54,6 +54,9 @@ class _Commands(LazyGroup):
             "tidings.auth.cli:secret_app",
             "The keys that sign unsubscribe, preference, opt-in and tracking links.",
         ),
+        "system": LazyCommand(
+            "tidings.system.cli:system_app", "System automations: list their runs."
+        ),
         "templates": LazyCommand(
             "tidings.automations.cli:templates_app", "Built-in automation templates."
         ),

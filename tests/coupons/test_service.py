@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import select
 
+from tidings.automations.models import Effect
 from tidings.clock import FakeClock
 from tidings.coupons import service
 from tidings.db.engine import Database
@@ -85,3 +87,29 @@ def test_four_racing_workers_never_hand_out_a_code_twice(
     codes = [c for c in results.values() if c is not None]
     assert len(codes) == 60 and len(set(codes)) == 60
     assert sum(c is None for c in results.values()) == 40
+
+
+def test_low_stock_is_notified_once_through_a_notify_effect(
+    database: Database, clock: FakeClock
+) -> None:
+
+    with database.session() as session:
+        pool = service.create_pool(
+            session, "LOW", now=clock.now(), low_stock=2, notify="ops@example.com"
+        )
+        service.import_csv(session, pool, "A\nB\nC\nD\n")
+        ids = [101, 102, 103]  # contact ids (the pool does not read the contacts)
+        service.assign(session, pool, ids[0], clock.now())
+        assert pool.low_stock_at is None  # 3 left
+        service.assign(session, pool, ids[1], clock.now())  # 2 left: at the mark
+        service.assign(session, pool, ids[2], clock.now())
+        session.refresh(pool)
+        assert pool.low_stock_at is not None
+        effects = session.execute(select(Effect.kind, Effect.target, Effect.payload)).all()
+    assert [(kind, target) for kind, target, _ in effects] == [("notify", "ops@example.com")]
+    assert "LOW is low: 2 codes left" in effects[0][2]["subject"]
+
+
+def test_a_bad_notify_address_is_refused(database: Database, clock: FakeClock) -> None:
+    with database.session() as session, pytest.raises(ValidationFailed, match="low_stock_notify"):
+        service.create_pool(session, "N", now=clock.now(), notify="nobody")

@@ -32,7 +32,7 @@ def test_default_filter_and_declared_variables() -> None:
         ("{{ contact.first_name.__init__.__globals__ }}", "not allowed"),
         ("{{ cycler.__init__ }}", "not allowed"),
         ("Hi {{ contact.nickname }}", "unknown contact field 'nickname'"),
-        ("Hi {{ coupon }}", "unknown variable 'coupon'"),
+        ("Hi {{ voucher }}", "unknown variable 'voucher'"),
         ("{% if %}", "syntax error"),
         ("{{ contact.first_name | nosuchfilter }}", "No filter named"),
         ("{{ [].append(1) }}", "not allowed"),

@@ -23,12 +23,16 @@ def _fail(exc: TidingsError) -> typer.Exit:
 
 @coupons_app.command("create")
 def create_command(
-    name: str, low_stock: int = typer.Option(0, min=0, help="Warn at this many free codes.")
+    name: str,
+    low_stock: int = typer.Option(0, min=0, help="Warn at this many free codes."),
+    notify: str | None = typer.Option(None, help="Email told once when stock is low."),
 ) -> None:
     """Create a pool (and its contact field coupon_<name>)."""
     try:
         with open_database().session() as session:
-            service.create_pool(session, name, now=SystemClock().now(), low_stock=low_stock)
+            service.create_pool(
+                session, name, now=SystemClock().now(), low_stock=low_stock, notify=notify
+            )
     except TidingsError as exc:
         raise _fail(exc) from None
     typer.echo(f"pool {name} created")

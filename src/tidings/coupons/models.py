@@ -21,6 +21,9 @@ class CouponPool(Base):
     # Contacts that asked when the pool was empty (the shortage to refill).
     shortage: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Told once (a notify effect) when the free codes fall to low_stock; when that happened.
+    low_stock_notify: Mapped[str | None] = mapped_column(String(320))
+    low_stock_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CouponCode(Base):

@@ -19,15 +19,18 @@ from datetime import datetime
 from sqlalchemy import TextClause, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from tidings.automations.models import Effect
 from tidings.contacts import catalog
 from tidings.contacts import repository as contacts_repository
 from tidings.contacts.schemas import FieldIn
 from tidings.coupons.models import CouponCode, CouponPool
+from tidings.db.bulk import dialect_insert
 from tidings.errors import NotFound, ValidationFailed
 
 ALPHABET = string.ascii_uppercase + string.digits
 POOL_NAME = re.compile(r"[A-Za-z0-9_]{1,50}")
 MAX_CODE = 200
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 
 
 def field_key(pool: str) -> str:
@@ -35,15 +38,27 @@ def field_key(pool: str) -> str:
     return f"coupon_{pool.lower()}"
 
 
-def create_pool(session: Session, name: str, *, now: datetime, low_stock: int = 0) -> CouponPool:
-    """A pool, and its contact field (a text custom field `coupon_<name>`) if missing."""
+def create_pool(
+    session: Session, name: str, *, now: datetime, low_stock: int = 0, notify: str | None = None
+) -> CouponPool:
+    """A pool, and its contact field (a text custom field `coupon_<name>`) if missing.
+    `notify`: the address told once when the free codes fall to `low_stock`."""
+    if notify is not None and not EMAIL.fullmatch(notify):
+        raise ValidationFailed("low_stock_notify: not an email address")
     if not POOL_NAME.fullmatch(name):
         raise ValidationFailed("name: 1-50 letters, digits or _")
     if session.scalar(select(CouponPool.id).where(CouponPool.name == name)) is not None:
         raise ValidationFailed(f"name: a pool named {name!r} exists")
     if contacts_repository.field_id(session, field_key(name)) is None:
         catalog.create_field(session, FieldIn(key=field_key(name), type="text"), now=now)
-    pool = CouponPool(name=name, low_stock=max(0, low_stock), shortage=0, created_at=now)
+    pool = CouponPool(
+        name=name,
+        low_stock=max(0, low_stock),
+        shortage=0,
+        created_at=now,
+        low_stock_notify=notify,
+        low_stock_at=None,
+    )
     session.add(pool)
     session.flush()
     return pool
@@ -54,6 +69,17 @@ def get_pool(session: Session, name: str) -> CouponPool:
     if pool is None:
         raise NotFound(f"pool: no coupon pool named {name!r}")
     return pool
+
+
+def pool_by_id(session: Session, pool_id: int) -> CouponPool:
+    pool = session.get(CouponPool, pool_id)
+    if pool is None:
+        raise NotFound(f"pool: no coupon pool {pool_id}")
+    return pool
+
+
+def pools(session: Session) -> list[CouponPool]:
+    return list(session.scalars(select(CouponPool).order_by(CouponPool.name)))
 
 
 def import_csv(session: Session, pool: CouponPool, data: str) -> int:
@@ -130,7 +156,59 @@ def assign(session: Session, pool: CouponPool, contact_id: int, now: datetime) -
             .where(CouponPool.id == pool.id)
             .values(shortage=CouponPool.shortage + 1)
         )
+    # Checked on empty too: racing workers' uncommitted takes still look free to the count,
+    # so the last taker may see more than the mark; the first to find none notifies then.
+    if pool.low_stock_notify and pool.low_stock_at is None:
+        _check_low_stock(session, pool, now)
     return taken
+
+
+def _check_low_stock(session: Session, pool: CouponPool, now: datetime) -> None:
+    """When the free codes are at most `low_stock`: mark the pool (the first transaction to
+    set low_stock_at wins, so racing workers notify once) and queue one notify effect (sent by
+    the automation effect worker, retried like any other)."""
+    # At most low_stock + 1 free codes are counted (through the free-code index): a full
+    # count at each assignment would read the whole pool.
+    free = (
+        select(CouponCode.id)
+        .where(CouponCode.pool_id == pool.id, CouponCode.contact_id.is_(None))
+        .limit(pool.low_stock + 1)
+        .subquery()
+    )
+    left = session.scalar(select(func.count()).select_from(free)) or 0
+    if left > pool.low_stock:
+        return
+    marked = session.execute(
+        update(CouponPool)
+        .where(CouponPool.id == pool.id, CouponPool.low_stock_at.is_(None))
+        .values(low_stock_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not marked.rowcount:  # type: ignore[attr-defined]
+        return
+    session.execute(
+        dialect_insert(session, Effect)
+        .values(
+            idempotency_key=f"coupon-low:{pool.id}",
+            kind="notify",
+            enrolment_id=None,
+            contact_id=None,
+            target=pool.low_stock_notify,
+            payload={
+                "subject": f"Coupon pool {pool.name} is low: {left} codes left",
+                "body": f"The coupon pool {pool.name} has {left} free codes left "
+                f"(low-stock mark {pool.low_stock}). Add codes: tidings coupons import "
+                f"{pool.name} FILE, or tidings coupons generate {pool.name} --count N.",
+            },
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            last_error=None,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
 
 
 def _take(session: Session) -> TextClause:

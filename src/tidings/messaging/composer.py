@@ -29,7 +29,7 @@ from tidings.messaging.options import SenderOptions
 from tidings.messaging.outbox_store import Job
 from tidings.messaging.personal import reply_address
 from tidings.messaging.service import source_of
-from tidings.messaging.templates import CompiledTemplate
+from tidings.messaging.templates import CompiledTemplate, coupon_context
 from tidings.messaging.tracking import TokenMaker, Tracker
 
 MARKETING = frozenset({MessageClass.CAMPAIGN, MessageClass.AUTOMATION})
@@ -160,6 +160,8 @@ class Composer:
         if "preferences_url" in compiled.names:  # a signed token: only when it is shown
             links["preferences_url"] = self.links.preferences_url(job.contact_id)
         context = {**job.context, **links, "contact": job.contact}
+        if "coupon" in compiled.names:
+            context["coupon"] = coupon_context(job.contact)
         rendered = compiled.render(context)
         html = rendered.html
         if self.tracker is not None:

@@ -17,6 +17,7 @@ from tidings.messaging.templates import (
     Rendered,
     TemplateSource,
     contact_context,
+    coupon_context,
     validate,
 )
 from tidings.text import refuse_control_characters
@@ -127,4 +128,7 @@ def render_for(
             f"data: {sorted(unknown)[0]!r} is not a variable of template {template.name!r}"
         )
     compiled = CompiledTemplate(source_of(template), limits)
-    return compiled.render({**(data or {}), **links, "contact": contact_context(contact)})
+    values = contact_context(contact)
+    return compiled.render(
+        {**(data or {}), **links, "contact": values, "coupon": coupon_context(values)}
+    )

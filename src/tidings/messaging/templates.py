@@ -1,6 +1,7 @@
 """User templates: sandboxed Jinja2, checked when saved, rendered per contact when sent.
 
-A template may use `contact.<field>` (standard fields and custom-field keys), the links the
+A template may use `contact.<field>` (standard fields and custom-field keys), `coupon.<pool>`
+(the contact's code of a coupon pool, kept in the field `coupon_<pool>`), the links the
 system provides (`unsubscribe_url`, `preferences_url`, `confirm_url`) and the variables it
 declares with an example value. Anything else is a validation error at save time — never a
 blank at send time.
@@ -29,7 +30,10 @@ from tidings.messaging.sandbox import (
 from tidings.text import control_character
 
 CONTACT_FIELDS = ("id", "email", "first_name", "last_name", "phone", "status", "score")
-SYSTEM_VARIABLES = frozenset({"contact", "unsubscribe_url", "preferences_url", "confirm_url"})
+SYSTEM_VARIABLES = frozenset(
+    {"contact", "coupon", "unsubscribe_url", "preferences_url", "confirm_url"}
+)
+COUPON_PREFIX = "coupon_"  # the contact field of a pool's code (tidings.coupons.service.field_key)
 PARTS = ("subject", "html", "text")
 
 
@@ -93,6 +97,13 @@ def _static_problems(
             and attr not in contact_keys
         ):
             problems.append(_problem(part, f"unknown contact field {attr!r}", node.lineno))
+        elif (
+            attr is not None
+            and isinstance(target, nodes.Name)
+            and target.name == "coupon"
+            and COUPON_PREFIX + attr.lower() not in contact_keys
+        ):
+            problems.append(_problem(part, f"unknown coupon pool {attr!r}", node.lineno))
     return problems
 
 
@@ -147,6 +158,7 @@ def validate(
     # share one budget, as they do when the message is sent.
     context = {
         "contact": sample_contact(keys),
+        "coupon": coupon_context(sample_contact(keys)),
         "unsubscribe_url": "https://example.com/u",
         "preferences_url": "https://example.com/p",
         "confirm_url": "https://example.com/c",
@@ -269,3 +281,23 @@ def context_of(standard: dict[str, Any], custom: Mapping[str, Any] | None) -> di
     """contact_context() from the standard fields' values and the custom fields."""
     values = {**standard, **(custom or {})}
     return {key: value for key, value in values.items() if value is not None}
+
+
+class CouponCodes(dict[str, Any]):
+    """The `coupon` variable: pool name (any case) -> the contact's code. A pool the contact
+    holds no code of is undefined: blank when sent, or the template's `default(...)`."""
+
+    def __missing__(self, key: str) -> Any:
+        lower = key.lower()
+        if lower == key or lower not in self:
+            raise KeyError(key)
+        return self[lower]
+
+
+def coupon_context(contact: Mapping[str, Any]) -> CouponCodes:
+    """`coupon.<pool>` from a contact context: its `coupon_<pool>` fields that hold a code."""
+    return CouponCodes(
+        (key[len(COUPON_PREFIX) :], value)
+        for key, value in contact.items()
+        if key.startswith(COUPON_PREFIX) and value not in (None, "")
+    )
