@@ -6,7 +6,6 @@ of a process that stopped, and deletes exports past their retention (once an hou
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 
 from tidings.clock import Clock
@@ -16,37 +15,21 @@ from tidings.jobs import runner
 from tidings.jobs.dropfolder import waiting_files
 from tidings.jobs.export import clean_exports
 from tidings.jobs.specs import ImportSpec
+from tidings.polling import PollingThread
 
 log = logging.getLogger(__name__)
 CLEAN_EVERY = timedelta(hours=1)
 
 
-class JobsWorker:
+class JobsWorker(PollingThread):
+    thread_name = "tidings-jobs"
+
     def __init__(self, database: Database, clock: Clock, settings: Settings) -> None:
         self.database = database
         self.clock = clock
         self.settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(settings.import_poll_seconds)
         self._cleaned_at: datetime | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="tidings-jobs", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll()
-            except Exception:  # a lost database: log it, try again at the next poll
-                log.exception("jobs poll failed")
-            self._stop.wait(self.settings.import_poll_seconds)
 
     def poll(self) -> None:
         """One round: resume what is unfinished, import the drop folder, clean old exports."""

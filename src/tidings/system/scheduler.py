@@ -5,12 +5,12 @@ injected; `poll()` is one round, which tests call after moving a fake clock."""
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
+from tidings.polling import PollingThread
 from tidings.system import runs, starts
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,14 @@ class Round:
     advanced: int = 0
 
 
-class SystemScheduler:
+class SystemScheduler(PollingThread):
+    thread_name = "tidings-system"
+
     def __init__(self, database: Database, clock: Clock, settings: Settings) -> None:
         self.database = database
         self.clock = clock
         self.settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(POLL_SECONDS)
 
     def poll(self) -> Round:
         result = Round()
@@ -51,21 +52,3 @@ class SystemScheduler:
             if not one.started and not one.advanced:
                 break
         return total
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="tidings-system", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll()
-            except Exception:  # a lost database: log it, try again at the next round
-                log.exception("system automations poll failed")
-            self._stop.wait(POLL_SECONDS)
