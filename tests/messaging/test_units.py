@@ -11,9 +11,10 @@ import pytest
 
 from tidings.errors import NotFound, ValidationFailed
 from tidings.messaging.links import LinkSigner
-from tidings.messaging.sender import TokenBucket, allowed_statuses, backoff
+from tidings.messaging.sender import TokenBucket, allowed_statuses
 from tidings.messaging.tracking import add_pixel, rewrite_links
 from tidings.messaging.transport import parse_smtp_url
+from tidings.retry import backoff
 
 
 def test_parse_smtp_urls() -> None:

@@ -26,6 +26,7 @@ from tidings.automations.models import Effect
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
+from tidings.retry import backoff
 from tidings.webhooks.http import (
     Delivery,
     Resolver,
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=30)
 LEASE = timedelta(minutes=2)
-
-
-def backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=BASE_DELAY.total_seconds() * 2 ** max(attempts - 1, 0))
 
 
 def deliver_due(
@@ -148,4 +145,4 @@ def _settle(
             effect.last_error = error
         else:
             effect.last_error = error
-            effect.next_attempt_at = now + backoff(effect.attempts)
+            effect.next_attempt_at = now + backoff(effect.attempts, BASE_DELAY)

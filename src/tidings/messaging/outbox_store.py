@@ -26,6 +26,7 @@ from tidings.messaging.outbox import EmailActivity, OutboxStatus
 from tidings.messaging.policy_sql import refusal_of
 from tidings.messaging.templates import CONTACT_FIELDS, context_of
 from tidings.messaging.transport import SmtpResult
+from tidings.retry import backoff
 
 ST = OutboxStatus
 DUE_STATUSES = (ST.QUEUED, ST.DEFERRED, ST.SENDING)
@@ -68,12 +69,6 @@ class RunStats:
     def add(self, other: RunStats) -> None:
         for name in self.__slots__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-def backoff(attempts: int, base: timedelta) -> timedelta:
-    """Exponential: base, 2 x base, 4 x base, ... capped at one day."""
-    delay: timedelta = base * (2 ** max(0, attempts - 1))
-    return min(delay, timedelta(days=1))
 
 
 def refuse(session: Session, rows: Sequence[tuple[int, int, str]], now: datetime) -> None:

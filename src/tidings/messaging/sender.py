@@ -32,7 +32,7 @@ from tidings.db.engine import Database
 from tidings.messaging.bounces import hard_failures_bounce
 from tidings.messaging.broadcasts import queue_due_broadcasts
 from tidings.messaging.options import SenderOptions
-from tidings.messaging.outbox_store import OnHardFailure, Outcome, RunStats, backoff, claim
+from tidings.messaging.outbox_store import OnHardFailure, Outcome, RunStats, claim
 from tidings.messaging.pipeline import BeforeRun, MailConnection, Pipeline
 from tidings.messaging.policy_sql import allowed_statuses
 from tidings.messaging.predot import mark_delivering
@@ -107,7 +107,6 @@ __all__ = [
     "SenderOptions",
     "TokenBucket",
     "allowed_statuses",
-    "backoff",
     "claim",
     "mark_delivering",
     "queue_due",

@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
+from tidings.retry import backoff
 from tidings.webhooks.http import (
     Delivery,
     Resolver,
@@ -49,10 +50,6 @@ MAX_FAILURES = 5
 BASE_DELAY = timedelta(seconds=30)
 LEASE = timedelta(minutes=2)
 GONE = 410
-
-
-def backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=BASE_DELAY.total_seconds() * 2 ** max(attempts - 1, 0))
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -179,7 +176,7 @@ def _settle(
             status is not None and classify(status) is Delivery.FAILED
         )
         if not final and delivery.attempts < MAX_ATTEMPTS:
-            delivery.next_attempt_at = now + backoff(delivery.attempts)
+            delivery.next_attempt_at = now + backoff(delivery.attempts, BASE_DELAY)
             return False
         delivery.status = "failed"
         subscription.failures += 1
