@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.web import browsing
 from tidings.clock import FakeClock
 from tidings.db.engine import Database
 from tidings.deals.users import Role, create_user
@@ -95,3 +96,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)  # type: ignore[attr-defined]
     return report
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[browsing.Server]:
+    """A real `tidings serve` (worker, dev SMTP sink) per browser test module."""
+    yield from browsing.running_server(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    yield from browsing.launched_browser()
+
+
+@pytest.fixture
+def page(
+    browser: object, server: browsing.Server, request: pytest.FixtureRequest
+) -> Iterator[object]:
+    yield from browsing.open_page(browser, server, request)
