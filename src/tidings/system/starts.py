@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.automations.definition import Definition, parse_definition
+from tidings.automations.definition import Definition
 from tidings.automations.definition.system_steps import (
     BroadcastFinishedTrigger,
     ExportFinishedTrigger,
@@ -25,7 +25,8 @@ from tidings.automations.definition.system_steps import (
     JobFinishedTrigger,
     ScheduleTrigger,
 )
-from tidings.automations.models import Automation, AutomationVersion, EngineState
+from tidings.automations.models import Automation, EngineState
+from tidings.automations.registry import Registry
 from tidings.jobs.runner import JOB_FINISHED
 from tidings.system.models import SystemRun, SystemTick
 from tidings.system.schedule import latest_tick
@@ -45,30 +46,28 @@ class SystemAutomation:
     definition: Definition
 
 
-def active_system_automations(session: Session) -> list[SystemAutomation]:
+def active_system_automations(session: Session, registry: Registry) -> list[SystemAutomation]:
+    """The active `kind: system` automations, each version parsed once (the registry keeps
+    versions forever; a poll only re-reads the small automations table)."""
+    snapshot = registry.refresh(session)
+    system = [loaded for loaded in snapshot.current.values() if loaded.definition.kind == "system"]
+    if not system:
+        return []
+    ids = [loaded.automation_id for loaded in system]
     rows = session.execute(
-        select(Automation, AutomationVersion.definition)
-        .join(
-            AutomationVersion,
-            (AutomationVersion.automation_id == Automation.id)
-            & (AutomationVersion.version == Automation.current_version),
-        )
-        .where(Automation.status == "active")
+        select(Automation.id, Automation.created_at).where(Automation.id.in_(ids))
     ).all()
-    found = []
-    for automation, data in rows:
-        if data.get("kind") != "system":
-            continue
-        found.append(
-            SystemAutomation(
-                automation.id,
-                automation.name,
-                automation.current_version,
-                automation.created_at,
-                parse_definition(data),
-            )
+    created = {automation_id: at for automation_id, at in rows}
+    return [
+        SystemAutomation(
+            loaded.automation_id,
+            loaded.name,
+            loaded.version,
+            created[loaded.automation_id],
+            loaded.definition,
         )
-    return found
+        for loaded in system
+    ]
 
 
 def start(
@@ -111,7 +110,16 @@ def start(
     return not skipped
 
 
-def start_scheduled(session: Session, automations: list[SystemAutomation], now: datetime) -> int:
+def start_scheduled(
+    session: Session,
+    automations: list[SystemAutomation],
+    now: datetime,
+    recorded: dict[int, datetime] | None = None,
+) -> int:
+    """Start each schedule's latest due tick unless it is recorded. `recorded` is the caller's
+    memory of each automation's newest recorded tick (ticks only move forward), so a round in
+    which no new tick fell due asks the database nothing."""
+    recorded = {} if recorded is None else recorded
     started = 0
     for automation in automations:
         trigger = automation.definition.trigger
@@ -120,10 +128,14 @@ def start_scheduled(session: Session, automations: list[SystemAutomation], now: 
         due = latest_tick(trigger, now)
         if due < automation.created_at:
             continue
+        known = recorded.get(automation.id)
+        if known is not None and due <= known:
+            continue
         last = session.scalar(
             select(func.max(SystemTick.due_at)).where(SystemTick.automation_id == automation.id)
         )
         if last is not None and due <= last:
+            recorded[automation.id] = last
             continue
         missed = now - due > MISSED_AFTER
         key = f"schedule:{automation.id}:{due.isoformat()}"
