@@ -32,6 +32,12 @@ skip_without_chromium = pytest.mark.skipif(
 )
 sync_api = pytest.importorskip("playwright.sync_api")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+# The machine is shared: a page or an expectation can take seconds under load. Waits are
+# Playwright's polling `expect`s, never sleeps; what waits for the worker (a 1 s poll, then the
+# page's own refresh) gets longer still.
+ACTION_WAIT = 15_000
+sync_api.expect.set_options(timeout=ACTION_WAIT)
+WORKER_WAIT = 30_000
 ADMIN_EMAIL = "boss@example.com"
 
 
@@ -103,7 +109,7 @@ def launched_browser() -> Iterator[object]:
 def open_page(browser: object, server: Server, request: pytest.FixtureRequest) -> Iterator[object]:
     """A fresh context (cookies) and tab at 1280 px; a screenshot when the test failed."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(ACTION_WAIT)
     tab = context.new_page()
     yield tab
     report = getattr(request.node, "rep_call", None)

@@ -3,7 +3,14 @@ segments, charts, the small-screen layout, the deals board and the automation ed
 
 from __future__ import annotations
 
-from tests.web.browsing import ADMIN_EMAIL, Server, log_in, skip_without_chromium, sync_api
+from tests.web.browsing import (
+    ADMIN_EMAIL,
+    WORKER_WAIT,
+    Server,
+    log_in,
+    skip_without_chromium,
+    sync_api,
+)
 
 pytestmark = skip_without_chromium
 
@@ -126,6 +133,8 @@ def test_the_layout_at_390_pixels_and_by_keyboard(page: object, server: Server) 
 
 
 def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None:
+    """The move is saved, written to the timeline, and starts the automation waiting for deals
+    that enter the stage: its task shows on the deal page and on the card."""
     pipeline = server.api.post(
         "/api/v1/pipelines",
         json={
@@ -147,6 +156,13 @@ def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None
     )
     assert made.status_code == 201, made.text
     deal = made.json()
+    follow_up = {
+        "name": "Won over follow-up",
+        "trigger": {"type": "deal_stage_changed", "pipeline": "Board test", "to": "Won over"},
+        "steps": [{"id": "call", "action": "add_task", "title": "Call the new customer"}],
+    }
+    created = server.api.post("/api/v1/automations", json={"definition": follow_up})
+    assert created.status_code == 201, created.text
     log_in(page, server)
     page.goto(f"/admin/deals?pipeline={pipeline['id']}")  # type: ignore[attr-defined]
     card = page.locator(f"li[data-deal='{deal['id']}']")  # type: ignore[attr-defined]
@@ -165,9 +181,19 @@ def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None
     assert server.api.get(f"/api/v1/deals/{deal['id']}").json()["stage_id"] == stages[1]
     page.goto(f"/admin/deals/{deal['id']}")  # type: ignore[attr-defined]
     sync_api.expect(page.locator("#deal-timeline")).to_contain_text("deal_stage_changed")
+    # The worker runs the triggered automation; the task list asks for itself again meanwhile.
+    tasks = page.locator("#deal-tasks")  # type: ignore[attr-defined]
+    sync_api.expect(tasks).to_contain_text("Call the new customer", timeout=WORKER_WAIT)
+    page.goto(f"/admin/deals?pipeline={pipeline['id']}")  # type: ignore[attr-defined]
+    sync_api.expect(moved).to_contain_text("Next: Call the new customer")
 
 
 def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server: Server) -> None:
+    """…then fixed, saved, a list enrolled from the page, and the per-step counts moving as the
+    worker runs the tag step (at once) and parks everyone at the two-day wait."""
+    assert server.api.post("/api/v1/lists", json={"name": "Flow test"}).status_code == 201
+    people = [{"email": f"flow{i}@example.com", "lists": ["Flow test"]} for i in range(3)]
+    assert server.api.post("/api/v1/contacts/bulk", json={"contacts": people}).status_code == 200
     log_in(page, server)
     page.get_by_role("link", name="Automations").click()  # type: ignore[attr-defined]
     page.get_by_role("link", name="New automation from YAML").click()  # type: ignore[attr-defined]
@@ -184,3 +210,16 @@ def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server:
     page.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_role("heading", name="Browser welcome")).to_be_visible()  # type: ignore[attr-defined]
     sync_api.expect(page.locator("[data-step='pause']")).to_contain_text("⏳ 0")  # type: ignore[attr-defined]
+    page.get_by_label("Enrol a list").select_option("Flow test")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Enrol", exact=True).click()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("status")).to_have_text("3 contacts enrolled.")  # type: ignore[attr-defined]
+    # The page asks for its counts every few seconds; the worker polls every second.
+    hello, pause = page.locator("#counts-hello"), page.locator("#counts-pause")  # type: ignore[attr-defined]
+    sync_api.expect(pause).to_contain_text("⏳ 3 · ✓ 0", timeout=WORKER_WAIT)
+    sync_api.expect(hello).to_contain_text("⏳ 0 · ✓ 3")
+    sync_api.expect(page.locator("#run-totals")).to_contain_text("active 3")  # type: ignore[attr-defined]
+    page.locator("[data-step='pause'] button").click()  # type: ignore[attr-defined]
+    waiting = page.locator("#step-contacts")  # type: ignore[attr-defined]
+    sync_api.expect(waiting).to_contain_text("Waiting at pause")
+    for i in range(3):
+        sync_api.expect(waiting.get_by_role("link", name=f"flow{i}@example.com")).to_be_visible()
