@@ -4,7 +4,8 @@ sink (`--dev-smtp`, read at /dev/mailbox), so automations run and broadcasts are
 a test watches. A failing test leaves a screenshot in tests/web/screenshots/.
 
 The fixtures `server`, `browser` and `page` (tests/web/conftest.py) are made here; a browser test
-module marks itself `pytestmark = skip_without_chromium` and signs in with `log_in`."""
+module marks itself `pytestmark = skip_without_chromium` and signs in with `signed_in` (one
+real login per server, its cookie reused) or, to test the login itself, `log_in`."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ class Server:
         self.url = url
         self.password = password
         self.api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"})
+        self.admin_cookies: list[dict[str, object]] | None = None  # see `signed_in`
 
 
 def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -124,4 +126,18 @@ def log_in(page: object, server: Server) -> None:
     page.get_by_label("Email").fill(ADMIN_EMAIL)  # type: ignore[attr-defined]
     page.get_by_label("Password").fill(server.password)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Log in").click()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()  # type: ignore[attr-defined]
+
+
+def signed_in(page: object, server: Server) -> None:
+    """The admin signed in, on the dashboard. One real login per server through the form; the
+    tests after it reuse its session cookie (each login costs a second or two on a loaded
+    machine: argon2 and three page loads). Only `test_first_login_and_logout` logs out, of a
+    session of its own (`log_in`); logging out ends that session alone."""
+    if server.admin_cookies is None:
+        log_in(page, server)
+        server.admin_cookies = page.context.cookies()  # type: ignore[attr-defined]
+        return
+    page.context.add_cookies(server.admin_cookies)  # type: ignore[attr-defined]
+    page.goto("/admin")  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()  # type: ignore[attr-defined]

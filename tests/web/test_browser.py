@@ -8,6 +8,7 @@ from tests.web.browsing import (
     WORKER_WAIT,
     Server,
     log_in,
+    signed_in,
     skip_without_chromium,
     sync_api,
 )
@@ -36,7 +37,7 @@ def test_a_wrong_password_is_shown_next_to_the_field(page: object, server: Serve
 
 
 def test_a_forged_form_is_refused(page: object, server: Server) -> None:
-    log_in(page, server)
+    signed_in(page, server)
     page.goto("/admin/contacts")  # type: ignore[attr-defined]
     # A page of another origin cannot read the token; without it the request is refused.
     status = page.evaluate(  # type: ignore[attr-defined]
@@ -52,7 +53,7 @@ def test_a_forged_form_is_refused(page: object, server: Server) -> None:
 
 
 def test_create_a_contact_tag_it_and_see_its_timeline(page: object, server: Server) -> None:
-    log_in(page, server)
+    signed_in(page, server)
     page.get_by_role("link", name="Contacts").click()  # type: ignore[attr-defined]
     page.locator("#f-email").fill("ann@example.com")  # type: ignore[attr-defined]
     page.get_by_label("First name").fill("Ann")  # type: ignore[attr-defined]
@@ -74,7 +75,7 @@ def test_build_a_segment_and_watch_the_count(page: object, server: Server) -> No
         {"email": f"seg{i}@example.com", "tags": ["buyer"] if i < 2 else []} for i in range(5)
     ]
     assert server.api.post("/api/v1/contacts/bulk", json={"contacts": people}).status_code == 200
-    log_in(page, server)
+    signed_in(page, server)
     page.goto("/admin/segments")  # type: ignore[attr-defined]
     count = page.get_by_test_id("segment-count")  # type: ignore[attr-defined]
     total = int(count.inner_text().replace(",", ""))
@@ -101,7 +102,7 @@ def test_the_engagement_chart_is_drawn(page: object, server: Server) -> None:
     ]
     stored = server.api.post("/api/v1/events/batch?create_contacts=true", json=events)
     assert stored.status_code == 200 and stored.json()["stored"] == 3, stored.text
-    log_in(page, server)
+    signed_in(page, server)
     canvas = page.locator("#engagement-chart")  # type: ignore[attr-defined]
     sync_api.expect(canvas).to_be_visible()
     painted = page.evaluate(  # type: ignore[attr-defined]
@@ -113,7 +114,7 @@ def test_the_engagement_chart_is_drawn(page: object, server: Server) -> None:
 
 
 def test_the_layout_at_390_pixels_and_by_keyboard(page: object, server: Server) -> None:
-    log_in(page, server)
+    signed_in(page, server)
     page.set_viewport_size({"width": 390, "height": 844})  # type: ignore[attr-defined]
     menu = page.get_by_role("button", name="Menu")  # type: ignore[attr-defined]
     nav_link = page.locator("#main-nav").get_by_role("link", name="Contacts")  # type: ignore[attr-defined]
@@ -163,7 +164,7 @@ def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None
     }
     created = server.api.post("/api/v1/automations", json={"definition": follow_up})
     assert created.status_code == 201, created.text
-    log_in(page, server)
+    signed_in(page, server)
     page.goto(f"/admin/deals?pipeline={pipeline['id']}")  # type: ignore[attr-defined]
     card = page.locator(f"li[data-deal='{deal['id']}']")  # type: ignore[attr-defined]
     target = page.locator(f"ol.cards[data-stage='{stages[1]}']")  # type: ignore[attr-defined]
@@ -194,7 +195,7 @@ def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server:
     assert server.api.post("/api/v1/lists", json={"name": "Flow test"}).status_code == 201
     people = [{"email": f"flow{i}@example.com", "lists": ["Flow test"]} for i in range(3)]
     assert server.api.post("/api/v1/contacts/bulk", json={"contacts": people}).status_code == 200
-    log_in(page, server)
+    signed_in(page, server)
     page.get_by_role("link", name="Automations").click()  # type: ignore[attr-defined]
     page.get_by_role("link", name="New automation from YAML").click()  # type: ignore[attr-defined]
     editor = page.get_by_label("Definition (YAML)")  # type: ignore[attr-defined]
