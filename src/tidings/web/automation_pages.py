@@ -1,7 +1,7 @@
 """Automations: the list with status and counts, an automation's page with its steps drawn as
-a flow (counts per step; a step's waiting contacts on click), pause and resume, and the YAML
-editor whose validation errors are shown at their line. Changes go through
-`tidings.automations.service`, as from the API."""
+a flow (counts per step, refreshed while the page is open; a step's waiting contacts on
+click), pause and resume, and the YAML editor whose validation errors are shown at their line.
+Changes go through `tidings.automations.service`, as from the API."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Deals: the pipeline board (drag a card to another stage: static/deals-board.js), won/lost,
-the filter by owner, and a deal's page with its timeline, tasks, notes and 1:1 emails (the
-composer and the emails sent with their replies). Every change goes
-through the deals service, so the timeline and the stage triggers see it as from the API."""
+the filter by owner, and a deal's page with its timeline, tasks (refreshed while the page is
+open), notes and 1:1 emails (the composer and the emails sent with their replies). Every
+change goes through the deals service, so the timeline and the stage triggers see it as from
+the API."""
 
 from __future__ import annotations
 
