@@ -48,16 +48,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+def _serve(env: dict[str, str], home: Path, port: int) -> subprocess.Popen[bytes]:
     """`tidings serve` with its worker and the dev SMTP sink on loopback, once /health answers
-    (slow on a loaded machine)."""
-    process = subprocess.Popen(
-        [*COMMAND, "serve", "--port", str(port), "--dev-smtp"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    (slow on a loaded machine). Both ports are free ones: other test runs on the machine serve
+    at the same time. Its output goes to serve.log, shown when it does not come up."""
+    log = home / "serve.log"
+    sink = ["--dev-smtp", "--dev-smtp-port", str(_free_port())]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*COMMAND, "serve", "--port", str(port), *sink],
+            env=env,
+            cwd=home,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -66,7 +70,8 @@ def _serve(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]
         except httpx.TransportError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"tidings serve did not come up; its output:\n{tail}") from None
             time.sleep(0.1)
 
 
