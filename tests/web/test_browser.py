@@ -219,8 +219,13 @@ def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server:
     sync_api.expect(pause).to_contain_text("⏳ 3 · ✓ 0", timeout=WORKER_WAIT)
     sync_api.expect(hello).to_contain_text("⏳ 0 · ✓ 3")
     sync_api.expect(page.locator("#run-totals")).to_contain_text("active 3")  # type: ignore[attr-defined]
-    page.locator("[data-step='pause'] button").click()  # type: ignore[attr-defined]
+    step = page.locator("[data-step='pause'] button")  # type: ignore[attr-defined]
+    step.click()
     waiting = page.locator("#step-contacts")  # type: ignore[attr-defined]
     sync_api.expect(waiting).to_contain_text("Waiting at pause")
     for i in range(3):
         sync_api.expect(waiting.get_by_role("link", name=f"flow{i}@example.com")).to_be_visible()
+    # The next refresh replaces the counts, not the step buttons: the focus stays where it was.
+    pause.evaluate("e => e.dataset.stale = 'yes'")
+    sync_api.expect(pause).not_to_have_attribute("data-stale", "yes", timeout=WORKER_WAIT)
+    sync_api.expect(step).to_be_focused()
