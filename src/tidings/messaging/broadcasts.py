@@ -12,7 +12,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, exists, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Subquery,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
@@ -166,26 +177,39 @@ def stats(session: Session, broadcast: Broadcast) -> dict[str, int]:
     return counts
 
 
-def _engagement(session: Session, broadcast: Broadcast) -> tuple[int, int]:
-    """Messages opened and clicked, from the tracking activities (events package) that carry
-    the message's token; machine opens (privacy proxies, scanners) are not counted. A click
-    counts as an open too (images may be off)."""
+def engaged_messages(broadcast: Broadcast) -> Subquery | None:
+    """Per message of the broadcast that a person opened or clicked: its token, when it was
+    first opened and first clicked (NULL if never), from the tracking activities (events
+    package) that carry the message's token. Machine opens (privacy proxies, scanners) are not
+    counted; a click counts as an open too (images may be off). None before it is queued."""
     if broadcast.queued_at is None:
-        return 0, 0
+        return None
     token = Activity.data["message_id"].as_string()
     mine = select(OutboxMessage.message_id).where(OutboxMessage.broadcast_id == broadcast.id)
-
-    def distinct_tokens(types: list[str]) -> int:
-        return int(
-            session.scalar(
-                select(func.count(func.distinct(token))).where(
-                    Activity.type.in_(types),
-                    Activity.occurred_at >= broadcast.queued_at,
-                    Activity.machine.is_(False),
-                    token.in_(mine),
-                )
-            )
-            or 0
+    clicked_at = case((Activity.type == "link_clicked", Activity.occurred_at))
+    return (
+        select(
+            token.label("token"),
+            func.min(Activity.occurred_at).label("opened_at"),
+            func.min(clicked_at).label("clicked_at"),
         )
+        .where(
+            Activity.type.in_(["email_opened", "link_clicked"]),
+            Activity.occurred_at >= broadcast.queued_at,
+            Activity.machine.is_(False),
+            token.in_(mine),
+        )
+        .group_by(token)
+        .subquery("engaged")
+    )
 
-    return distinct_tokens(["email_opened", "link_clicked"]), distinct_tokens(["link_clicked"])
+
+def _engagement(session: Session, broadcast: Broadcast) -> tuple[int, int]:
+    """Messages opened and clicked (each counts once)."""
+    engaged = engaged_messages(broadcast)
+    if engaged is None:
+        return 0, 0
+    opened, clicked = session.execute(
+        select(func.count(engaged.c.opened_at), func.count(engaged.c.clicked_at))
+    ).one()
+    return int(opened), int(clicked)
