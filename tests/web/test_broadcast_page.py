@@ -113,12 +113,13 @@ def _engage(
 
     # The links as in the messages, followed an hour later (a person, not a scanner at once).
     clicks = [click("bob", SALE), click("bob", SALE), click("bob", NEWS), click("cat", SALE)]
-    ann, dan = pixel("ann"), pixel("dan")
+    ann, dan, scanned = pixel("ann"), pixel("dan"), click("dan", NEWS)
     clock.advance(hours=1)
     public = TestClient(client.app, follow_redirects=False, headers=PERSON)
     assert public.get(ann).status_code == 200
-    proxy = TestClient(client.app, headers={"User-Agent": "Mozilla/5.0"})
+    proxy = TestClient(client.app, follow_redirects=False, headers={"User-Agent": "Mozilla/5.0"})
     assert proxy.get(dan).status_code == 200  # a privacy proxy: not an open
+    assert proxy.get(scanned).status_code == 302  # nor a click
     assert all(public.get(url).status_code == 302 for url in clicks)
     client.app.state.tracking.flush()  # type: ignore[attr-defined]
     for kind, name in ((BounceKind.HARD, "dan"), (BounceKind.COMPLAINT, "eve")):
@@ -181,8 +182,8 @@ def test_a_sent_broadcast_with_its_engagement(
         "unsubscribed": [0, 0, 0, 0, 1],
     }
     assert report["links"] == [
-        {"url": SALE, "clickers": 2, "clicks": 3},
-        {"url": NEWS, "clickers": 1, "clicks": 1},
+        {"url": SALE, "clickers": 2, "clicks": 3, "machine_clicks": 0},
+        {"url": NEWS, "clickers": 1, "clicks": 1, "machine_clicks": 1},
     ]
     refusals = {r["reason"]: r for r in report["refusals"]}
     assert len(refusals) == 2 and all(r["count"] == 1 for r in refusals.values())

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
 from tidings.db.sqlfunc import epoch_seconds
-from tidings.messaging.broadcasts import PENDING_STATUSES, engaged_messages
+from tidings.messaging.broadcasts import PENDING_STATUSES, engaged_messages, tracked
 from tidings.messaging.models import Broadcast, OutboxMessage
 from tidings.messaging.outbox import OutboxStatus
 
@@ -52,7 +52,8 @@ class Refusal:
 class LinkClicks:
     url: str
     clickers: int  # people
-    clicks: int
+    clicks: int  # theirs
+    machine_clicks: int
 
 
 @dataclass
@@ -201,26 +202,26 @@ def _series(counts: dict[int, int], width: int, offset: int, length: int) -> lis
 
 
 def _links(session: Session, broadcast: Broadcast) -> list[LinkClicks]:
-    """People's clicks per URL of the broadcast's messages, the most clicked first."""
+    """Clicks per URL of the broadcast's messages, people's first (the most clicked first);
+    machines' clicks (link scanners at delivery) are counted apart."""
     if broadcast.queued_at is None:
         return []
-    token = Activity.data["message_id"].as_string()
     url = Activity.data["url"].as_string()
-    mine = select(OutboxMessage.message_id).where(OutboxMessage.broadcast_id == broadcast.id)
-    clicks = func.count()
+    person = Activity.machine.is_(False)
+    clicks = func.count(case((person, 1)))
     rows = session.execute(
-        select(url, func.count(func.distinct(Activity.contact_id)), clicks)
-        .where(
-            Activity.type == "link_clicked",
-            Activity.occurred_at >= broadcast.queued_at,
-            Activity.machine.is_(False),
-            token.in_(mine),
+        select(
+            url,
+            func.count(func.distinct(case((person, Activity.contact_id)))),
+            clicks,
+            func.count(case((Activity.machine.is_(True), 1))),
         )
+        .where(*tracked(broadcast, ["link_clicked"]))
         .group_by(url)
         .order_by(clicks.desc(), url)
         .limit(LINKS_SHOWN)
     )
-    return [LinkClicks(str(u or ""), int(people), int(n)) for u, people, n in rows]
+    return [LinkClicks(str(u or ""), int(p), int(n), int(m)) for u, p, n, m in rows]
 
 
 def _refusals(session: Session, broadcast: Broadcast) -> list[Refusal]:

@@ -163,18 +163,49 @@ def cancel_broadcast(session: Session, broadcast: Broadcast, *, now: datetime) -
 def stats(session: Session, broadcast: Broadcast) -> dict[str, int]:
     """Messages per status, plus opened and clicked (a message counts once)."""
     counts = {s.value: 0 for s in OutboxStatus}
-    for status, n in session.execute(
+    counts.update(_by_status(session, broadcast))
+    counts["opened"], counts["clicked"] = _engagement(session, broadcast)
+    counts["total"] = broadcast.recipients
+    _mark_sent_when_drained(session, broadcast, counts)
+    return counts
+
+
+def settle(session: Session, broadcast: Broadcast) -> None:
+    """Mark a sending broadcast with nothing left to send as sent (what `stats` does, without
+    counting the opens and clicks)."""
+    _mark_sent_when_drained(session, broadcast, _by_status(session, broadcast))
+
+
+def _by_status(session: Session, broadcast: Broadcast) -> dict[str, int]:
+    rows = session.execute(
         select(OutboxMessage.status, func.count())
         .where(OutboxMessage.broadcast_id == broadcast.id)
         .group_by(OutboxMessage.status)
-    ):
-        counts[status] = int(n)
-    counts["opened"], counts["clicked"] = _engagement(session, broadcast)
-    counts["total"] = broadcast.recipients
-    if broadcast.status == SENDING and not any(counts[s] for s in PENDING_STATUSES):
+    )
+    return {status: int(n) for status, n in rows}
+
+
+def _mark_sent_when_drained(session: Session, broadcast: Broadcast, counts: dict[str, int]) -> None:
+    if broadcast.status == SENDING and not any(counts.get(s, 0) for s in PENDING_STATUSES):
         broadcast.status = SENT
         session.flush()
-    return counts
+
+
+def tracked(broadcast: Broadcast, types: list[str]) -> list[ColumnElement[bool]]:
+    """The conditions on activities for the tracking events of `types` (events package) of
+    the broadcast's messages: those that carry one of its messages' tokens. Queued first."""
+    assert broadcast.queued_at is not None
+    token = Activity.data["message_id"].as_string()
+    mine = OutboxMessage.broadcast_id == broadcast.id
+    return [
+        Activity.type.in_(types),
+        Activity.occurred_at >= broadcast.queued_at,
+        # Implied by the token (a message has one contact), and read from the index of
+        # (type, occurred_at, machine, contact_id): other people's events are skipped there
+        # instead of being read from the table to look at their token.
+        Activity.contact_id.in_(select(OutboxMessage.contact_id).where(mine)),
+        token.in_(select(OutboxMessage.message_id).where(mine)),
+    ]
 
 
 def engaged_messages(broadcast: Broadcast) -> Subquery | None:
@@ -185,7 +216,6 @@ def engaged_messages(broadcast: Broadcast) -> Subquery | None:
     if broadcast.queued_at is None:
         return None
     token = Activity.data["message_id"].as_string()
-    mine = select(OutboxMessage.message_id).where(OutboxMessage.broadcast_id == broadcast.id)
     clicked_at = case((Activity.type == "link_clicked", Activity.occurred_at))
     return (
         select(
@@ -193,12 +223,7 @@ def engaged_messages(broadcast: Broadcast) -> Subquery | None:
             func.min(Activity.occurred_at).label("opened_at"),
             func.min(clicked_at).label("clicked_at"),
         )
-        .where(
-            Activity.type.in_(["email_opened", "link_clicked"]),
-            Activity.occurred_at >= broadcast.queued_at,
-            Activity.machine.is_(False),
-            token.in_(mine),
-        )
+        .where(*tracked(broadcast, ["email_opened", "link_clicked"]), Activity.machine.is_(False))
         .group_by(token)
         .subquery("engaged")
     )

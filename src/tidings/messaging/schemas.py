@@ -131,7 +131,8 @@ class RefusalOut(BaseModel):
 class LinkClicksOut(BaseModel):
     url: str
     clickers: int = Field(description="people who clicked it")
-    clicks: int
+    clicks: int = Field(description="their clicks")
+    machine_clicks: int = Field(description="link scanners' and proxies' (not in clicks)")
 
 
 class TimelineOut(BaseModel):

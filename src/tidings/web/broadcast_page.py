@@ -81,10 +81,10 @@ def broadcast_page(
     session: PageSessionDep,
     database: DatabaseDep,
 ) -> HTMLResponse:
-    # broadcasts.stats marks a broadcast whose mail has all left as sent: a short write of its
-    # own (as the dashboard's), so the page reads without SQLite's write lock.
+    # A broadcast whose mail has all left is marked sent: a short write of its own (as the
+    # dashboard's), so the page reads without SQLite's write lock.
     with database.session() as writing:
-        broadcasts.stats(writing, broadcasts.get_broadcast(writing, broadcast_id))
+        broadcasts.settle(writing, broadcasts.get_broadcast(writing, broadcast_id))
     broadcast = broadcasts.get_broadcast(session, broadcast_id)
     report = broadcast_report(session, broadcast)
     context = {
