@@ -76,18 +76,16 @@ class BroadcastReport:
 
 def broadcast_report(session: Session, broadcast: Broadcast) -> BroadcastReport:
     start = _start_hour(broadcast.queued_at)
-    hours = _hourly_counts(session, broadcast, start)
-    totals = _totals(session, broadcast, hours)
+    hours: Hours = {name: {} for name in SERIES}
+    by_status, last_sent_at = _messages(session, broadcast, start, hours)
+    _engaged(session, broadcast, start, hours)
+    totals = _totals(by_status, hours)
     return BroadcastReport(
         broadcast_id=broadcast.id,
         totals=totals,
         rates=_rates(totals),
         timeline=_timeline(hours, start),
-        last_sent_at=session.scalar(
-            select(func.max(OutboxMessage.sent_at)).where(
-                OutboxMessage.broadcast_id == broadcast.id
-            )
-        ),
+        last_sent_at=last_sent_at,
         links=_links(session, broadcast),
         refusals=_refusals(session, broadcast),
     )
@@ -110,54 +108,60 @@ def _hour_of(column: Any, start: datetime) -> ColumnElement[Any]:
 Hours = dict[str, dict[int, int]]  # series -> hour index -> messages
 
 
-def _hourly_counts(session: Session, broadcast: Broadcast, start: datetime | None) -> Hours:
-    hours: Hours = {name: {} for name in SERIES}
+def _messages(
+    session: Session, broadcast: Broadcast, start: datetime | None, hours: Hours
+) -> tuple[dict[str, int], datetime | None]:
+    """One pass over the broadcast's messages: the count per status, the delivered series
+    (by hour sent) and those of the statuses set after sending (by hour set), the last
+    delivery."""
+    by_status: dict[str, int] = defaultdict(int)
     if start is None:
-        return hours
-    mine = OutboxMessage.broadcast_id == broadcast.id
-    sent = _hour_of(OutboxMessage.sent_at, start).label("hour")
-    for hour, n in session.execute(
-        select(sent, func.count()).where(mine, OutboxMessage.sent_at.is_not(None)).group_by(sent)
+        return by_status, None
+    sent = _hour_of(OutboxMessage.sent_at, start).label("sent")
+    later = OutboxMessage.status.in_(AFTER_SENDING)
+    changed = case((later, _hour_of(OutboxMessage.updated_at, start))).label("changed")
+    last = None
+    for status, sent_at, changed_at, n, group_last in session.execute(
+        select(OutboxMessage.status, sent, changed, func.count(), func.max(OutboxMessage.sent_at))
+        .where(OutboxMessage.broadcast_id == broadcast.id)
+        .group_by(OutboxMessage.status, "sent", "changed")  # the labels: PostgreSQL
     ):
-        hours["delivered"][int(hour)] = int(n)
-    changed = _hour_of(OutboxMessage.updated_at, start).label("hour")
-    for status, hour, n in session.execute(
-        select(OutboxMessage.status, changed, func.count())
-        .where(mine, OutboxMessage.status.in_(AFTER_SENDING))
-        .group_by(OutboxMessage.status, changed)
-    ):
-        hours[status][int(hour)] = int(n)
+        by_status[status] += int(n)
+        if sent_at is not None:
+            _add(hours["delivered"], int(sent_at), int(n))
+        if changed_at is not None:
+            _add(hours[status], int(changed_at), int(n))
+        if group_last is not None and (last is None or group_last > last):
+            last = group_last
+    return by_status, last
+
+
+def _engaged(session: Session, broadcast: Broadcast, start: datetime | None, hours: Hours) -> None:
+    """The opened and clicked series, in one pass over the engaged messages: by (hour first
+    opened, hour first clicked or NULL)."""
     engaged = engaged_messages(broadcast)
-    assert engaged is not None  # queued
-    # One pass over the engaged messages: by (hour first opened, hour first clicked or NULL).
+    if engaged is None or start is None:
+        return
     opened = _hour_of(engaged.c.opened_at, start).label("opened")
     clicked = _hour_of(engaged.c.clicked_at, start).label("clicked")
     for at, clicked_at, n in session.execute(
-        select(opened, clicked, func.count()).group_by(opened, clicked)
+        select(opened, clicked, func.count()).group_by("opened", "clicked")
     ):
         _add(hours["opened"], int(at), int(n))
         if clicked_at is not None:
             _add(hours["clicked"], int(clicked_at), int(n))
-    return hours
 
 
 def _add(counts: dict[int, int], key: int, n: int) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
-def _totals(session: Session, broadcast: Broadcast, hours: Hours) -> dict[str, int]:
-    by_status: dict[str, int] = defaultdict(int)
-    for status, n in session.execute(
-        select(OutboxMessage.status, func.count())
-        .where(OutboxMessage.broadcast_id == broadcast.id)
-        .group_by(OutboxMessage.status)
-    ):
-        by_status[status] = int(n)
+def _totals(by_status: dict[str, int], hours: Hours) -> dict[str, int]:
     totals = {"recipients": sum(by_status.values())}
     totals.update({name: sum(hours[name].values()) for name in SERIES})
-    totals["refused"] = by_status[OutboxStatus.REFUSED]
-    totals["failed"] = by_status[OutboxStatus.FAILED]
-    totals["pending"] = sum(by_status[s] for s in PENDING_STATUSES)
+    totals["refused"] = by_status.get(OutboxStatus.REFUSED, 0)
+    totals["failed"] = by_status.get(OutboxStatus.FAILED, 0)
+    totals["pending"] = sum(by_status.get(s, 0) for s in PENDING_STATUSES)
     return totals
 
 

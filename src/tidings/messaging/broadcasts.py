@@ -204,7 +204,8 @@ def tracked(broadcast: Broadcast, types: list[str]) -> list[ColumnElement[bool]]
         # (type, occurred_at, machine, contact_id): other people's events are skipped there
         # instead of being read from the table to look at their token.
         Activity.contact_id.in_(select(OutboxMessage.contact_id).where(mine)),
-        token.in_(select(OutboxMessage.message_id).where(mine)),
+        # The few left are looked up by token (unique index) rather than listing all tokens.
+        exists().where(OutboxMessage.message_id == token, mine),
     ]
 
 

@@ -18,7 +18,7 @@ from tidings.messaging import broadcasts
 from tidings.messaging.broadcast_report import SERIES, Timeline, broadcast_report
 from tidings.messaging.models import Broadcast, EmailTemplate
 from tidings.web.security import LoginDep, PageSessionDep, check_csrf
-from tidings.web.templating import render
+from tidings.web.templating import is_htmx, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
 
@@ -97,7 +97,9 @@ def broadcast_page(
         "labels": timeline_labels(report.timeline),
         "chart": timeline_chart(report.timeline),
     }
-    return render(request, "broadcast.html", context, nav="email")
+    # htmx stops polling on 286 (and still shows the answer): nothing is left to watch.
+    status = 286 if is_htmx(request) and broadcast.status != broadcasts.SENDING else 200
+    return render(request, "broadcast.html", context, nav="email", status=status)
 
 
 @router.post("/admin/email/broadcasts/{broadcast_id}/send", response_model=None)
