@@ -3,6 +3,7 @@ messages, broadcasts with per-message status and stats, double opt-in, the bounc
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from email import message_from_bytes
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ from tidings.messaging import broadcasts as bc
 from tidings.messaging import service
 from tidings.messaging.bounce_parse import BounceReport
 from tidings.messaging.bounces import BounceParseError, apply_report, parse_bounce
+from tidings.messaging.broadcast_report import broadcast_report as build_report
 from tidings.messaging.inbound import may_be_reply
 from tidings.messaging.links import LinkSigner
 from tidings.messaging.models import Broadcast, EmailTemplate, OutboxMessage
@@ -39,6 +41,7 @@ from tidings.messaging.sandbox import RenderLimits
 from tidings.messaging.schemas import (
     BroadcastIn,
     BroadcastOut,
+    BroadcastReportOut,
     MessageOut,
     MessagePage,
     OptInIn,
@@ -277,6 +280,14 @@ def list_broadcasts(session: WriteSessionDep) -> list[BroadcastOut]:
 @router.get("/broadcasts/{broadcast_id}", response_model=BroadcastOut)
 def get_broadcast(broadcast_id: Id, session: WriteSessionDep) -> BroadcastOut:
     return _broadcast_out(session, bc.get_broadcast(session, broadcast_id))
+
+
+@router.get("/broadcasts/{broadcast_id}/report", response_model=BroadcastReportOut)
+def broadcast_report(broadcast_id: Id, session: SessionDep) -> Any:
+    """Totals with rates, the engagement series over time, clicks per link and the refusals
+    by reason (docs/email.md)."""
+    report = build_report(session, bc.get_broadcast(session, broadcast_id))
+    return asdict(report)
 
 
 @router.post("/broadcasts/{broadcast_id}/cancel", response_model=BroadcastOut)

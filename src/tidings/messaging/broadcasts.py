@@ -12,7 +12,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, exists, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Subquery,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
@@ -152,40 +163,79 @@ def cancel_broadcast(session: Session, broadcast: Broadcast, *, now: datetime) -
 def stats(session: Session, broadcast: Broadcast) -> dict[str, int]:
     """Messages per status, plus opened and clicked (a message counts once)."""
     counts = {s.value: 0 for s in OutboxStatus}
-    for status, n in session.execute(
-        select(OutboxMessage.status, func.count())
-        .where(OutboxMessage.broadcast_id == broadcast.id)
-        .group_by(OutboxMessage.status)
-    ):
-        counts[status] = int(n)
+    counts.update(_by_status(session, broadcast))
     counts["opened"], counts["clicked"] = _engagement(session, broadcast)
     counts["total"] = broadcast.recipients
-    if broadcast.status == SENDING and not any(counts[s] for s in PENDING_STATUSES):
-        broadcast.status = SENT
-        session.flush()
+    _mark_sent_when_drained(session, broadcast, counts)
     return counts
 
 
-def _engagement(session: Session, broadcast: Broadcast) -> tuple[int, int]:
-    """Messages opened and clicked, from the tracking activities (events package) that carry
-    the message's token; machine opens (privacy proxies, scanners) are not counted. A click
-    counts as an open too (images may be off)."""
-    if broadcast.queued_at is None:
-        return 0, 0
+def settle(session: Session, broadcast: Broadcast) -> None:
+    """Mark a sending broadcast with nothing left to send as sent (what `stats` does, without
+    counting the opens and clicks)."""
+    _mark_sent_when_drained(session, broadcast, _by_status(session, broadcast))
+
+
+def _by_status(session: Session, broadcast: Broadcast) -> dict[str, int]:
+    rows = session.execute(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.broadcast_id == broadcast.id)
+        .group_by(OutboxMessage.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+def _mark_sent_when_drained(session: Session, broadcast: Broadcast, counts: dict[str, int]) -> None:
+    if broadcast.status == SENDING and not any(counts.get(s, 0) for s in PENDING_STATUSES):
+        broadcast.status = SENT
+        session.flush()
+
+
+def tracked(broadcast: Broadcast, types: list[str]) -> list[ColumnElement[bool]]:
+    """The conditions on activities for the tracking events of `types` (events package) of
+    the broadcast's messages: those that carry one of its messages' tokens. Queued first."""
+    assert broadcast.queued_at is not None
     token = Activity.data["message_id"].as_string()
-    mine = select(OutboxMessage.message_id).where(OutboxMessage.broadcast_id == broadcast.id)
+    mine = OutboxMessage.broadcast_id == broadcast.id
+    return [
+        Activity.type.in_(types),
+        Activity.occurred_at >= broadcast.queued_at,
+        # Implied by the token (a message has one contact), and read from the index of
+        # (type, occurred_at, machine, contact_id): other people's events are skipped there
+        # instead of being read from the table to look at their token.
+        Activity.contact_id.in_(select(OutboxMessage.contact_id).where(mine)),
+        # The few left are looked up by token (unique index) rather than listing all tokens.
+        exists().where(OutboxMessage.message_id == token, mine),
+    ]
 
-    def distinct_tokens(types: list[str]) -> int:
-        return int(
-            session.scalar(
-                select(func.count(func.distinct(token))).where(
-                    Activity.type.in_(types),
-                    Activity.occurred_at >= broadcast.queued_at,
-                    Activity.machine.is_(False),
-                    token.in_(mine),
-                )
-            )
-            or 0
+
+def engaged_messages(broadcast: Broadcast) -> Subquery | None:
+    """Per message of the broadcast that a person opened or clicked: its token, when it was
+    first opened and first clicked (NULL if never), from the tracking activities (events
+    package) that carry the message's token. Machine opens (privacy proxies, scanners) are not
+    counted; a click counts as an open too (images may be off). None before it is queued."""
+    if broadcast.queued_at is None:
+        return None
+    token = Activity.data["message_id"].as_string()
+    clicked_at = case((Activity.type == "link_clicked", Activity.occurred_at))
+    return (
+        select(
+            token.label("token"),
+            func.min(Activity.occurred_at).label("opened_at"),
+            func.min(clicked_at).label("clicked_at"),
         )
+        .where(*tracked(broadcast, ["email_opened", "link_clicked"]), Activity.machine.is_(False))
+        .group_by(token)
+        .subquery("engaged")
+    )
 
-    return distinct_tokens(["email_opened", "link_clicked"]), distinct_tokens(["link_clicked"])
+
+def _engagement(session: Session, broadcast: Broadcast) -> tuple[int, int]:
+    """Messages opened and clicked (each counts once)."""
+    engaged = engaged_messages(broadcast)
+    if engaged is None:
+        return 0, 0
+    opened, clicked = session.execute(
+        select(func.count(engaged.c.opened_at), func.count(engaged.c.clicked_at))
+    ).one()
+    return int(opened), int(clicked)

@@ -117,6 +117,42 @@ class BroadcastOut(BaseModel):
     stats: dict[str, int]
 
 
+class RecipientOut(BaseModel):
+    contact_id: int
+    email: str | None
+
+
+class RefusalOut(BaseModel):
+    reason: str
+    count: int
+    recipients: list[RecipientOut] = Field(description="the first few, in queueing order")
+
+
+class LinkClicksOut(BaseModel):
+    url: str
+    clickers: int = Field(description="people who clicked it")
+    clicks: int = Field(description="their clicks")
+    machine_clicks: int = Field(description="link scanners' and proxies' (not in clicks)")
+
+
+class TimelineOut(BaseModel):
+    bucket: str = Field(description="hour, day or week")
+    starts: list[datetime] = Field(description="each bucket's start (UTC)")
+    series: dict[str, list[int]] = Field(
+        description="delivered, opened, clicked, bounced, complained, unsubscribed per bucket"
+    )
+
+
+class BroadcastReportOut(BaseModel):
+    broadcast_id: int
+    totals: dict[str, int]
+    rates: dict[str, float | None]
+    timeline: TimelineOut
+    last_sent_at: datetime | None
+    links: list[LinkClicksOut]
+    refusals: list[RefusalOut]
+
+
 class OptInIn(Strict):
     email: str = Field(max_length=320)
     list_id: Id

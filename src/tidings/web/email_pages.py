@@ -1,5 +1,6 @@
 """Email: templates (editor and a preview for a chosen contact), broadcasts (create for a list
-or a saved segment, now or at a time; per-status message counts; cancel), the suppressions
+or a saved segment, now or at a time; per-status message counts; cancel; each one's page is
+`broadcast_page`), the suppressions
 (add, remove), and the DKIM TXT record to publish. Writes go through `tidings.messaging`
 (service, broadcasts) and `tidings.contacts` (suppressions)."""
 
@@ -135,7 +136,7 @@ def cancel_broadcast(
 ) -> Response:
     broadcast = broadcasts.get_broadcast(session, broadcast_id)
     broadcasts.cancel_broadcast(session, broadcast, now=clock.now())
-    return RedirectResponse("/admin/email", status_code=303)
+    return RedirectResponse(f"/admin/email/broadcasts/{broadcast_id}", status_code=303)
 
 
 @router.post("/admin/email/suppressions", response_model=None)

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from tidings.web import (
     auth_pages,
     automation_pages,
+    broadcast_page,
     contact_page,
     contacts_pages,
     dashboard,
@@ -43,6 +44,7 @@ def install_web(app: FastAPI) -> None:
         deal_reports.router,  # before deal_pages: /admin/deals/reports is no deal id
         deal_pages.router,
         email_pages.router,
+        broadcast_page.router,
         job_pages.router,
     ):
         app.include_router(router, include_in_schema=False)
