@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
@@ -41,7 +42,8 @@ class SystemAutomationView:
 
     @property
     def last_error(self) -> str | None:
-        return run_error(self.last_run) if self.last_run is not None else None
+        run = self.last_run
+        return run_error(run.log, run.last_job) if run is not None else None
 
 
 def describe_trigger(trigger: object) -> str:
@@ -68,12 +70,14 @@ def describe_trigger(trigger: object) -> str:
     return "no trigger"
 
 
-def run_error(run: SystemRun) -> str | None:
-    """Why a run failed (its failed step), or the detail of the failed job it last ran."""
-    for _step, outcome in reversed(run.log or []):
-        if str(outcome).startswith("failed:"):
-            return str(outcome).removeprefix("failed:").strip()
-    job = run.last_job or {}
+def run_error(log: Sequence[Any], last_job: dict[str, Any] | None) -> str | None:
+    """Why a run failed (its failed step, from its log), or the detail of the failed job it
+    last ran."""
+    for entry in reversed(log or []):
+        outcome = str(entry[-1]) if isinstance(entry, list | tuple) and entry else ""
+        if outcome.startswith("failed:"):
+            return outcome.removeprefix("failed:").strip()
+    job = last_job or {}
     if job.get("status") == "failed":
         return str(job.get("detail") or "the job failed")
     return None
