@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from tidings.automations.definition import Definition, parse_definition
@@ -21,6 +21,7 @@ from tidings.automations.definition.system_steps import (
 )
 from tidings.automations.models import Automation
 from tidings.jobs.models import JobRun
+from tidings.system.listing import SystemRunOut
 from tidings.system.models import SystemRun
 from tidings.system.schedule import next_tick
 from tidings.system.starts import with_definitions
@@ -153,13 +154,23 @@ def _add_runs(session: Session, views: list[SystemAutomationView]) -> None:
         view.last_run = last.get(view.id)
 
 
-def job_runs_of(session: Session, run_ids: Sequence[int]) -> dict[int, list[JobRun]]:
-    """The job runs each system run started, in the order they were made (a job step's run is
-    keyed `system:<run>:<step>`: a prefix range of the unique trigger key)."""
-    if not run_ids:
+def job_runs_of(session: Session, runs: Sequence[SystemRunOut]) -> dict[int, list[JobRun]]:
+    """The job runs each system run started, in the order they were made. A job step's run is
+    keyed `system:<run>:<step>` (unique): the keys of the steps each run logged and of the step
+    it is at are looked up in that index, one IN for the whole page."""
+    keys = {
+        f"system:{run.id}:{step}"
+        for run in runs
+        for step in [
+            *(entry[0] for entry in run.log if isinstance(entry, list) and entry),
+            run.step,
+        ]
+        if step
+    }
+    if not keys:
         return {}
     found: dict[int, list[JobRun]] = defaultdict(list)
-    started = or_(*(JobRun.trigger_key.like(f"system:{i}:%") for i in run_ids))
-    for job in session.scalars(select(JobRun).where(started).order_by(JobRun.id)):
+    query = select(JobRun).where(JobRun.trigger_key.in_(sorted(keys))).order_by(JobRun.id)
+    for job in session.scalars(query):
         found[int(str(job.trigger_key).split(":")[1])].append(job)
     return dict(found)

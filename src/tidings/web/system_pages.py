@@ -44,7 +44,7 @@ def system_page(
 ) -> HTMLResponse:
     """The page of a system automation; `before` pages its runs (keyset, newest first)."""
     runs, more = list_runs(session, automation=view.name, before_id=before, limit=RUNS)
-    jobs = job_runs_of(session, [run.id for run in runs])
+    jobs = job_runs_of(session, runs)
     automation = automations.get_automation(session, view.id)
     data = automations.definition_of(session, automation)
     context: dict[str, Any] = {
