@@ -55,12 +55,20 @@ def test_a_reorder_writes_no_timeline_and_keeps_updated_at(crm: Crm, database: D
     assert _positions(database) == positions
 
 
-def test_crowded_neighbours_shift_only_their_run(crm: Crm, database: Database) -> None:
+def test_crowded_neighbours_spread_out_only_their_run(crm: Crm, database: Database) -> None:
     ids = [crm.deal(title=f"D{p}", position=p)["id"] for p in (0, 1, 2, 10, 20)]
     ok(_reposition(crm, ids[4], after_id=ids[0]))
     assert _order(database, crm.stages[0]) == [ids[0], ids[4], ids[1], ids[2], ids[3]]
     positions = _positions(database)
-    assert [positions[i] for i in ids] == [0, 3, 4, 10, 1]  # the deal at 10 stays
+    assert [positions[i] for i in ids] == [0, 4, 6, 10, 2]  # the room before 10, shared out
+
+
+def test_a_run_without_room_to_spread_is_shifted_by_two(crm: Crm, database: Database) -> None:
+    ids = [crm.deal(title=f"D{p}", position=p)["id"] for p in (0, 1, 2, 5, 20)]
+    ok(_reposition(crm, ids[4], after_id=ids[0]))
+    assert _order(database, crm.stages[0]) == [ids[0], ids[4], ids[1], ids[2], ids[3]]
+    positions = _positions(database)
+    assert [positions[i] for i in ids] == [0, 3, 4, 5, 1]  # the deal at 5 stays
 
 
 def test_a_tied_batch_keeps_its_order_around_the_dropped_card(crm: Crm, database: Database) -> None:

@@ -4,14 +4,16 @@ column (same pipeline, stage and status).
 A pure reorder: no activity, no stage visit, no trigger, no score; `updated_at` stays. Positions
 are entry times in microseconds, so two neighbours are nearly always far apart and the deal
 takes the midpoint (one UPDATE). Only when they are adjacent or tied (deals created in one batch
-share a position) is room made, by shifting the run of crowded cards after the place by 2, up
-to the first free gap: a range of the column, never the whole of it when it is spread out."""
+share a position) is room made: the run of crowded cards after the place (up to the first free
+gap: a range of the column) is spread out over the room before the next card, once, so the
+drops that follow into it take midpoints again; when that room is too small the run is shifted
+by 2."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, exists, literal, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from tidings.deals.models import Deal
@@ -20,6 +22,7 @@ from tidings.errors import field_error
 # The room put before the first card or after the last one (a second, in microseconds).
 EDGE_GAP = 1_000_000
 SHIFT = 2  # positions made free after the place when its neighbours are crowded
+SPREAD = 1_000_000  # the widest spacing a crowded run is spread out to
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +85,14 @@ def _column(deal: Deal) -> list[ColumnElement[bool]]:
     ]
 
 
+# Row values, not "position > p OR (position = p AND id > i)": both databases walk the board
+# index from the slot with them (SQLite scans half the column for the OR).
 def _after(slot: Slot) -> ColumnElement[bool]:
-    return or_(
-        Deal.position > slot.position, and_(Deal.position == slot.position, Deal.id > slot.id)
-    )
+    return tuple_(Deal.position, Deal.id) > tuple_(literal(slot.position), literal(slot.id))
 
 
 def _before(slot: Slot) -> ColumnElement[bool]:
-    return or_(
-        Deal.position < slot.position, and_(Deal.position == slot.position, Deal.id < slot.id)
-    )
+    return tuple_(Deal.position, Deal.id) < tuple_(literal(slot.position), literal(slot.id))
 
 
 def _neighbour_row(
@@ -147,8 +148,14 @@ def _place(
         return low.position + EDGE_GAP
     if high.position - low.position >= 2:
         return (low.position + high.position) // 2
-    # Crowded: shift the cards after `low` up to the first position `end` with two free
-    # positions at and after it, so the shifted cards land before every card left in place.
+    return _make_room(session, column, moving, low)
+
+
+def _make_room(session: Session, column: list[ColumnElement[bool]], moving: int, low: Slot) -> int:
+    """The neighbours are adjacent or tied: take the crowded run of cards after `low` (up to
+    the first position `end` with two free positions after it) and spread it out over the room
+    before the next card, so the next drops into it take midpoints; a run too long for that
+    room is shifted by 2 instead. Returns the moving deal's position, just after `low`."""
     other = aliased(Deal)
     end = session.scalar(
         select(Deal.position + 1)
@@ -167,9 +174,25 @@ def _place(
         .limit(1)
     )
     assert end is not None  # `low` itself, or the last card, qualifies
+    crowded = [*column, Deal.id != moving, _after(low), Deal.position < end]
+    run = list(session.scalars(select(Deal.id).where(*crowded).order_by(Deal.position, Deal.id)))
+    limit = session.scalar(
+        select(Deal.position)
+        .where(*column, Deal.id != moving, Deal.position >= end)
+        .order_by(Deal.position)
+        .limit(1)
+    )
+    room = SPREAD if limit is None else (limit - low.position) // (len(run) + 2)
+    spacing = min(SPREAD, room)
+    if spacing >= 2:
+        session.execute(
+            update(Deal),
+            [{"id": i, "position": low.position + spacing * (n + 2)} for n, i in enumerate(run)],
+        )
+        return low.position + spacing
     session.execute(
         update(Deal)
-        .where(*column, Deal.id != moving, _after(low), Deal.position < end)
+        .where(*crowded)
         .values(position=Deal.position + SHIFT)
         .execution_options(synchronize_session=False)
     )
