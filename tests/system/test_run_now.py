@@ -4,6 +4,7 @@ contact automation; the scheduler advances the run like a ticked one."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tidings.config import Settings, get_settings
 from tidings.db.engine import Database
 from tidings.system.models import SystemRun, SystemTick
 from tidings.system.scheduler import SystemScheduler
+from tidings.system.starts import start_now
 
 EXPORT = {
     "kind": "system",
@@ -105,3 +107,20 @@ def test_the_cli_starts_a_run_once_per_key(
     assert _count(database, SystemRun) == 1
     missing = cli.invoke(app, ["system", "run", "nope"])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_racing_requests_with_one_key_start_one_run(database: Database, clock: FakeClock) -> None:
+    automation = _create(database, clock, EXPORT)
+    started: list[bool] = []
+
+    def request() -> None:
+        with database.session() as session:
+            started.append(start_now(session, automation, key="same", now=clock.now())[1])
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(started) == [False, False, False, True]
+    assert _count(database, SystemRun) == 1
