@@ -174,6 +174,9 @@ def serve(
     dev_smtp: bool = typer.Option(
         False, "--dev-smtp", help="Catch all mail in a local SMTP sink; view it at /dev/mailbox."
     ),
+    dev_smtp_port: int = typer.Option(
+        1025, "--dev-smtp-port", min=1, max=65535, help="The --dev-smtp sink's loopback port."
+    ),
 ) -> None:
     """Serve the API, with the automation worker in-process unless --no-worker."""
     import uvicorn
@@ -205,7 +208,12 @@ def serve(
         from tidings.messaging.devmail import start_email_services
 
         email = start_email_services(
-            application, settings, database, SystemClock(), dev_smtp=dev_smtp
+            application,
+            settings,
+            database,
+            SystemClock(),
+            dev_smtp=dev_smtp,
+            dev_smtp_port=dev_smtp_port,
         )
     try:
         uvicorn.run(

@@ -42,7 +42,7 @@ def _kill_when(
         secret_file=str(tmp / "s"),
         export_dir=str(settings.export_dir),
         import_dir=str(settings.import_dir),
-        job_batch_size="50",
+        job_batch_size="10",  # many small commits: the kill lands mid-job even on a loaded machine
     )
     process = subprocess.Popen(
         [*COMMAND, "jobs", "run", str(tmp / "job.yaml")],

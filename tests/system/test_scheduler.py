@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tidings.automations.models import Effect
-from tidings.automations.service import by_name, create_automation, set_status
+from tidings.automations.service import by_name, create_automation, set_status, update_automation
 from tidings.clock import FakeClock
 from tidings.config import Settings
 from tidings.db.engine import Database
@@ -189,3 +189,29 @@ def test_a_paused_system_automation_starts_nothing(database: Database, settings:
     clock.advance(minutes=1)
     SystemScheduler(database, clock, settings).run_until_idle()
     assert _runs(database) == []
+
+
+def test_a_running_scheduler_follows_edits_and_pauses(
+    database: Database, settings: Settings
+) -> None:
+    """Definitions are parsed once per version and cached; a new version or a pause shows at
+    the next poll all the same."""
+    clock = FakeClock(START)
+    _automation(database, clock, _every_minute("edited"))
+    scheduler = SystemScheduler(database, clock, settings)
+    clock.advance(minutes=1)
+    scheduler.poll()
+    assert len(_runs(database)) == 1
+    with database.session() as session:
+        hourly = {**_every_minute("edited"), "trigger": {"type": "schedule", "every": 60}}
+        update_automation(
+            session, by_name(session, "edited"), {"kind": "system", **hourly}, now=clock.now()
+        )
+    clock.advance(minutes=1)  # 06:01:30: a minute tick, not an hour's
+    scheduler.poll()
+    assert len(_runs(database)) == 1
+    with database.session() as session:
+        set_status(session, by_name(session, "edited"), "paused", now=clock.now())
+    clock.advance(hours=1)
+    scheduler.poll()
+    assert len(_runs(database)) == 1

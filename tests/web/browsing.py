@@ -4,7 +4,8 @@ sink (`--dev-smtp`, read at /dev/mailbox), so automations run and broadcasts are
 a test watches. A failing test leaves a screenshot in tests/web/screenshots/.
 
 The fixtures `server`, `browser` and `page` (tests/web/conftest.py) are made here; a browser test
-module marks itself `pytestmark = skip_without_chromium` and signs in with `log_in`."""
+module marks itself `pytestmark = skip_without_chromium` and signs in with `signed_in` (one
+real login per server, its cookie reused) or, to test the login itself, `log_in`."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ skip_without_chromium = pytest.mark.skipif(
 )
 sync_api = pytest.importorskip("playwright.sync_api")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+# The machine is shared: a page or an expectation can take seconds under load. Waits are
+# Playwright's polling `expect`s, never sleeps; what waits for the worker (a 1 s poll, then the
+# page's own refresh) gets longer still.
+ACTION_WAIT = 15_000
+sync_api.expect.set_options(timeout=ACTION_WAIT)
+WORKER_WAIT = 30_000
 ADMIN_EMAIL = "boss@example.com"
 
 
@@ -41,16 +48,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+def _serve(env: dict[str, str], home: Path, port: int) -> subprocess.Popen[bytes]:
     """`tidings serve` with its worker and the dev SMTP sink on loopback, once /health answers
-    (slow on a loaded machine)."""
-    process = subprocess.Popen(
-        [*COMMAND, "serve", "--port", str(port), "--dev-smtp"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    (slow on a loaded machine). Both ports are free ones: other test runs on the machine serve
+    at the same time. Its output goes to serve.log, shown when it does not come up."""
+    log = home / "serve.log"
+    sink = ["--dev-smtp", "--dev-smtp-port", str(_free_port())]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*COMMAND, "serve", "--port", str(port), *sink],
+            env=env,
+            cwd=home,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -59,7 +70,8 @@ def _serve(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]
         except httpx.TransportError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"tidings serve did not come up; its output:\n{tail}") from None
             time.sleep(0.1)
 
 
@@ -68,6 +80,7 @@ class Server:
         self.url = url
         self.password = password
         self.api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"})
+        self.admin_cookies: list[dict[str, object]] | None = None  # see `signed_in`
 
 
 def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -103,7 +116,7 @@ def launched_browser() -> Iterator[object]:
 def open_page(browser: object, server: Server, request: pytest.FixtureRequest) -> Iterator[object]:
     """A fresh context (cookies) and tab at 1280 px; a screenshot when the test failed."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(ACTION_WAIT)
     tab = context.new_page()
     yield tab
     report = getattr(request.node, "rep_call", None)
@@ -118,4 +131,18 @@ def log_in(page: object, server: Server) -> None:
     page.get_by_label("Email").fill(ADMIN_EMAIL)  # type: ignore[attr-defined]
     page.get_by_label("Password").fill(server.password)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Log in").click()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()  # type: ignore[attr-defined]
+
+
+def signed_in(page: object, server: Server) -> None:
+    """The admin signed in, on the dashboard. One real login per server through the form; the
+    tests after it reuse its session cookie (each login costs a second or two on a loaded
+    machine: argon2 and three page loads). Only `test_first_login_and_logout` logs out, of a
+    session of its own (`log_in`); logging out ends that session alone."""
+    if server.admin_cookies is None:
+        log_in(page, server)
+        server.admin_cookies = page.context.cookies()  # type: ignore[attr-defined]
+        return
+    page.context.add_cookies(server.admin_cookies)  # type: ignore[attr-defined]
+    page.goto("/admin")  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()  # type: ignore[attr-defined]

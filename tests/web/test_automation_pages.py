@@ -3,11 +3,14 @@ YAML editor placing a validation error at its line, pause and resume, a step's c
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from fastapi.testclient import TestClient
 
 from tidings.activities.service import Cause
 from tidings.automations import service as automations
+from tidings.automations.engine import Engine
 from tidings.automations.models import Automation
 from tidings.clock import FakeClock
 from tidings.contacts import service as contacts
@@ -134,3 +137,34 @@ def test_simulate_draws_the_days_and_refuses_a_bad_scenario(
     assert bad.status_code == 422 and "scenario" in bad.text and "<html" in bad.text
     with database.session() as session:  # the live data is untouched
         assert automations.enrolment_totals(session, automation_id) == {}
+
+
+def test_the_counts_part_follows_the_worker(
+    admin_client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    with database.session() as session:
+        made = automations.create_automation(session, yaml.safe_load(EXAMPLE), now=clock.now())
+        contact = contacts.create_contact(
+            session, ContactInput(email="moves@example.com"), now=clock.now(), cause=Cause.API
+        )
+        automations.enrol_contacts(session, made, now=clock.now(), contact_ids=[contact.id])
+        automation_id = made.id
+    path = f"/admin/automations/{automation_id}"
+    assert f'hx-get="{path}/counts"' in admin_client.get(path).text  # the page asks again
+    before = admin_client.get(f"{path}/counts", headers={"HX-Request": "true"})
+    assert before.status_code == 200 and "<html" not in before.text
+    assert 'id="counts-hello" hx-swap-oob="true"' in before.text
+    assert _counts(before.text, "hello").startswith("⏳ 1 · ✓ 0")
+    Engine(database, clock, batch_size=200).run_until_idle()
+    after = admin_client.get(f"{path}/counts", headers={"HX-Request": "true"}).text
+    assert _counts(after, "hello").startswith("⏳ 0 · ✓ 1")
+    assert _counts(after, "pause").startswith("⏳ 1 · ✓ 0")
+    assert 'id="run-totals" hx-swap-oob="true"' in after and "active 1" in after
+    assert admin_client.get("/admin/automations/999999/counts").status_code == 404
+
+
+def _counts(html: str, step: str) -> str:
+    """The text of a step's counts in a page or part (tags dropped)."""
+    start = html.index(f'id="counts-{step}"')
+    piece = html[html.index(">", start) + 1 : html.index("</span></span>", start)]
+    return re.sub(r"<[^>]+>", "", piece)

@@ -3,7 +3,15 @@ segments, charts, the small-screen layout, the deals board and the automation ed
 
 from __future__ import annotations
 
-from tests.web.browsing import ADMIN_EMAIL, Server, log_in, skip_without_chromium, sync_api
+from tests.web.browsing import (
+    ADMIN_EMAIL,
+    WORKER_WAIT,
+    Server,
+    log_in,
+    signed_in,
+    skip_without_chromium,
+    sync_api,
+)
 
 pytestmark = skip_without_chromium
 
@@ -29,7 +37,7 @@ def test_a_wrong_password_is_shown_next_to_the_field(page: object, server: Serve
 
 
 def test_a_forged_form_is_refused(page: object, server: Server) -> None:
-    log_in(page, server)
+    signed_in(page, server)
     page.goto("/admin/contacts")  # type: ignore[attr-defined]
     # A page of another origin cannot read the token; without it the request is refused.
     status = page.evaluate(  # type: ignore[attr-defined]
@@ -45,7 +53,7 @@ def test_a_forged_form_is_refused(page: object, server: Server) -> None:
 
 
 def test_create_a_contact_tag_it_and_see_its_timeline(page: object, server: Server) -> None:
-    log_in(page, server)
+    signed_in(page, server)
     page.get_by_role("link", name="Contacts").click()  # type: ignore[attr-defined]
     page.locator("#f-email").fill("ann@example.com")  # type: ignore[attr-defined]
     page.get_by_label("First name").fill("Ann")  # type: ignore[attr-defined]
@@ -67,7 +75,7 @@ def test_build_a_segment_and_watch_the_count(page: object, server: Server) -> No
         {"email": f"seg{i}@example.com", "tags": ["buyer"] if i < 2 else []} for i in range(5)
     ]
     assert server.api.post("/api/v1/contacts/bulk", json={"contacts": people}).status_code == 200
-    log_in(page, server)
+    signed_in(page, server)
     page.goto("/admin/segments")  # type: ignore[attr-defined]
     count = page.get_by_test_id("segment-count")  # type: ignore[attr-defined]
     total = int(count.inner_text().replace(",", ""))
@@ -94,7 +102,7 @@ def test_the_engagement_chart_is_drawn(page: object, server: Server) -> None:
     ]
     stored = server.api.post("/api/v1/events/batch?create_contacts=true", json=events)
     assert stored.status_code == 200 and stored.json()["stored"] == 3, stored.text
-    log_in(page, server)
+    signed_in(page, server)
     canvas = page.locator("#engagement-chart")  # type: ignore[attr-defined]
     sync_api.expect(canvas).to_be_visible()
     painted = page.evaluate(  # type: ignore[attr-defined]
@@ -106,7 +114,7 @@ def test_the_engagement_chart_is_drawn(page: object, server: Server) -> None:
 
 
 def test_the_layout_at_390_pixels_and_by_keyboard(page: object, server: Server) -> None:
-    log_in(page, server)
+    signed_in(page, server)
     page.set_viewport_size({"width": 390, "height": 844})  # type: ignore[attr-defined]
     menu = page.get_by_role("button", name="Menu")  # type: ignore[attr-defined]
     nav_link = page.locator("#main-nav").get_by_role("link", name="Contacts")  # type: ignore[attr-defined]
@@ -126,6 +134,8 @@ def test_the_layout_at_390_pixels_and_by_keyboard(page: object, server: Server) 
 
 
 def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None:
+    """The move is saved, written to the timeline, and starts the automation waiting for deals
+    that enter the stage: its task shows on the deal page and on the card."""
     pipeline = server.api.post(
         "/api/v1/pipelines",
         json={
@@ -147,7 +157,14 @@ def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None
     )
     assert made.status_code == 201, made.text
     deal = made.json()
-    log_in(page, server)
+    follow_up = {
+        "name": "Won over follow-up",
+        "trigger": {"type": "deal_stage_changed", "pipeline": "Board test", "to": "Won over"},
+        "steps": [{"id": "call", "action": "add_task", "title": "Call the new customer"}],
+    }
+    created = server.api.post("/api/v1/automations", json={"definition": follow_up})
+    assert created.status_code == 201, created.text
+    signed_in(page, server)
     page.goto(f"/admin/deals?pipeline={pipeline['id']}")  # type: ignore[attr-defined]
     card = page.locator(f"li[data-deal='{deal['id']}']")  # type: ignore[attr-defined]
     target = page.locator(f"ol.cards[data-stage='{stages[1]}']")  # type: ignore[attr-defined]
@@ -165,10 +182,20 @@ def test_drag_a_deal_card_to_another_stage(page: object, server: Server) -> None
     assert server.api.get(f"/api/v1/deals/{deal['id']}").json()["stage_id"] == stages[1]
     page.goto(f"/admin/deals/{deal['id']}")  # type: ignore[attr-defined]
     sync_api.expect(page.locator("#deal-timeline")).to_contain_text("deal_stage_changed")
+    # The worker runs the triggered automation; the task list asks for itself again meanwhile.
+    tasks = page.locator("#deal-tasks")  # type: ignore[attr-defined]
+    sync_api.expect(tasks).to_contain_text("Call the new customer", timeout=WORKER_WAIT)
+    page.goto(f"/admin/deals?pipeline={pipeline['id']}")  # type: ignore[attr-defined]
+    sync_api.expect(moved).to_contain_text("Next: Call the new customer")
 
 
 def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server: Server) -> None:
-    log_in(page, server)
+    """…then fixed, saved, a list enrolled from the page, and the per-step counts moving as the
+    worker runs the tag step (at once) and parks everyone at the two-day wait."""
+    assert server.api.post("/api/v1/lists", json={"name": "Flow test"}).status_code == 201
+    people = [{"email": f"flow{i}@example.com", "lists": ["Flow test"]} for i in range(3)]
+    assert server.api.post("/api/v1/contacts/bulk", json={"contacts": people}).status_code == 200
+    signed_in(page, server)
     page.get_by_role("link", name="Automations").click()  # type: ignore[attr-defined]
     page.get_by_role("link", name="New automation from YAML").click()  # type: ignore[attr-defined]
     editor = page.get_by_label("Definition (YAML)")  # type: ignore[attr-defined]
@@ -184,3 +211,21 @@ def test_an_automation_from_yaml_with_an_error_at_its_line(page: object, server:
     page.get_by_role("button", name="Save").click()  # type: ignore[attr-defined]
     sync_api.expect(page.get_by_role("heading", name="Browser welcome")).to_be_visible()  # type: ignore[attr-defined]
     sync_api.expect(page.locator("[data-step='pause']")).to_contain_text("⏳ 0")  # type: ignore[attr-defined]
+    page.get_by_label("Enrol a list").select_option("Flow test")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Enrol", exact=True).click()  # type: ignore[attr-defined]
+    sync_api.expect(page.get_by_role("status")).to_have_text("3 contacts enrolled.")  # type: ignore[attr-defined]
+    # The page asks for its counts every few seconds; the worker polls every second.
+    hello, pause = page.locator("#counts-hello"), page.locator("#counts-pause")  # type: ignore[attr-defined]
+    sync_api.expect(pause).to_contain_text("⏳ 3 · ✓ 0", timeout=WORKER_WAIT)
+    sync_api.expect(hello).to_contain_text("⏳ 0 · ✓ 3")
+    sync_api.expect(page.locator("#run-totals")).to_contain_text("active 3")  # type: ignore[attr-defined]
+    step = page.locator("[data-step='pause'] button")  # type: ignore[attr-defined]
+    step.click()
+    waiting = page.locator("#step-contacts")  # type: ignore[attr-defined]
+    sync_api.expect(waiting).to_contain_text("Waiting at pause")
+    for i in range(3):
+        sync_api.expect(waiting.get_by_role("link", name=f"flow{i}@example.com")).to_be_visible()
+    # The next refresh replaces the counts, not the step buttons: the focus stays where it was.
+    pause.evaluate("e => e.dataset.stale = 'yes'")
+    sync_api.expect(pause).not_to_have_attribute("data-stale", "yes", timeout=WORKER_WAIT)
+    sync_api.expect(step).to_be_focused()

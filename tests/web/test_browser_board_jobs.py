@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.web.browsing import Server, log_in, skip_without_chromium, sync_api
+from tests.web.browsing import Server, signed_in, skip_without_chromium, sync_api
 from tidings.automations.definition.system_steps import ScheduleTrigger
 from tidings.system.schedule import next_tick
 
@@ -33,7 +33,7 @@ def test_drag_a_card_up_within_its_column_and_reload(page: object, server: Serve
         )
         assert made.status_code == 201, made.text
         deals.append(str(made.json()["id"]))
-    log_in(page, server)
+    signed_in(page, server)
     page.goto(f"/admin/deals?pipeline={pipeline['id']}")  # type: ignore[attr-defined]
     assert _column_order(page, stage) == deals
     card = page.locator(f"li[data-deal='{deals[2]}']").bounding_box()  # type: ignore[attr-defined]
@@ -75,7 +75,7 @@ def test_a_system_automation_listed_with_its_next_tick_and_run_now(
     )
     assert made.status_code == 201, made.text
     tick = next_tick(ScheduleTrigger.model_validate(trigger), datetime.now(UTC))
-    log_in(page, server)
+    signed_in(page, server)
     page.goto("/admin/jobs")  # type: ignore[attr-defined]
     row = page.locator(f"tr[data-automation='{made.json()['id']}']")  # type: ignore[attr-defined]
     sync_api.expect(row).to_contain_text("cron 0 6 * * MON (Europe/Berlin)")

@@ -11,6 +11,8 @@ from httpx import Response
 from sqlalchemy import select
 
 from tidings.activities.service import Cause
+from tidings.automations import service as automations
+from tidings.automations.engine import Engine
 from tidings.clock import FakeClock
 from tidings.contacts import service as contacts
 from tidings.contacts.upsert import ContactInput
@@ -261,3 +263,34 @@ def test_a_deal_email_sent_from_the_page_and_its_reply_listed(
     assert ownerless.status_code == 422 and 'role="alert"' in ownerless.text
     with database.session() as session:
         assert len(emails.list_emails(session, deals[1], before_id=None, limit=5)) == 0
+
+
+def test_a_stage_triggered_task_reaches_the_deal_page_and_the_card(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    definition = {
+        "name": "Offer follow-up",
+        "trigger": {"type": "deal_stage_changed", "pipeline": "Sales", "to": "Offer"},
+        "steps": [{"id": "call", "action": "add_task", "title": "Send the quote"}],
+    }
+    with database.session() as session:
+        automations.create_automation(session, definition, now=clock.now())
+    worker = Engine(database, clock, batch_size=200)
+    worker.run_until_idle()
+    token = csrf_of(admin_client, "/admin/deals")
+    moved = admin_client.post(
+        f"/admin/deals/{deals[1]}/move",
+        data={"stage_id": str(stages[1])},
+        headers={"X-CSRF-Token": token, "HX-Request": "true"},
+    )
+    assert moved.status_code == 200
+    page = admin_client.get(f"/admin/deals/{deals[1]}")
+    assert f'hx-get="/admin/deals/{deals[1]}/tasks"' in page.text  # the list asks again
+    assert "Send the quote" not in page.text
+    worker.run_until_idle()
+    part = admin_client.get(f"/admin/deals/{deals[1]}/tasks", headers={"HX-Request": "true"})
+    assert part.status_code == 200 and "<html" not in part.text
+    assert 'id="deal-tasks"' in part.text and "Send the quote" in part.text
+    assert "Next: Send the quote" in admin_client.get("/admin/deals").text
+    assert admin_client.get("/admin/deals/999999/tasks").status_code == 404

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
+from tidings.automations.registry import Registry
 from tidings.clock import Clock
 from tidings.config import Settings
 from tidings.db.engine import Database
@@ -30,14 +32,16 @@ class SystemScheduler(PollingThread):
         self.database = database
         self.clock = clock
         self.settings = settings
+        self.registry = Registry()  # parsed definitions, by (automation, version)
+        self.recorded_ticks: dict[int, datetime] = {}  # newest tick seen, per automation
         super().__init__(POLL_SECONDS)
 
     def poll(self) -> Round:
         result = Round()
         now = self.clock.now()
         with self.database.session() as session:
-            automations = starts.active_system_automations(session)
-            result.started += starts.start_scheduled(session, automations, now)
+            automations = starts.active_system_automations(session, self.registry)
+            result.started += starts.start_scheduled(session, automations, now, self.recorded_ticks)
             result.started += starts.start_from_events(session, automations, now)
         result.advanced = runs.advance_due(self.database, self.clock, self.settings)
         return result

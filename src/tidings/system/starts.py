@@ -27,6 +27,7 @@ from tidings.automations.definition.system_steps import (
     ScheduleTrigger,
 )
 from tidings.automations.models import Automation, AutomationVersion, EngineState
+from tidings.automations.registry import Registry
 from tidings.errors import Conflict, NotFound, field_error
 from tidings.jobs.runner import JOB_FINISHED
 from tidings.system.models import SystemRun, SystemTick
@@ -67,9 +68,28 @@ def with_definitions() -> Select[tuple[Automation, Any]]:
     )
 
 
-def active_system_automations(session: Session) -> list[SystemAutomation]:
-    rows = session.execute(with_definitions().where(Automation.status == "active")).all()
-    return [_system_automation(a, data) for a, data in rows if data.get("kind") == "system"]
+def active_system_automations(session: Session, registry: Registry) -> list[SystemAutomation]:
+    """The active `kind: system` automations, each version parsed once (the registry keeps
+    versions forever; a poll only re-reads the small automations table)."""
+    snapshot = registry.refresh(session)
+    system = [loaded for loaded in snapshot.current.values() if loaded.definition.kind == "system"]
+    if not system:
+        return []
+    ids = [loaded.automation_id for loaded in system]
+    rows = session.execute(
+        select(Automation.id, Automation.created_at).where(Automation.id.in_(ids))
+    ).all()
+    created = {automation_id: at for automation_id, at in rows}
+    return [
+        SystemAutomation(
+            loaded.automation_id,
+            loaded.name,
+            loaded.version,
+            created[loaded.automation_id],
+            loaded.definition,
+        )
+        for loaded in system
+    ]
 
 
 def start(
@@ -154,7 +174,16 @@ def start_now(session: Session, automation_id: int, *, key: str, now: datetime) 
     return run.id, True
 
 
-def start_scheduled(session: Session, automations: list[SystemAutomation], now: datetime) -> int:
+def start_scheduled(
+    session: Session,
+    automations: list[SystemAutomation],
+    now: datetime,
+    recorded: dict[int, datetime] | None = None,
+) -> int:
+    """Start each schedule's latest due tick unless it is recorded. `recorded` is the caller's
+    memory of each automation's newest recorded tick (ticks only move forward), so a round in
+    which no new tick fell due asks the database nothing."""
+    recorded = {} if recorded is None else recorded
     started = 0
     for automation in automations:
         trigger = automation.definition.trigger
@@ -163,10 +192,14 @@ def start_scheduled(session: Session, automations: list[SystemAutomation], now: 
         due = latest_tick(trigger, now)
         if due < automation.created_at:
             continue
+        known = recorded.get(automation.id)
+        if known is not None and due <= known:
+            continue
         last = session.scalar(
             select(func.max(SystemTick.due_at)).where(SystemTick.automation_id == automation.id)
         )
         if last is not None and due <= last:
+            recorded[automation.id] = last
             continue
         missed = now - due > MISSED_AFTER
         key = f"schedule:{automation.id}:{due.isoformat()}"

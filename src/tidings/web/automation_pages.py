@@ -1,7 +1,7 @@
 """Automations: the list with status and counts, an automation's page with its steps drawn as
-a flow (counts per step; a step's waiting contacts on click), pause and resume, and the YAML
-editor whose validation errors are shown at their line. Changes go through
-`tidings.automations.service`, as from the API."""
+a flow (counts per step, refreshed while the page is open; a step's waiting contacts on
+click), pause and resume, and the YAML editor whose validation errors are shown at their line.
+Changes go through `tidings.automations.service`, as from the API."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.automations import service as automations
 from tidings.automations.enrolments import is_active
-from tidings.automations.models import Enrolment
+from tidings.automations.models import Automation, Enrolment
 from tidings.automations.simulate import Simulation, simulate
 from tidings.contacts.models import Contact, MailingList
 from tidings.db.hooks import mark_work
@@ -34,6 +34,8 @@ IdQuery = Annotated[int | None, Query(ge=1, le=2**62)]
 MAX_YAML = 1_000_000
 STEP_CONTACTS = 100
 MAX_SIMULATED_DAYS = 90
+# The page asks for its counts this often: the worker moves contacts while someone watches.
+COUNTS_REFRESH_SECONDS = 3
 DEFAULT_SCENARIO = "contacts: 100\n"
 EXAMPLE = """name: Welcome
 trigger: {type: tag_added, tag: new}
@@ -109,13 +111,21 @@ def create(
     return RedirectResponse(f"/admin/automations/{made.id}", status_code=303)
 
 
-def _page_context(session: Session, automation_id: int) -> dict[str, Any]:
-    automation = automations.get_automation(session, automation_id)
+def _counts_context(session: Session, automation: Automation) -> dict[str, Any]:
     definition = automations.definition_of(session, automation)
     return {
         "automation": automation,
         "flow": flow(definition, automations.step_counts(session, automation)),
         "totals": automations.enrolment_totals(session, automation.id),
+        "refresh_seconds": COUNTS_REFRESH_SECONDS,
+    }
+
+
+def _page_context(session: Session, automation_id: int) -> dict[str, Any]:
+    automation = automations.get_automation(session, automation_id)
+    definition = automations.definition_of(session, automation)
+    return {
+        **_counts_context(session, automation),
         "yaml_text": yaml.safe_dump(definition, sort_keys=False, allow_unicode=True),
         "lists": [
             (n, n) for n in session.scalars(select(MailingList.name).order_by(MailingList.name))
@@ -147,6 +157,16 @@ def automation_page(
         return system_pages.system_page(request, session, view, before=before, note=note)
     context = _page_context(session, automation_id)
     return render(request, "automation.html", context, nav="automations")
+
+
+@router.get("/admin/automations/{automation_id}/counts", response_class=HTMLResponse)
+def counts(
+    request: Request, automation_id: Id, login: LoginDep, session: PageSessionDep
+) -> HTMLResponse:
+    """The run totals and per-step counts, each swapped into the page by its id."""
+    context = _counts_context(session, automations.get_automation(session, automation_id))
+    context["refresh"] = True
+    return render(request, "partials/flow_counts.html", context, nav="automations")
 
 
 def _page_with(

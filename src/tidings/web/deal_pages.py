@@ -1,7 +1,8 @@
 """Deals: the pipeline board (drag a card to another stage: static/deals-board.js), won/lost,
-the filter by owner, and a deal's page with its timeline, tasks, notes and 1:1 emails (the
-composer and the emails sent with their replies). Every change goes
-through the deals service, so the timeline and the stage triggers see it as from the API."""
+the filter by owner, and a deal's page with its timeline, tasks (refreshed while the page is
+open), notes and 1:1 emails (the composer and the emails sent with their replies). Every
+change goes through the deals service, so the timeline and the stage triggers see it as from
+the API."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
 from tidings.deals import emails, ordering, pipelines, service, tasks
+from tidings.deals.models import Deal
 from tidings.deals.timeline import timeline
 from tidings.deals.validation import DealInput
 from tidings.errors import TidingsError, ValidationFailed
@@ -27,6 +29,9 @@ router = APIRouter(dependencies=[Depends(check_csrf)])
 IdQuery = Annotated[int | None, Query(ge=1, le=2**62)]
 TIMELINE = 100
 EMAILS = 50
+TASKS = 200
+# A deal page asks for its tasks this often: automations add them in the background.
+TASKS_REFRESH_SECONDS = 3
 
 
 def pipeline_choice(session: Session, pipeline: int | None) -> int | None:
@@ -97,18 +102,25 @@ def move_card(
     return render(request, "partials/deal_board.html", context, errors=errors, status=status)
 
 
+def _tasks_context(session: Session, deal: Deal) -> dict[str, Any]:
+    found = tasks.TaskFilter(deal_id=deal.id)
+    return {
+        "deal": deal,
+        "tasks": tasks.task_page(session, found, after_id=None, limit=TASKS),
+        "refresh_seconds": TASKS_REFRESH_SECONDS,
+    }
+
+
 def _deal_context(session: Session, deal_id: int) -> dict[str, Any]:
     deal = service.get_deal(session, deal_id)
-    found = tasks.TaskFilter(deal_id=deal.id)
     contacts = deal_board.contact_names(session, [deal.contact_id] if deal.contact_id else [])
     sent = emails.list_emails(session, deal.id, before_id=None, limit=EMAILS)
     return {
-        "deal": deal,
+        **_tasks_context(session, deal),
         "stages": [(s.id, s.title) for s in pipelines.stages_of(session, deal.pipeline_id)],
         "contact": contacts.get(deal.contact_id or 0, ""),
         "owners": list(deal_board.user_names(session).items()),
         "activities": timeline(session, deal.id, before_id=None, limit=TIMELINE),
-        "tasks": tasks.task_page(session, found, after_id=None, limit=200),
         "notes": tasks.note_page(
             session, deal_id=deal.id, contact_id=None, before_id=None, limit=100
         ),
@@ -130,6 +142,15 @@ def deal_page(
     request: Request, deal_id: Id, login: LoginDep, session: PageSessionDep
 ) -> HTMLResponse:
     return _deal_page(request, session, deal_id)
+
+
+@router.get("/admin/deals/{deal_id}/tasks", response_class=HTMLResponse)
+def deal_tasks(
+    request: Request, deal_id: Id, login: LoginDep, session: PageSessionDep
+) -> HTMLResponse:
+    """The deal's task list alone, for the page's polling."""
+    context = _tasks_context(session, service.get_deal(session, deal_id))
+    return render(request, "partials/deal_tasks.html", context, nav="deals")
 
 
 def due_time(text: str, field: str = "due_at") -> datetime | None:
