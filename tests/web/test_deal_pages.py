@@ -8,6 +8,7 @@ from email.message import EmailMessage
 
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import select
 
 from tidings.activities.service import Cause
 from tidings.automations import service as automations
@@ -116,6 +117,57 @@ def test_a_move_to_an_unknown_stage_is_refused_without_a_change(
     assert 'role="alert"' in answer.text
     with database.session() as session:
         assert session.get(Deal, deals[0]).stage_id == stages[0]  # type: ignore[union-attr]
+
+
+def _column(database: Database, stage: int) -> list[int]:
+    with database.session() as session:
+        query = select(Deal.id).where(Deal.stage_id == stage).order_by(Deal.position, Deal.id)
+        return list(session.scalars(query))
+
+
+def _drop(client: TestClient, deal: int, **values: int) -> Response:
+    token = csrf_of(client, "/admin/deals")
+    data = {name: str(value) for name, value in values.items()}
+    return client.post(
+        f"/admin/deals/{deal}/move", data=data, headers={"X-CSRF-Token": token, "HX-Request": "1"}
+    )
+
+
+def test_a_card_dropped_higher_in_its_column_keeps_its_place_quietly(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    answer = _drop(admin_client, deals[1], stage_id=stages[0], before_id=deals[0])
+    assert answer.status_code == 200
+    assert answer.text.index("Small order") < answer.text.index("Big order")
+    assert _column(database, stages[0]) == [deals[1], deals[0]]
+    again = _drop(admin_client, deals[1], stage_id=stages[0], before_id=deals[0])
+    assert again.status_code == 200 and _column(database, stages[0]) == [deals[1], deals[0]]
+    page = admin_client.get(f"/admin/deals/{deals[1]}")
+    assert "deal_stage_changed" not in page.text
+    board = admin_client.get("/admin/deals")
+    assert board.text.index("Small order") < board.text.index("Big order")
+
+
+def test_a_card_dropped_at_a_place_in_another_column_moves_there(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    assert _drop(admin_client, deals[0], stage_id=stages[1]).status_code == 200
+    answer = _drop(admin_client, deals[1], stage_id=stages[1], before_id=deals[0])
+    assert answer.status_code == 200
+    assert _column(database, stages[1]) == [deals[1], deals[0]]
+    assert "deal_stage_changed" in admin_client.get(f"/admin/deals/{deals[1]}").text
+
+
+def test_a_drop_next_to_an_unknown_card_is_a_field_error_without_a_change(
+    admin_client: TestClient, database: Database, clock: FakeClock, users: dict[str, int]
+) -> None:
+    stages, deals = _board(database, clock, users["admin"])
+    answer = _drop(admin_client, deals[1], stage_id=stages[1], after_id=999_999)
+    assert answer.status_code == 422
+    assert "no such deal: 999999" in answer.text and 'id="after_id-error"' in answer.text
+    assert _column(database, stages[0]) == deals  # the stage move was rolled back too
 
 
 def test_a_move_without_the_csrf_token_is_refused(

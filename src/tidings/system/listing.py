@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tidings.automations.models import Automation
-from tidings.errors import ValidationFailed
+from tidings.errors import NotFound, ValidationFailed
 from tidings.system.models import SystemRun
 
 STATES = ("ready", "waiting", "done", "failed")
@@ -59,6 +59,17 @@ def list_runs(
         query = query.where(SystemRun.id < before_id)
     rows = session.execute(query.order_by(SystemRun.id.desc()).limit(limit + 1)).all()
     return [_out(run, name) for run, name in rows[:limit]], len(rows) > limit
+
+
+def get_run(session: Session, run_id: int) -> SystemRunOut:
+    row = session.execute(
+        select(SystemRun, Automation.name)
+        .join(Automation, Automation.id == SystemRun.automation_id)
+        .where(SystemRun.id == run_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"system run {run_id} does not exist")
+    return _out(*row)
 
 
 def _out(run: SystemRun, name: str) -> SystemRunOut:

@@ -8,16 +8,17 @@ tick (`catch_up: skip`). Finished events are the `job_finished` activities after
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tidings.activities.models import Activity
-from tidings.automations.definition import Definition
+from tidings.automations.definition import Definition, parse_definition
 from tidings.automations.definition.system_steps import (
     BroadcastFinishedTrigger,
     ExportFinishedTrigger,
@@ -25,8 +26,9 @@ from tidings.automations.definition.system_steps import (
     JobFinishedTrigger,
     ScheduleTrigger,
 )
-from tidings.automations.models import Automation, EngineState
+from tidings.automations.models import Automation, AutomationVersion, EngineState
 from tidings.automations.registry import Registry
+from tidings.errors import Conflict, NotFound, field_error
 from tidings.jobs.runner import JOB_FINISHED
 from tidings.system.models import SystemRun, SystemTick
 from tidings.system.schedule import latest_tick
@@ -35,6 +37,7 @@ from tidings.system.schedule import latest_tick
 MISSED_AFTER = timedelta(minutes=1)
 CURSOR = "system.events"
 EVENT_BATCH = 1000
+KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,25 @@ class SystemAutomation:
     version: int
     created_at: datetime
     definition: Definition
+
+
+def _system_automation(automation: Automation, data: dict[str, Any]) -> SystemAutomation:
+    return SystemAutomation(
+        automation.id,
+        automation.name,
+        automation.current_version,
+        automation.created_at,
+        parse_definition(data),
+    )
+
+
+def with_definitions() -> Select[tuple[Automation, Any]]:
+    """Automations with their current version's definition."""
+    return select(Automation, AutomationVersion.definition).join(
+        AutomationVersion,
+        (AutomationVersion.automation_id == Automation.id)
+        & (AutomationVersion.version == Automation.current_version),
+    )
 
 
 def active_system_automations(session: Session, registry: Registry) -> list[SystemAutomation]:
@@ -108,6 +130,48 @@ def start(
     except IntegrityError:  # another worker recorded this tick first
         return False
     return not skipped
+
+
+def start_now(session: Session, automation_id: int, *, key: str, now: datetime) -> tuple[int, bool]:
+    """Start a run of an active system automation on demand ("run now"). `key` names the
+    request (a form's one-time token, an API client's idempotency key): the same request
+    repeated, or raced by two workers, starts one run, keyed `manual:<automation>:<key>` in the
+    unique run key. No tick is recorded, so the schedule's own ticks are not disturbed.
+    Returns the run's id and whether this call started it."""
+    if not KEY.fullmatch(key):
+        raise field_error("key", "1 to 100 letters, digits, '-' or '_'")
+    run_key = f"manual:{automation_id}:{key}"
+    existing = session.scalar(select(SystemRun.id).where(SystemRun.tick_key == run_key))
+    if existing is not None:
+        return existing, False
+    row = session.execute(with_definitions().where(Automation.id == automation_id)).first()
+    if row is None:
+        raise NotFound(f"automation {automation_id} does not exist")
+    automation, data = row
+    if data.get("kind") != "system":
+        raise Conflict(f"automation {automation.name!r} is not a system automation")
+    if automation.status != "active":
+        raise Conflict(f"automation {automation.name!r} is paused: resume it to run it")
+    system = _system_automation(automation, data)
+    run = SystemRun(
+        automation_id=system.id,
+        version=system.version,
+        tick_key=run_key,
+        state="ready",
+        step=system.definition.steps[0].id,
+        wake_at=now,
+        last_job=None,
+        log=[],
+        started_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(run)
+    except IntegrityError:  # the same request, a moment earlier, elsewhere
+        found = session.scalar(select(SystemRun.id).where(SystemRun.tick_key == run_key))
+        assert found is not None
+        return found, False
+    return run.id, True
 
 
 def start_scheduled(

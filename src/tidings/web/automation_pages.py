@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import yaml
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,11 +23,14 @@ from tidings.contacts.models import Contact, MailingList
 from tidings.db.hooks import mark_work
 from tidings.errors import TidingsError, ValidationFailed
 from tidings.segments.models import Segment
+from tidings.system.overview import system_automation
+from tidings.web import system_pages
 from tidings.web.automation_flow import flow, yaml_errors
 from tidings.web.security import LoginDep, PageSessionDep, check_csrf
 from tidings.web.templating import render
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
+IdQuery = Annotated[int | None, Query(ge=1, le=2**62)]
 MAX_YAML = 1_000_000
 STEP_CONTACTS = 100
 MAX_SIMULATED_DAYS = 90
@@ -136,8 +139,22 @@ def _page_context(session: Session, automation_id: int) -> dict[str, Any]:
 
 @router.get("/admin/automations/{automation_id}", response_class=HTMLResponse)
 def automation_page(
-    request: Request, automation_id: Id, login: LoginDep, session: PageSessionDep
+    request: Request,
+    automation_id: Id,
+    login: LoginDep,
+    session: PageSessionDep,
+    clock: ClockDep,
+    before: IdQuery = None,
+    started: IdQuery = None,
+    again: IdQuery = None,
 ) -> HTMLResponse:
+    """A contact automation's flow, or a system automation's runs (tidings.web.system_pages)."""
+    view = system_automation(session, automation_id, clock.now())
+    if view is not None:
+        note = f"Run {started} started." if started else ""
+        if again:
+            note = f"Run {again} was already started by this form."
+        return system_pages.system_page(request, session, view, before=before, note=note)
     context = _page_context(session, automation_id)
     return render(request, "automation.html", context, nav="automations")
 

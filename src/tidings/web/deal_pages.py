@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep
 from tidings.api.schemas import Id
-from tidings.deals import emails, pipelines, service, tasks
+from tidings.deals import emails, ordering, pipelines, service, tasks
 from tidings.deals.models import Deal
 from tidings.deals.timeline import timeline
 from tidings.deals.validation import DealInput
@@ -80,14 +80,20 @@ def move_card(
     clock: ClockDep,
     stage_id: Annotated[int, Form(ge=1, le=2**62)],
     owner: Annotated[int | None, Form(ge=1, le=2**62)] = None,
+    before_id: Annotated[int | None, Form(ge=1, le=2**62)] = None,
+    after_id: Annotated[int | None, Form(ge=1, le=2**62)] = None,
 ) -> HTMLResponse:
-    """A card dropped on another column: the deal moves there (its stage triggers fire);
-    the answer is the board again, its counts and values up to date."""
+    """A card dropped on another column: the deal moves there (its stage triggers fire); dropped
+    before or after a card (of the same column or the new one), it takes that place, which is a
+    pure reorder. The answer is the board again, its counts and values up to date."""
     deal = service.get_deal(session, deal_id)
     errors: dict[str, str] = {}
     try:
-        change = DealInput(given={"stage_id"}, stage_id=stage_id)
-        service.update_deal(session, deal, change, now=clock.now(), cause=Cause.ADMIN)
+        if stage_id != deal.stage_id:
+            change = DealInput(given={"stage_id"}, stage_id=stage_id)
+            service.update_deal(session, deal, change, now=clock.now(), cause=Cause.ADMIN)
+        if before_id is not None or after_id is not None:
+            ordering.reposition(session, deal, before_id=before_id, after_id=after_id)
     except TidingsError as exc:
         session.rollback()
         errors = field_errors(exc, "stage_id")

@@ -22,6 +22,7 @@ from tidings.web import (
     job_pages,
     segment_pages,
     settings_pages,
+    system_pages,
 )
 from tidings.web.security import Forbidden, LoginRequired
 from tidings.web.templating import HERE, is_htmx, render
@@ -41,6 +42,7 @@ def install_web(app: FastAPI) -> None:
         segment_pages.router,
         settings_pages.router,
         automation_pages.router,
+        system_pages.router,
         deal_reports.router,  # before deal_pages: /admin/deals/reports is no deal id
         deal_pages.router,
         email_pages.router,

@@ -14,7 +14,7 @@ from tidings.api.deps import ClockDep, SessionDep
 from tidings.api.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from tidings.api.schemas import Id, InputModel
 from tidings.contacts.schemas import ActivityOut, ActivityPage
-from tidings.deals import repository, scoring, service, timeline
+from tidings.deals import ordering, repository, scoring, service, timeline
 from tidings.deals.api.common import IdQuery, LimitQuery, Money, MoneyQuery
 from tidings.deals.models import Deal
 from tidings.deals.moves import MAX_BULK, move_deal_ids
@@ -95,6 +95,11 @@ class BulkMoveIn(InputModel):
 
 class BulkMoveOut(BaseModel):
     moved: int
+
+
+class RepositionIn(InputModel):
+    before_id: Id | None = Field(default=None, description="put the deal just before this one")
+    after_id: Id | None = Field(default=None, description="or just after this one")
 
 
 class ScoreLineOut(BaseModel):
@@ -211,6 +216,17 @@ def patch_deal(deal_id: Id, body: DealPatch, session: SessionDep, clock: ClockDe
     deal = service.get_deal(session, deal_id)
     deal = service.update_deal(session, deal, _input(body), now=clock.now(), cause=Cause.API)
     return _outs(session, [deal])[0]
+
+
+@router.post("/deals/{deal_id}/reposition")
+def reposition_deal(
+    deal_id: Id, body: RepositionIn, session: SessionDep, clock: ClockDep
+) -> DealOut:
+    """Put a deal just before or just after another deal of its board column (same pipeline,
+    stage and status): a pure reorder, with no timeline entry and no trigger."""
+    deal = service.get_deal(session, deal_id)
+    ordering.reposition(session, deal, before_id=body.before_id, after_id=body.after_id)
+    return _outs(session, [service.get_deal(session, deal_id)])[0]
 
 
 @router.delete("/deals/{deal_id}", status_code=204)
