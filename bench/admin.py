@@ -216,6 +216,7 @@ def measure(database: Database, url: str, label: str) -> None:
         ("contacts list, first page", get("/admin/contacts"), "150 ms"),
         ("contacts list, tag filter", get("/admin/contacts?tag=X"), "150 ms"),
         ("contacts list, search 'user12'", get("/admin/contacts?q=user12"), "150 ms"),
+        ("contacts list, search 'example' (all match)", get("/admin/contacts?q=example"), "150 ms"),
         (f"contact page ({LONG_TIMELINE:,}+ activities)", get("/admin/contacts/1"), "150 ms"),
         ("dashboard", get("/admin"), "150 ms"),
         ("segment live count", count, "500 ms"),

@@ -90,3 +90,39 @@ def test_every_write_keeps_the_search_current(people: Database, clock: FakeClock
     assert _found(people, "dana") == []
     assert _found(people, "eve@") == []
     assert _found(people, "example.net") == ["chris@example.net"]
+
+
+def test_newest_matching_pages_through_old_and_recent_matches(
+    database: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pages whether the newest contacts hold the matches (the walk answers) or
+    only old ones do (the index answers)."""
+    monkeypatch.setattr(search, "WINDOW", 4)
+    with database.session() as session:
+        contacts.upsert_contacts(
+            session,
+            [ContactInput(email=f"{'old' if i < 6 else 'new'}{i}@example.com") for i in range(12)],
+            now=clock.now(),
+            cause=Cause.API,
+        )
+
+    def page(text: str, before: int | None = None) -> list[str]:
+        with database.session() as session:
+            rows = search.newest_matching(session, select(Contact), text, limit=3, before=before)
+            return [row.email for row in rows]
+
+    with database.session() as session:
+        ids = {email: cid for email, cid in session.execute(select(Contact.email, Contact.id))}
+    assert page("new") == ["new11@example.com", "new10@example.com", "new9@example.com"]
+    assert page("old") == ["old5@example.com", "old4@example.com", "old3@example.com"]
+    assert page("old", before=ids["old3@example.com"]) == [
+        "old2@example.com",
+        "old1@example.com",
+        "old0@example.com",
+    ]
+    assert page("example", before=ids["new6@example.com"]) == [
+        "old5@example.com",
+        "old4@example.com",
+        "old3@example.com",
+    ]
+    assert page("old", before=ids["old0@example.com"]) == []
