@@ -125,6 +125,8 @@ def load(database: Database) -> None:
         if dialect == "postgresql":
             conn.execute(text("SELECT setval('contacts_id_seq', (SELECT max(id) FROM contacts))"))
     if dialect == "sqlite":
+        with database.engine.begin() as conn:  # contacts inserted here, not by the upsert
+            conn.exec_driver_sql("INSERT INTO contact_search (contact_search) VALUES ('rebuild')")
         with database.engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
     else:

@@ -8,9 +8,10 @@ help, are the `LIKE` scan). `%` and `_` are searched as themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, column, func, or_, select, table
+from sqlalchemy import ColumnElement, Select, column, func, insert, or_, select, table
 from sqlalchemy.orm import Session
 
 from tidings.contacts.models import Contact
@@ -19,7 +20,27 @@ from tidings.db.extras import SEARCH_TABLE
 
 TRIGRAM = 3  # the shortest text the trigram table can find
 WINDOW = 20_000  # newest contacts looked through before asking the index
-_search = table(SEARCH_TABLE, column("rowid"), column(SEARCH_TABLE))
+_search = table(
+    SEARCH_TABLE,
+    column("rowid"),
+    column(SEARCH_TABLE),
+    column("email"),
+    column("first_name"),
+    column("last_name"),
+)
+
+
+def index_new(session: Session, contact_ids: Sequence[int]) -> None:
+    """SQLite: add contacts just inserted to the search table, in one statement. (A trigger
+    per inserted row made imports 2.2 times slower: FTS5 writes its pending entries out at
+    every trigger's statement; changes of address or name and deletions, rarer, are kept by
+    triggers.) Contacts are inserted only by upsert.write_contacts, which calls this."""
+    if not contact_ids or not dialect_of(session).is_sqlite:
+        return
+    c = Contact.__table__.c
+    rows = select(c.id, c.email, c.first_name, c.last_name).where(c.id.in_(contact_ids))
+    columns = ["rowid", "email", "first_name", "last_name"]
+    session.execute(insert(_search).from_select(columns, rows))
 
 
 def containing(session: Session, text: str) -> ColumnElement[bool]:

@@ -5,7 +5,7 @@ here keep a ledger (`contact_status_counts`) that every insert, delete and chang
 adds to, whichever code path writes (upsert, import, unsubscribe, bounce, delete, hygiene,
 erasure), and the dashboard sums it.
 
-- SQLite (one writer at a time): row triggers add ±1 to the first row of the status.
+- SQLite (one writer at a time): row triggers add ±1 to the status's one row.
 - PostgreSQL: writers must not queue on one counter row (nor deadlock over two), so the
   triggers only append rows: one per status per INSERT or DELETE statement (from its
   transition table), two per changed status. `fold` sums them back into one row per status:
@@ -19,16 +19,13 @@ from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from tidings.contacts.models import ContactStatusCount
+from tidings.contacts.policy import ContactStatus
 from tidings.db.dialect import dialect_of
 
 FOLD_ABOVE = 200  # ledger rows beyond which a reader folds them (PostgreSQL)
 _TABLE = "contact_status_counts"
-_SQLITE_ADD = (
-    f"INSERT INTO {_TABLE} (status, n) SELECT {{row}}.status, 0 WHERE NOT EXISTS "
-    f"(SELECT 1 FROM {_TABLE} WHERE status = {{row}}.status); "
-    f"UPDATE {_TABLE} SET n = n {{sign}} 1 WHERE id = "
-    f"(SELECT min(id) FROM {_TABLE} WHERE status = {{row}}.status);"
-)
+# SQLite keeps exactly one row per status (made with the table, for every ContactStatus).
+_SQLITE_ADD = f"UPDATE {_TABLE} SET n = n {{sign}} 1 WHERE status = {{row}}.status;"
 _SQLITE_TRIGGERS = {
     "contact_status_insert": "AFTER INSERT ON contacts BEGIN "
     + _SQLITE_ADD.format(row="new", sign="+")
@@ -77,9 +74,10 @@ def create_triggers(connection: Connection) -> None:
         for name, body in _POSTGRES_TRIGGERS.items():
             connection.exec_driver_sql(f"CREATE TRIGGER {name} {body}")
     connection.exec_driver_sql(f"DELETE FROM {_TABLE}")
-    connection.exec_driver_sql(
-        f"INSERT INTO {_TABLE} (status, n) SELECT status, count(*) FROM contacts GROUP BY status"
-    )
+    grouped = connection.exec_driver_sql("SELECT status, count(*) FROM contacts GROUP BY status")
+    counts: dict[str, int] = {str(status): int(n) for status, n in grouped}
+    rows = [{"status": s, "n": counts.get(s, 0)} for s in sorted({*ContactStatus, *counts})]
+    connection.execute(insert(ContactStatusCount), rows)
 
 
 def drop_triggers(connection: Connection) -> None:
