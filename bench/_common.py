@@ -35,16 +35,21 @@ def fresh_sqlite(name: str) -> Path:
 
 
 @contextmanager
-def scratch_postgres(label: str) -> Iterator[str | None]:
+def scratch_postgres(label: str, keep: str | None = None) -> Iterator[str | None]:
     """The URL of a new PostgreSQL database for this run, dropped when the block ends; None
     (and a line saying why) when the server of TIDINGS_BENCH_POSTGRES_URL (used as the admin
-    connection) cannot be reached."""
+    connection) cannot be reached. With `keep`, the database tidings_bench_<keep> is created
+    if missing and kept for the next run."""
     admin_url = normalize_url(os.environ.get("TIDINGS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL))
     admin = create_engine(make_url(admin_url), isolation_level="AUTOCOMMIT")
-    name = f"tidings_bench_{label}_{os.getpid()}"
+    name = f"tidings_bench_{keep}" if keep else f"tidings_bench_{label}_{os.getpid()}"
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not (keep and exists):
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         print(f"PostgreSQL skipped ({type(exc).__name__}: {exc})")
         admin.dispose()
@@ -53,8 +58,9 @@ def scratch_postgres(label: str) -> Iterator[str | None]:
     try:
         yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -71,6 +71,8 @@ def _empty_all(database: Database) -> None:
         conn.execute(text("SET LOCAL lock_timeout = '10s'"))
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+        # Deleting the contacts added to the status ledger (its triggers): empty it last.
+        conn.execute(text("DELETE FROM contact_status_counts"))
         sequences = conn.execute(
             text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
         ).scalars()

@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 
 import tidings.db.models  # noqa: F401
+from tidings.db import extras
 from tidings.db.base import Base
 from tidings.db.engine import Database
 from tidings.db.types import UTCDateTime
@@ -16,7 +17,12 @@ from tidings.db.types import UTCDateTime
 
 def test_migrated_schema_matches_the_models(database: Database) -> None:
     with database.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {
+            "compare_type": True,
+            "include_name": extras.include_name,
+            "include_object": extras.include_object,
+        }
+        context = MigrationContext.configure(connection, opts=opts)
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
 

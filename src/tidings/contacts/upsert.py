@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tidings.activities.service import ActivityType, record_tuples
-from tidings.contacts import membership, repository
+from tidings.contacts import membership, repository, search
 from tidings.contacts.emails import InvalidEmail, normalize_email
 from tidings.contacts.fields import FieldDef, FieldValueError, coerce_all
 from tidings.contacts.models import Contact
@@ -370,6 +370,7 @@ def write_contacts(
     ids = {email: contact.id for email, contact in existing.items()}
     if new_rows:
         new_ids = insert_returning_ids(session, Contact.__table__, new_rows)  # type: ignore[arg-type]
+        search.index_new(session, new_ids)
         for row, contact_id in zip(new_rows, new_ids, strict=True):
             email = row["email"]
             ids[email] = contact_id

@@ -13,6 +13,7 @@ from tidings.automations.models import (
 )
 from tidings.contacts.models import (
     Contact,
+    ContactStatusCount,
     ContactTag,
     CustomField,
     ListMembership,
@@ -55,6 +56,7 @@ __all__ = [
     "Base",
     "Broadcast",
     "Contact",
+    "ContactStatusCount",
     "ContactTag",
     "CouponCode",
     "CouponPool",

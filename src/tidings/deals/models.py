@@ -114,6 +114,18 @@ class Deal(Base):
             "value",
             "expected_close",
         ),
+        # The board filtered by owner, the same way: counts and sums per stage, a stage's cards.
+        Index(
+            "ix_deals_board_owner",
+            "pipeline_id",
+            "status",
+            "owner_id",
+            "stage_id",
+            "position",
+            "id",
+            "currency",
+            "value",
+        ),
         Index("ix_deals_contact_id", "contact_id"),
         Index("ix_deals_owner_id_status", "owner_id", "status"),
         Index("ix_deals_closed_at", "closed_at"),

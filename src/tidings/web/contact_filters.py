@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, Select, func, or_
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from tidings.contacts import repository
+from tidings.contacts import repository, search
 from tidings.contacts.models import Contact
 from tidings.contacts.policy import ContactStatus
 from tidings.errors import TidingsError
@@ -82,24 +82,13 @@ def read_filter(values: Mapping[str, Any]) -> ContactFilter:
     )
 
 
-def _search(q: str) -> ColumnElement[bool]:
-    """An address prefix (a range of the unique email index) or a name containing the text."""
-    lowered = q.lower()
-    name = f"%{lowered.replace('%', '').replace('_', '')}%"
-    return or_(
-        (Contact.email >= lowered) & (Contact.email < lowered + "\uffff"),
-        func.lower(Contact.first_name).like(name),
-        func.lower(Contact.last_name).like(name),
-    )
-
-
 def matching(session: Session, wanted: ContactFilter, now: datetime) -> Select[Any]:
     """SELECT of the matching contacts (errors of the segment parts go into wanted.errors)."""
     query = repository.filtered_contacts(
         tag=wanted.tag or None, list_id=wanted.list_id, status=wanted.status or None
     )
     if wanted.q:
-        query = query.where(_search(wanted.q))
+        query = query.where(search.containing(session, wanted.q))
     if wanted.segment_id is not None:
         try:
             condition = segments.get_segment(session, wanted.segment_id).condition

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tidings.activities.service import Cause
 from tidings.api.deps import ClockDep, DatabaseDep
+from tidings.contacts import search
 from tidings.contacts import service as contacts
 from tidings.contacts.importer import export_contacts
 from tidings.contacts.models import Contact, MailingList, Tag
@@ -60,9 +62,12 @@ def _page(
     errors: dict[str, str] | None = None,
     **extra: Any,
 ) -> HTMLResponse:
-    query = matching(session, wanted, now)
+    indexed = len(wanted.q) >= search.TRIGRAM
+    query = matching(session, replace(wanted, q="") if indexed else wanted, now)
     rows: list[Contact] = []
-    if not wanted.errors:
+    if not wanted.errors and indexed:
+        rows = search.newest_matching(session, query, wanted.q, limit=PAGE_SIZE + 1, before=after)
+    elif not wanted.errors:
         if after is not None:
             query = query.where(Contact.id < after)
         rows = list(session.scalars(query.order_by(Contact.id.desc()).limit(PAGE_SIZE + 1)))

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 import tidings.db.models  # noqa: F401  (registers every table)
+from tidings.db import extras
 from tidings.db.base import Base
 from tidings.db.engine import create_database
 
@@ -19,6 +20,8 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite can only ALTER through table copies
         compare_type=True,
+        include_name=extras.include_name,  # the search index is not in the models
+        include_object=extras.include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
