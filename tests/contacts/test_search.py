@@ -126,3 +126,31 @@ def test_newest_matching_pages_through_old_and_recent_matches(
         "old3@example.com",
     ]
     assert page("old", before=ids["old0@example.com"]) == []
+
+
+def test_a_contact_inserted_another_way_can_be_deleted_and_found_once_renamed(
+    people: Database, clock: FakeClock
+) -> None:
+    """A row written outside the upsert (a test helper, an operator's SQL) is not in the
+    SQLite search table; deleting or renaming it must neither fail nor corrupt the index."""
+    now, cause = clock.now(), Cause.API
+    with people.session() as session:
+        for email in ("stray@example.org", "quiet@example.org"):
+            session.add(
+                Contact(
+                    email=email,
+                    status="subscribed",
+                    score=0,
+                    fields={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    with people.session() as session:
+        stray = session.scalars(select(Contact).where(Contact.email == "stray@example.org")).one()
+        contacts.delete_contact(session, stray, now=now, cause=cause)
+        quiet = session.scalars(select(Contact).where(Contact.email == "quiet@example.org")).one()
+        contacts.update_contact(session, quiet, now=now, cause=cause, profile={"first_name": "Q"})
+    assert _found(people, "stray") == []
+    assert _found(people, "quiet") == ["quiet@example.org"]  # indexed by the rename
+    assert _found(people, "shop.exa") == ["bob@shop.example.org"]  # the index still reads

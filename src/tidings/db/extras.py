@@ -5,10 +5,14 @@ trigrams, which each database spells its own way:
 
 - PostgreSQL: GIN indexes with pg_trgm's operator class on the address and the lower-cased
   names; the planner uses them for the same `LIKE` the app writes on both databases.
-- SQLite: an FTS5 table with the trigram tokenizer (SQLite ≥ 3.34) whose content is read from
-  `contacts`, kept by triggers on delete and on a change of address or name (the engagement
-  summary's UPDATEs, which change neither, do not touch it); new contacts are added by the
-  code that inserts them (tidings.contacts.search.index_new), a batch at a time.
+- SQLite: an FTS5 table with the trigram tokenizer (SQLite ≥ 3.34) holding its own copy of
+  each contact's address and names under the contact's id, kept by triggers on delete and on a
+  change of address or name (the engagement summary's UPDATEs, which change neither, do not
+  touch it); new contacts are added by the code that inserts them
+  (tidings.contacts.search.index_new), a batch at a time. Not an external-content table: there,
+  deleting a row that was never indexed (a contact inserted some other way) corrupts the index
+  ("database disk image is malformed"); here it deletes nothing, and such a contact is only
+  missing from searches until its address or name changes.
 
 `include_name` / `include_object` leave these out of the model-to-database comparison
 (tests/db/test_migrations.py, alembic autogenerate).
@@ -32,22 +36,18 @@ _POSTGRES_SEARCH_INDEXES = {
     "ix_contacts_search_last_name": "lower(last_name)",
 }
 _COLUMNS = "email, first_name, last_name"
-_OLD = "old.id, old.email, old.first_name, old.last_name"
 _NEW = "new.id, new.email, new.first_name, new.last_name"
 # Inserted contacts are added by tidings.contacts.search.index_new, in one statement per
 # batch: a trigger per row made imports 2.2 times slower.
 _SQLITE_TRIGGERS = {
     "contact_search_delete": (
-        "AFTER DELETE ON contacts BEGIN "
-        f"INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, {_COLUMNS}) "
-        f"VALUES ('delete', {_OLD}); END"
+        f"AFTER DELETE ON contacts BEGIN DELETE FROM {SEARCH_TABLE} WHERE rowid = old.id; END"
     ),
     "contact_search_update": (
         "AFTER UPDATE OF email, first_name, last_name ON contacts "
         "WHEN old.email IS NOT new.email OR old.first_name IS NOT new.first_name "
         "OR old.last_name IS NOT new.last_name BEGIN "
-        f"INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, {_COLUMNS}) "
-        f"VALUES ('delete', {_OLD}); "
+        f"DELETE FROM {SEARCH_TABLE} WHERE rowid = old.id; "
         f"INSERT INTO {SEARCH_TABLE} (rowid, {_COLUMNS}) VALUES ({_NEW}); END"
     ),
 }
@@ -57,11 +57,11 @@ def create_contact_search(connection: Connection) -> None:
     """Create the search index over the contacts already there (a migration's step)."""
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql(
-            f"CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5({_COLUMNS}, content='contacts', "
-            "content_rowid='id', tokenize='trigram')"
+            f"CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5({_COLUMNS}, tokenize='trigram')"
         )
         connection.exec_driver_sql(
-            f"INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}) VALUES ('rebuild')"
+            f"INSERT INTO {SEARCH_TABLE} (rowid, {_COLUMNS}) "
+            f"SELECT id, {_COLUMNS} FROM contacts"
         )
         create_contact_search_triggers(connection)
         return
