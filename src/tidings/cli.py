@@ -56,7 +56,7 @@ class _Commands(LazyGroup):
             "The keys that sign unsubscribe, preference, opt-in and tracking links.",
         ),
         "system": LazyCommand(
-            "tidings.system.cli:system_app", "System automations: list their runs."
+            "tidings.system.cli:system_app", "System automations: list their runs, start one now."
         ),
         "templates": LazyCommand(
             "tidings.automations.cli:templates_app", "Built-in automation templates."
