@@ -34,6 +34,7 @@ from tidings.app import create_app
 from tidings.automations import service as automations
 from tidings.clock import FakeClock
 from tidings.config import Settings
+from tidings.db import extras
 from tidings.db.engine import Database, create_database
 from tidings.db.migrate import upgrade
 from tidings.deals import totals
@@ -126,7 +127,7 @@ def load(database: Database) -> None:
             conn.execute(text("SELECT setval('contacts_id_seq', (SELECT max(id) FROM contacts))"))
     if dialect == "sqlite":
         with database.engine.begin() as conn:  # contacts inserted here, not by the upsert
-            conn.exec_driver_sql("INSERT INTO contact_search (contact_search) VALUES ('rebuild')")
+            extras.index_all_contacts(conn)
         with database.engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
     else:

@@ -13,6 +13,7 @@ from tidings.cli_lazy import LazyCommand, LazyGroup
 
 if TYPE_CHECKING:
     from tidings.db.engine import Database
+    from tidings.polling import PollingThread
 
 
 class _Commands(LazyGroup):
@@ -55,7 +56,7 @@ class _Commands(LazyGroup):
             "The keys that sign unsubscribe, preference, opt-in and tracking links.",
         ),
         "system": LazyCommand(
-            "tidings.system.cli:system_app", "System automations: list their runs."
+            "tidings.system.cli:system_app", "System automations: list their runs, start one now."
         ),
         "templates": LazyCommand(
             "tidings.automations.cli:templates_app", "Built-in automation templates."
@@ -178,7 +179,8 @@ def serve(
         1025, "--dev-smtp-port", min=1, max=65535, help="The --dev-smtp sink's loopback port."
     ),
 ) -> None:
-    """Serve the API, with the automation worker in-process unless --no-worker."""
+    """Serve the API, with the automation worker, jobs and system automations in-process
+    unless --no-worker."""
     import uvicorn
 
     from tidings.app import create_app
@@ -198,11 +200,22 @@ def serve(
     application = create_app(settings, database=database)
     _hint_first_admin(database)
     worker = None
+    background: list[PollingThread] = []
     if not no_worker:
         from tidings.automations.worker import Worker
+        from tidings.jobs.worker import JobsWorker
+        from tidings.system.scheduler import SystemScheduler
 
         worker = Worker(database, SystemClock(), settings=settings)
         worker.start()
+        # One box runs everything `tidings worker` runs: jobs (the drop folder, interrupted
+        # runs, export retention) and the system automations' scheduler.
+        background = [
+            JobsWorker(database, SystemClock(), settings),
+            SystemScheduler(database, SystemClock(), settings),
+        ]
+        for thread in background:
+            thread.start()
     email = None
     if not no_worker or dev_smtp:
         from tidings.messaging.devmail import start_email_services
@@ -224,6 +237,8 @@ def serve(
             forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     finally:
+        for thread in background:
+            thread.stop()
         if worker is not None:
             worker.stop()
         if email is not None:

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # Opens and page visits are written in batches this often: a process killed outright
     # (kill -9) loses at most this window of them. Clicks are written before their redirect.
     tracking_flush_seconds: float = Field(default=0.2, gt=0, le=60)
+    # An open or click this soon after its message was made is a machine's (security gateways
+    # and privacy proxies fetch on delivery); 0 judges by the other signs alone.
+    tracking_machine_seconds: float = Field(default=10.0, ge=0, le=3600)
     # Raw events older than this many days may be pruned (None keeps them forever).
     event_retention_days: int | None = Field(default=None, gt=0)
     smtp_url: str | None = None

@@ -4,7 +4,7 @@ and `_` as themselves, and the index kept current by every write (both databases
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from tidings.activities.service import Cause
 from tidings.clock import FakeClock
@@ -126,3 +126,33 @@ def test_newest_matching_pages_through_old_and_recent_matches(
         "old3@example.com",
     ]
     assert page("old", before=ids["old0@example.com"]) == []
+
+
+def test_a_contact_inserted_by_other_sql_can_still_change_and_go(
+    database: Database, clock: FakeClock
+) -> None:
+    """The search table never saw it (only the upsert indexes new contacts); renaming and
+    deleting it must work all the same, and the rename makes it findable."""
+    now = clock.now()
+    with database.session() as session:
+        session.execute(
+            insert(Contact).values(
+                email="raw@example.com",
+                status="subscribed",
+                score=0,
+                fields={},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    with database.session() as session:
+        raw = session.scalars(select(Contact).where(Contact.email == "raw@example.com")).one()
+        contacts.update_contact(
+            session, raw, now=now, cause=Cause.API, profile={"first_name": "Zed"}
+        )
+    assert _found(database, "zed") == ["raw@example.com"]
+    with database.session() as session:
+        contacts.delete_contact(
+            session, contacts.get_contact(session, raw.id), now=now, cause=Cause.API
+        )
+    assert _found(database, "zed") == []

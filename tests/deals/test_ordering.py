@@ -1,6 +1,6 @@
 """Card order within a column: a deal put before or after another, a pure reorder (no timeline
 entry, updated_at kept), idempotent, writing only the deal itself when its neighbours are
-apart and a short run of crowded cards when they are not; bad ids are field errors."""
+apart and only the run of crowded cards when they are not; bad ids are field errors."""
 
 from __future__ import annotations
 

@@ -86,7 +86,10 @@ class Server:
 def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("serve")
     url = f"sqlite:///{home}/tidings.db"
-    env = tidings_env(database_url=url, secret_file=str(home / "secret"))
+    # A click the test makes at once is a person's: no scanner window (the rule has its own tests).
+    env = tidings_env(
+        database_url=url, secret_file=str(home / "secret"), tracking_machine_seconds="0"
+    )
     # The admin and an API key are made in-process (the CLI that prints the password has its
     # own tests): spawning a process per command costs seconds on a loaded machine.
     database = create_database(url)

@@ -258,3 +258,23 @@ def test_an_unknown_broadcast_is_404_and_a_member_may_look(
     broadcast_id = _broadcast(database, clock)
     page = member_client.get(f"/admin/email/broadcasts/{broadcast_id}")
     assert page.status_code == 200 and _total(page.text, "pending") == "6"
+
+
+def test_a_broadcast_to_a_segment_shows_its_condition(
+    admin_client: TestClient, database: Database, clock: FakeClock
+) -> None:
+    with database.session() as session:
+        template = make_template(session, clock.now(), name="seg")
+        broadcast = create_broadcast(
+            session,
+            name="To VIPs",
+            template_id=template.id,
+            list_id=None,
+            segment={"has_tag": "VIP"},
+            scheduled_at=clock.now() + timedelta(hours=1),
+            now=clock.now(),
+        )
+        broadcast_id = broadcast.id
+    page = admin_client.get(f"/admin/email/broadcasts/{broadcast_id}").text
+    assert "the segment" in page and '"has_tag": "VIP"' in page
+    assert "Nothing sent yet" in page and "No click yet" in page

@@ -62,7 +62,6 @@ COOKIE_MAX_AGE = 365 * 24 * 3600
 
 # An open or click this soon after the message was made is a machine: Apple Mail Privacy
 # Protection fetches images on delivery, security gateways follow every link on arrival.
-MACHINE_WITHIN = timedelta(seconds=10)
 MACHINE_AGENTS = (
     "bot",
     "crawler",
@@ -109,8 +108,10 @@ def _tokens(app: FastAPI) -> TrackingTokens:
 
 
 def is_machine(request: Request, issued_at: datetime, now: datetime) -> bool:
-    """Heuristics for opens and clicks no person made (documented in the README)."""
-    if now - issued_at < MACHINE_WITHIN or request.method == "HEAD":
+    """Heuristics for opens and clicks no person made (docs/events-and-segments.md)."""
+    settings: Settings = request.app.state.settings
+    too_soon = timedelta(seconds=settings.tracking_machine_seconds)
+    if now - issued_at < too_soon or request.method == "HEAD":
         return True
     agent = request.headers.get("user-agent", "").strip()
     if agent in ("", "Mozilla/5.0"):  # Apple's image proxy sends exactly "Mozilla/5.0"

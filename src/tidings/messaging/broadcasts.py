@@ -191,22 +191,32 @@ def _mark_sent_when_drained(session: Session, broadcast: Broadcast, counts: dict
         session.flush()
 
 
-def tracked(broadcast: Broadcast, types: list[str]) -> list[ColumnElement[bool]]:
-    """The conditions on activities for the tracking events of `types` (events package) of
-    the broadcast's messages: those that carry one of its messages' tokens. Queued first."""
+def _recipients_events(broadcast: Broadcast, types: list[str]) -> list[ColumnElement[bool]]:
+    """Conditions on activities: tracking events of `types` (events package) since the
+    broadcast was queued, by its recipients. Read from the index of (type, occurred_at,
+    machine, contact_id): other people's events are skipped there instead of being read from
+    the table to look at their token."""
     assert broadcast.queued_at is not None
-    token = Activity.data["message_id"].as_string()
-    mine = OutboxMessage.broadcast_id == broadcast.id
+    recipients = select(OutboxMessage.contact_id).where(OutboxMessage.broadcast_id == broadcast.id)
     return [
         Activity.type.in_(types),
         Activity.occurred_at >= broadcast.queued_at,
-        # Implied by the token (a message has one contact), and read from the index of
-        # (type, occurred_at, machine, contact_id): other people's events are skipped there
-        # instead of being read from the table to look at their token.
-        Activity.contact_id.in_(select(OutboxMessage.contact_id).where(mine)),
-        # The few left are looked up by token (unique index) rather than listing all tokens.
-        exists().where(OutboxMessage.message_id == token, mine),
+        Activity.contact_id.in_(recipients),
     ]
+
+
+def _of_broadcast(broadcast: Broadcast, token: Any) -> ColumnElement[bool]:
+    """The message token is one of the broadcast's (looked up in the unique index)."""
+    return exists().where(
+        OutboxMessage.message_id == token, OutboxMessage.broadcast_id == broadcast.id
+    )
+
+
+def tracked(broadcast: Broadcast, types: list[str]) -> list[ColumnElement[bool]]:
+    """The conditions on activities for the tracking events of `types` of the broadcast's
+    messages: those that carry one of its messages' tokens. Queued first."""
+    token = Activity.data["message_id"].as_string()
+    return [*_recipients_events(broadcast, types), _of_broadcast(broadcast, token)]
 
 
 def engaged_messages(broadcast: Broadcast) -> Subquery | None:
@@ -218,16 +228,21 @@ def engaged_messages(broadcast: Broadcast) -> Subquery | None:
         return None
     token = Activity.data["message_id"].as_string()
     clicked_at = case((Activity.type == "link_clicked", Activity.occurred_at))
-    return (
+    # Grouped by token first, then the tokens checked: one lookup per message, not per event.
+    per_token = (
         select(
             token.label("token"),
             func.min(Activity.occurred_at).label("opened_at"),
             func.min(clicked_at).label("clicked_at"),
         )
-        .where(*tracked(broadcast, ["email_opened", "link_clicked"]), Activity.machine.is_(False))
+        .where(
+            *_recipients_events(broadcast, ["email_opened", "link_clicked"]),
+            Activity.machine.is_(False),
+        )
         .group_by(token)
-        .subquery("engaged")
+        .subquery("per_token")
     )
+    return select(per_token).where(_of_broadcast(broadcast, per_token.c.token)).subquery("engaged")
 
 
 def _engagement(session: Session, broadcast: Broadcast) -> tuple[int, int]:

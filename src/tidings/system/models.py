@@ -47,4 +47,10 @@ class SystemRun(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_system_runs_state_wake", "state", "wake_at"),)
+    __table_args__ = (
+        Index("ix_system_runs_state_wake", "state", "wake_at"),
+        # An automation's runs newest first (its page, `GET /system/runs?automation=`) and its
+        # last run; its runs per state (the jobs page) from the index alone.
+        Index("ix_system_runs_automation_id", "automation_id", "id"),
+        Index("ix_system_runs_automation_state", "automation_id", "state"),
+    )

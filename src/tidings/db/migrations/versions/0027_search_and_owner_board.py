@@ -10,8 +10,8 @@ migrated schema still compares equal to the models):
 - PostgreSQL: trigram GIN indexes (pg_trgm) on the address and the lower-cased names, which
   serve `LIKE '%text%'`. Where the extension cannot be created (a managed server without the
   right), the indexes are left out with a warning: search still works, by a scan.
-- SQLite: an FTS5 table with the trigram tokenizer over the address and names, its content
-  read from contacts and kept by triggers. A later migration that rebuilds the contacts table
+- SQLite: an FTS5 table with the trigram tokenizer over the address and names (its own copy,
+  under the contact id), kept by triggers. A later migration that rebuilds the contacts table
   (batch_alter_table copies it) drops the triggers and must create them again
   (tidings.db.extras.create_contact_search).
 
