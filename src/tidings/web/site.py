@@ -56,10 +56,12 @@ def install_web(app: FastAPI) -> None:
         return RedirectResponse("/admin", status_code=307)
 
     @app.get("/docs", include_in_schema=False)
-    def api_docs() -> HTMLResponse:
-        # Swagger UI from the npm package copied by `make install`: no CDN at run time.
+    def api_docs(request: Request) -> HTMLResponse:
+        # Swagger UI from the npm package copied by `make install`: no CDN at run time. The app
+        # comes from the request, not this closure: FastAPI caches route functions for the
+        # process, and a closure over `app` would keep every app made (and its database) alive.
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=request.app.openapi_url or "/openapi.json",
             title="Tidings API",
             swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
