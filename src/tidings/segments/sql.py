@@ -204,7 +204,10 @@ class member_of(FunctionElement[bool]):
     had opened or clicked in 7 days (and, over 180 days, hashed 3,500,000 events in batches
     on disk: 12.7 s against 2.3 s). Only where the condition needs the event (a top-level
     conjunct): under NOT or OR, PostgreSQL would search the array once per contact.
-    SQLite already starts from the subquery's list for IN."""
+    SQLite already starts from the subquery's list for IN.
+
+    Arguments: the column, the subquery, the same subquery sorted by its column (for
+    PostgreSQL: its index scan sorts the keys anyway, 7 % slower than the query's sort)."""
 
     name = "member_of"
     inherit_cache = True
@@ -212,14 +215,14 @@ class member_of(FunctionElement[bool]):
 
 @compiles(member_of)
 def _member_of(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
-    column, subquery = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({column} IN {subquery})"
+    column, subquery, _ = element.clauses
+    return f"({compiler.process(column, **kw)} IN {compiler.process(subquery, **kw)})"
 
 
 @compiles(member_of, "postgresql")
 def _pg_member_of(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
-    column, subquery = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({column} = ANY (ARRAY{subquery}))"
+    column, _, in_order = element.clauses
+    return f"({compiler.process(column, **kw)} = ANY (ARRAY{compiler.process(in_order, **kw)}))"
 
 
 class by_dialect(FunctionElement[bool]):
@@ -544,7 +547,10 @@ def _event(node: EventCondition, now: datetime, *, driving: bool = False) -> Col
     query = _events(node, now)
     if node.at_least > 1:
         query = query.group_by(Activity.contact_id).having(func.count() >= node.at_least)
-    matched = member_of(Contact.id, query.scalar_subquery()) if driving else Contact.id.in_(query)
+    matched: ColumnElement[bool] = Contact.id.in_(query)
+    if driving:
+        in_order = query.order_by(Activity.contact_id).scalar_subquery()
+        matched = member_of(Contact.id, query.scalar_subquery(), in_order)
     return matched if node.happened else not_(matched)
 
 
