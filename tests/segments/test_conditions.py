@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.activities.service import ActivityRow, record_many
 from tidings.clock import FakeClock
@@ -223,3 +224,27 @@ def test_conditions_on_real_data(database: Database, clock: FakeClock) -> None:
     assert _ids(database, {"field": "first_name", "op": "is_set"}, clock) == {a, b}
     assert _ids(database, {"created": {"within_days": 1}}, clock) == {a, b, c}
     assert _ids(database, {"score": {"op": "gte", "value": 1}}, clock) == set()
+
+
+def test_a_count_starts_from_the_required_events_on_postgresql() -> None:
+    """from_events: a top-level event (alone or in the root `and`) becomes `= ANY (ARRAY(...))`
+    on PostgreSQL; under `not`, `or` or `happened: false` it stays IN (an array searched per
+    contact there would be slow); SQLite always gets IN."""
+    opened = {"event": {"type": "email_opened", "within_days": 7}}
+    now = FakeClock().now()
+
+    def compiled(raw: Any, dialect: Any) -> str:
+        where = condition_sql(parse_condition(raw), now, from_events=True)
+        return str(select(Contact.id).where(where).compile(dialect=dialect))
+
+    pg, lite = postgresql.dialect(), sqlite.dialect()
+    assert "= ANY (ARRAY(SELECT" in compiled(opened, pg)
+    assert "= ANY (ARRAY(SELECT" in compiled({"and": [opened, {"lacks_tag": "X"}]}, pg)
+    for kept in (
+        {"or": [opened, {"has_tag": "X"}]},
+        {"not": opened},
+        {"event": {"type": "email_opened", "happened": False}},
+    ):
+        assert "ANY" not in compiled(kept, pg), kept
+    assert "ANY" not in compiled(opened, lite)
+    assert "contacts.id IN (SELECT" in compiled(opened, lite)

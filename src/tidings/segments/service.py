@@ -104,10 +104,14 @@ def _check_lists(session: Session, lists: list[tuple[str, ListCondition]]) -> No
             )
 
 
-def compile_checked(session: Session, obj: Any, now: datetime) -> ColumnElement[bool]:
+def compile_checked(
+    session: Session, obj: Any, now: datetime, *, counting: bool = False
+) -> ColumnElement[bool]:
+    """The condition as a WHERE clause over contacts; `counting`: for `count` only (the
+    contacts its required events name are read, not all of them: condition_sql)."""
     condition = parse_condition(obj)
     check_fields(session, condition)
-    return condition_sql(condition, now)
+    return condition_sql(condition, now, from_events=counting)
 
 
 def count(session: Session, where: ColumnElement[bool]) -> int:

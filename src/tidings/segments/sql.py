@@ -9,7 +9,9 @@ about it); there every other atom is about that contact, and is false for a deal
 
 Event conditions become `contacts.id IN (SELECT contact_id FROM activities WHERE type IN ...
 AND occurred_at in window ...)`, which both databases run as one index range scan over
-ix_activities_type_occurred_at followed by a semi-join (see migration 0002).
+ix_activities_type_occurred_at followed by a semi-join (see migration 0002). A count
+(`from_events`) asks PostgreSQL to start from the contacts those events name (`member_of`);
+`lacks_tag` is NOT EXISTS there (`_untagged`).
 
 With `after` (an automation's goals and condition waits: "since the run entered"), each
 contact's bound is a column of the query, so event conditions count only the contact's own
@@ -193,6 +195,56 @@ def _pg_json(element: _JsonScalar, compiler: SQLCompiler, **kw: Any) -> str:
     return f"CASE WHEN {check} THEN {text} END"
 
 
+class member_of(FunctionElement[bool]):
+    """`column IN (subquery)`, which PostgreSQL writes `column = ANY (ARRAY(subquery))`: the
+    subquery runs once, and the contacts are then read by primary key for its ids alone.
+
+    For a count whose condition requires recent events (condition_sql's `from_events`):
+    PostgreSQL ran `IN` as a hash join that read all 1,000,000 contacts for the 122,000 that
+    had opened or clicked in 7 days (and, over 180 days, hashed 3,500,000 events in batches
+    on disk: 12.7 s against 2.3 s). Only where the condition needs the event (a top-level
+    conjunct): under NOT or OR, PostgreSQL would search the array once per contact.
+    SQLite already starts from the subquery's list for IN.
+
+    Arguments: the column, the subquery, the same subquery sorted by its column (for
+    PostgreSQL: its index scan sorts the keys anyway, 7 % slower than the query's sort)."""
+
+    name = "member_of"
+    inherit_cache = True
+
+
+@compiles(member_of)
+def _member_of(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
+    column, subquery, _ = element.clauses
+    return f"({compiler.process(column, **kw)} IN {compiler.process(subquery, **kw)})"
+
+
+@compiles(member_of, "postgresql")
+def _pg_member_of(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
+    column, _, in_order = element.clauses
+    return f"({compiler.process(column, **kw)} = ANY (ARRAY{compiler.process(in_order, **kw)}))"
+
+
+class by_dialect(FunctionElement[bool]):
+    """One condition written two ways: the first for SQLite, the second for PostgreSQL (where
+    their planners want different forms of the same meaning)."""
+
+    name = "by_dialect"
+    inherit_cache = True
+
+
+@compiles(by_dialect)
+def _sqlite_form(element: by_dialect, compiler: SQLCompiler, **kw: Any) -> str:
+    sqlite_form, _ = element.clauses
+    return f"({compiler.process(sqlite_form, **kw)})"
+
+
+@compiles(by_dialect, "postgresql")
+def _postgresql_form(element: by_dialect, compiler: SQLCompiler, **kw: Any) -> str:
+    _, postgresql_form = element.clauses
+    return f"({compiler.process(postgresql_form, **kw)})"
+
+
 # ---- compiling ---------------------------------------------------------------------------
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
@@ -239,14 +291,28 @@ def condition_sql(
     *,
     after: ColumnElement[Any] | None = None,
     deal: ColumnElement[Any] | None = None,
+    from_events: bool = False,
 ) -> ColumnElement[bool]:
     """A WHERE clause over Contact: `select(Contact.id).where(condition_sql(c, now))`.
 
     `after`: a timestamp column of the query (e.g. a run's entry time beside each contact);
     event and purchase conditions then count only activities that occurred after it.
     `deal`: a deal id column of the query (an automation run's deal), what `triggered_deal`
-    asks about; without it, triggered_deal holds for nobody."""
-    return _compile(condition, now, after=after, deal=deal)
+    asks about; without it, triggered_deal holds for nobody.
+    `from_events`: for a query that reads every match (a count, not a page in id order nor a
+    check of given contacts): the events the condition requires choose the contacts read
+    (`member_of`)."""
+    if not from_events or after is not None:
+        return _compile(condition, now, after=after, deal=deal)
+    items = condition.items if isinstance(condition, And) else (condition,)
+    return and_(
+        *(
+            _event(item, now, driving=True)
+            if isinstance(item, EventCondition) and item.happened
+            else _compile(item, now, deal=deal)
+            for item in items
+        )
+    )
 
 
 def asks_about_triggered_deal(condition: Condition) -> bool:
@@ -323,12 +389,7 @@ def _atom(node: Condition, now: datetime, after: Any = None) -> ColumnElement[bo
     if isinstance(node, FieldCondition):
         return _field(node, now)
     if isinstance(node, TagCondition):
-        tagged = Contact.id.in_(
-            select(ContactTag.contact_id)
-            .join(Tag, Tag.id == ContactTag.tag_id)
-            .where(Tag.name == node.tag)
-        )
-        return tagged if node.present else not_(tagged)
+        return _tagged(node) if node.present else _untagged(node)
     if isinstance(node, ListCondition):
         return _in_list(node)
     if isinstance(node, StatusCondition):
@@ -349,6 +410,29 @@ def _atom(node: Condition, now: datetime, after: Any = None) -> ColumnElement[bo
             return _purchase_total(node, now)
         return _purchase_total_after(node, now, after)
     raise TypeError(f"not a condition: {node!r}")
+
+
+def _tagged(node: TagCondition) -> ColumnElement[bool]:
+    """has_tag: the tag's contacts as a list both databases start from."""
+    return Contact.id.in_(
+        select(ContactTag.contact_id)
+        .join(Tag, Tag.id == ContactTag.tag_id)
+        .where(Tag.name == node.tag)
+    )
+
+
+def _untagged(node: TagCondition) -> ColumnElement[bool]:
+    """lacks_tag: NOT EXISTS on PostgreSQL, which cannot turn NOT IN into an anti-join (a NULL
+    in the list would change its meaning): it hashed the tag's contacts once per parallel
+    worker and probed that hash for each contact, and at 1,000,000 contacts that scan took
+    445 ms instead of 68. NOT EXISTS is a join it can order. SQLite keeps NOT IN (one list,
+    a quarter faster there than a probe per contact). No NULLs either side: same meaning."""
+    tagged = select(ContactTag.contact_id).join(Tag, Tag.id == ContactTag.tag_id)
+    tagged = tagged.where(Tag.name == node.tag)
+    return by_dialect(
+        not_(Contact.id.in_(tagged)),
+        not_(tagged.where(ContactTag.contact_id == Contact.id).exists()),
+    )
 
 
 def _in_list(node: ListCondition) -> ColumnElement[bool]:
@@ -459,11 +543,14 @@ def _events(node: EventCondition, now: datetime, kind: Any = Activity.type) -> A
     return query
 
 
-def _event(node: EventCondition, now: datetime) -> ColumnElement[bool]:
+def _event(node: EventCondition, now: datetime, *, driving: bool = False) -> ColumnElement[bool]:
     query = _events(node, now)
     if node.at_least > 1:
         query = query.group_by(Activity.contact_id).having(func.count() >= node.at_least)
-    matched = Contact.id.in_(query)
+    matched: ColumnElement[bool] = Contact.id.in_(query)
+    if driving:
+        in_order = query.order_by(Activity.contact_id).scalar_subquery()
+        matched = member_of(Contact.id, query.scalar_subquery(), in_order)
     return matched if node.happened else not_(matched)
 
 

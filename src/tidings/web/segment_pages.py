@@ -87,7 +87,7 @@ def parse_json(text: str) -> Any:
 def count_matching(session: Session, condition: Any, now: Any) -> int:
     if condition is None:
         return int(session.scalar(select(func.count()).select_from(Contact)) or 0)
-    return segments.count(session, segments.compile_checked(session, condition, now))
+    return segments.count(session, segments.compile_checked(session, condition, now, counting=True))
 
 
 def _page(
