@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tidings.db.engine import normalize_url
@@ -62,6 +62,17 @@ def scratch_postgres(label: str, keep: str | None = None) -> Iterator[str | None
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def analyze(engine: Engine) -> None:
+    """Fresh planner statistics after a bulk load (SQLite: ANALYZE; PostgreSQL: VACUUM ANALYZE,
+    which cannot run inside a transaction)."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
 
 
 def free_port() -> int:

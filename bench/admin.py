@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 import orjson
 import yaml
-from _common import DATA_DIR, fresh_sqlite, report, scale, scratch_postgres
+from _common import DATA_DIR, analyze, fresh_sqlite, report, scale, scratch_postgres
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -128,11 +128,7 @@ def load(database: Database) -> None:
     if dialect == "sqlite":
         with database.engine.begin() as conn:  # contacts inserted here, not by the upsert
             extras.index_all_contacts(conn)
-        with database.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-    else:
-        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
+    analyze(database.engine)
     with database.session() as session:
         user = create_user(session, "bench@example.com", "Bench", role=Role.ADMIN, now=NOW)
         set_password(session, user, PASSWORD, now=NOW)

@@ -17,7 +17,7 @@ import os
 import time
 from datetime import UTC, datetime
 
-from _common import fresh_sqlite, report, scale, scratch_postgres
+from _common import analyze, fresh_sqlite, report, scale, scratch_postgres
 from admin import PASSWORD, percentiles, signed_in
 from sqlalchemy import select, text
 
@@ -100,12 +100,7 @@ def load(database: Database) -> None:
     with database.engine.begin() as conn:
         for statement in _statements(dialect):
             conn.execute(text(statement))
-    if dialect == "sqlite":
-        with database.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-    else:
-        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
+    analyze(database.engine)
     with database.session() as session:
         user = create_user(session, "bench@example.com", "Bench", role=Role.ADMIN, now=QUEUED)
         set_password(session, user, PASSWORD, now=QUEUED)

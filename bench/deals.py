@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from _common import fresh_sqlite, report, scale, scratch_postgres
+from _common import analyze, fresh_sqlite, report, scale, scratch_postgres
 from deal_automation import bench_stage_latency
 from sqlalchemy import func, select, text
 
@@ -253,8 +253,7 @@ def load_postgres(url: str) -> Database:
         totals.rebuild(session)  # the board's per-stage totals of the generated deals
         for pipeline_id in range(1, PIPELINES + 1):  # the funnel's furthest stages
             reach.rebuild(session, pipeline_id)
-    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
+    analyze(database.engine)
     print(f"  PostgreSQL loaded in {time.perf_counter() - started:.0f} s")
     return database
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import duckdb
-from _common import fresh_sqlite, report, scale
+from _common import analyze, fresh_sqlite, report, scale
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -178,8 +178,7 @@ def load_postgres(admin: Engine, name: str) -> Database | None:
         )
         for _, definition in indexes:
             conn.execute(text(definition))
-    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
+    analyze(database.engine)
     print(f"  PostgreSQL loaded in {time.perf_counter() - started:.0f} s")
     return database
 

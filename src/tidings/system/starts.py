@@ -92,6 +92,22 @@ def active_system_automations(session: Session, registry: Registry) -> list[Syst
     ]
 
 
+def new_run(automation: SystemAutomation, key: str, now: datetime) -> SystemRun:
+    """A run at the automation's first step, ready now; `key` is unique among runs (a tick's
+    or a run-now request's)."""
+    return SystemRun(
+        automation_id=automation.id,
+        version=automation.version,
+        tick_key=key,
+        state="ready",
+        step=automation.definition.steps[0].id,
+        wake_at=now,
+        last_job=None,
+        log=[],
+        started_at=now,
+    )
+
+
 def start(
     session: Session,
     automation: SystemAutomation,
@@ -114,19 +130,7 @@ def start(
                 )
             )
             if not skipped:
-                session.add(
-                    SystemRun(
-                        automation_id=automation.id,
-                        version=automation.version,
-                        tick_key=key,
-                        state="ready",
-                        step=automation.definition.steps[0].id,
-                        wake_at=now,
-                        last_job=None,
-                        log=[],
-                        started_at=now,
-                    )
-                )
+                session.add(new_run(automation, key, now))
     except IntegrityError:  # another worker recorded this tick first
         return False
     return not skipped
@@ -152,18 +156,7 @@ def start_now(session: Session, automation_id: int, *, key: str, now: datetime) 
         raise Conflict(f"automation {automation.name!r} is not a system automation")
     if automation.status != "active":
         raise Conflict(f"automation {automation.name!r} is paused: resume it to run it")
-    system = _system_automation(automation, data)
-    run = SystemRun(
-        automation_id=system.id,
-        version=system.version,
-        tick_key=run_key,
-        state="ready",
-        step=system.definition.steps[0].id,
-        wake_at=now,
-        last_job=None,
-        log=[],
-        started_at=now,
-    )
+    run = new_run(_system_automation(automation, data), run_key, now)
     try:
         with session.begin_nested():
             session.add(run)
