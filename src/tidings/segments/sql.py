@@ -28,21 +28,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
-    Float,
-    String,
     and_,
     false,
     func,
-    literal,
     not_,
     or_,
     select,
 )
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from tidings.activities.models import Activity
 from tidings.contacts.models import Contact, ContactTag, ListMembership, MailingList, Tag
@@ -67,183 +60,16 @@ from tidings.segments.conditions import (
     walk,
 )
 from tidings.segments.deal_conditions import DealsCondition
-
-# ---- typed access to JSON values, the same on SQLite and PostgreSQL ------------------------
-
-
-class _JsonScalar(FunctionElement[Any]):
-    """A JSON value at a path if it has the wanted JSON type, else NULL.
-
-    Arguments: the JSON column, the SQLite path ('$."a"."b"'), then the keys (for PostgreSQL).
-    """
-
-    inherit_cache = True
-
-
-class json_text(_JsonScalar):
-    type = String()
-    name = "json_text"
-    inherit_cache = True
-
-
-class json_number(_JsonScalar):
-    type = Float()
-    name = "json_number"
-    inherit_cache = True
-
-
-class json_bool_text(_JsonScalar):
-    """'true' or 'false' when the value is a JSON boolean."""
-
-    type = String()
-    name = "json_bool_text"
-    inherit_cache = True
-
-
-class json_present(_JsonScalar):
-    """1 when the value exists and is not JSON null, else NULL."""
-
-    type = String()
-    name = "json_present"
-    inherit_cache = True
-
-
-class json_array_has(_JsonScalar):
-    """True when the value is a JSON array holding this text element. Arguments: the column,
-    the value, the SQLite path, then the keys."""
-
-    type = Boolean()
-    name = "json_array_has"
-    inherit_cache = True
-
-
-def _array_has(column: Any, keys: tuple[str, ...], value: str) -> ColumnElement[bool]:
-    path = "$" + "".join(f'."{key}"' for key in keys)
-    return json_array_has(
-        column, literal(value, String()), literal(path, String()), *(literal(k) for k in keys)
-    )
-
-
-@compiles(json_array_has, "sqlite")
-def _sqlite_array_has(element: json_array_has, compiler: SQLCompiler, **kw: Any) -> str:
-    column, value, path = (compiler.process(c, **kw) for c in list(element.clauses)[:3])
-    return (
-        f"COALESCE(json_type({column}, {path}) = 'array' AND EXISTS (SELECT 1 FROM "
-        f"json_each({column}, {path}) AS e WHERE e.type = 'text' AND e.value = {value}), 0)"
-    )
-
-
-@compiles(json_array_has, "postgresql")
-def _pg_array_has(element: json_array_has, compiler: SQLCompiler, **kw: Any) -> str:
-    clauses = list(element.clauses)
-    column, value = (compiler.process(c, **kw) for c in clauses[:2])
-    keys = ", ".join(compiler.process(c, **kw) for c in clauses[3:])
-    node = f"jsonb_extract_path({column}, {keys})"
-    # COALESCE: a missing key must be "false", never NULL (NOT would keep it NULL).
-    return (
-        f"COALESCE(jsonb_typeof({node}) = 'array' AND "
-        f"{node} @> jsonb_build_array(CAST({value} AS TEXT)), FALSE)"
-    )
-
-
-def _json(cls: type[_JsonScalar], column: Any, keys: tuple[str, ...]) -> ColumnElement[Any]:
-    # Keys are validated names ([A-Za-z_][A-Za-z0-9_]*), so the quoted path is exact.
-    path = "$" + "".join(f'."{key}"' for key in keys)
-    return cls(column, literal(path, String()), *(literal(k, String()) for k in keys))
-
-
-_SQLITE_TYPES = {
-    "json_text": "= 'text'",
-    "json_number": "IN ('integer', 'real')",
-    "json_bool_text": "IN ('true', 'false')",
-    "json_present": "<> 'null'",
-}
-_PG_TYPES = {
-    "json_text": "= 'string'",
-    "json_number": "= 'number'",
-    "json_bool_text": "= 'boolean'",
-    "json_present": "<> 'null'",
-}
-
-
-@compiles(_JsonScalar, "sqlite")
-def _sqlite_json(element: _JsonScalar, compiler: SQLCompiler, **kw: Any) -> str:
-    column, path = (compiler.process(c, **kw) for c in list(element.clauses)[:2])
-    check = _SQLITE_TYPES[element.name]
-    if element.name == "json_present":
-        return f"CASE WHEN json_type({column}, {path}) {check} THEN 1 END"
-    value = (
-        f"json_type({column}, {path})"
-        if element.name == "json_bool_text"
-        else (f"json_extract({column}, {path})")
-    )
-    return f"CASE WHEN json_type({column}, {path}) {check} THEN {value} END"
-
-
-@compiles(_JsonScalar, "postgresql")
-def _pg_json(element: _JsonScalar, compiler: SQLCompiler, **kw: Any) -> str:
-    clauses = list(element.clauses)
-    column = compiler.process(clauses[0], **kw)
-    keys = ", ".join(compiler.process(c, **kw) for c in clauses[2:])
-    node = f"jsonb_extract_path({column}, {keys})"
-    text = f"jsonb_extract_path_text({column}, {keys})"
-    check = f"jsonb_typeof({node}) {_PG_TYPES[element.name]}"
-    if element.name == "json_present":
-        return f"CASE WHEN {check} THEN 1 END"
-    if element.name == "json_number":
-        text = f"CAST({text} AS DOUBLE PRECISION)"
-    return f"CASE WHEN {check} THEN {text} END"
-
-
-class member_of(FunctionElement[bool]):
-    """`column IN (subquery)`, which PostgreSQL writes `column = ANY (ARRAY(subquery))`: the
-    subquery runs once, and the contacts are then read by primary key for its ids alone.
-
-    For a count whose condition requires recent events (condition_sql's `from_events`):
-    PostgreSQL ran `IN` as a hash join that read all 1,000,000 contacts for the 122,000 that
-    had opened or clicked in 7 days (and, over 180 days, hashed 3,500,000 events in batches
-    on disk: 12.7 s against 2.3 s). Only where the condition needs the event (a top-level
-    conjunct): under NOT or OR, PostgreSQL would search the array once per contact.
-    SQLite already starts from the subquery's list for IN.
-
-    Arguments: the column, the subquery, the same subquery sorted by its column (for
-    PostgreSQL: its index scan sorts the keys anyway, 7 % slower than the query's sort)."""
-
-    name = "member_of"
-    inherit_cache = True
-
-
-@compiles(member_of)
-def _member_of(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
-    column, subquery, _ = element.clauses
-    return f"({compiler.process(column, **kw)} IN {compiler.process(subquery, **kw)})"
-
-
-@compiles(member_of, "postgresql")
-def _pg_member_of(element: member_of, compiler: SQLCompiler, **kw: Any) -> str:
-    column, _, in_order = element.clauses
-    return f"({compiler.process(column, **kw)} = ANY (ARRAY{compiler.process(in_order, **kw)}))"
-
-
-class by_dialect(FunctionElement[bool]):
-    """One condition written two ways: the first for SQLite, the second for PostgreSQL (where
-    their planners want different forms of the same meaning)."""
-
-    name = "by_dialect"
-    inherit_cache = True
-
-
-@compiles(by_dialect)
-def _sqlite_form(element: by_dialect, compiler: SQLCompiler, **kw: Any) -> str:
-    sqlite_form, _ = element.clauses
-    return f"({compiler.process(sqlite_form, **kw)})"
-
-
-@compiles(by_dialect, "postgresql")
-def _postgresql_form(element: by_dialect, compiler: SQLCompiler, **kw: Any) -> str:
-    _, postgresql_form = element.clauses
-    return f"({compiler.process(postgresql_form, **kw)})"
-
+from tidings.segments.sql_constructs import (
+    array_has,
+    by_dialect,
+    json_bool_text,
+    json_number,
+    json_present,
+    json_text,
+    json_value,
+    member_of,
+)
 
 # ---- compiling ---------------------------------------------------------------------------
 
@@ -454,10 +280,10 @@ def _column(node: FieldCondition, subject: _Subject) -> Any:
         return getattr(Contact, node.field) if column is None else column
     keys = (node.field,)
     if node.value_kind == "number":
-        return _json(json_number, subject.fields, keys)
+        return json_value(json_number, subject.fields, keys)
     if node.value_kind == "bool":
-        return _json(json_bool_text, subject.fields, keys)
-    return _json(json_text, subject.fields, keys)
+        return json_value(json_bool_text, subject.fields, keys)
+    return json_value(json_text, subject.fields, keys)
 
 
 def _field(
@@ -465,10 +291,10 @@ def _field(
 ) -> ColumnElement[bool]:
     op, value = node.op, node.value
     if node.custom and op in ("is_set", "not_set"):
-        is_present = _json(json_present, subject.fields, (node.field,)).is_not(None)
+        is_present = json_value(json_present, subject.fields, (node.field,)).is_not(None)
         return is_present if op == "is_set" else not_(is_present)
     if node.value_kind == "list":
-        has = _array_has(subject.fields, (node.field,), value)
+        has = array_has(subject.fields, (node.field,), value)
         return has if op == "includes" else not_(has)
     column = _column(node, subject)
     if op == "not_set":
@@ -512,17 +338,17 @@ def _window(node: Window, now: datetime) -> list[ColumnElement[bool]]:
 def _property(node: PropertyFilter) -> ColumnElement[bool]:
     keys, op, value = node.path(), node.op, node.value
     if op == "is_set":
-        return _json(json_present, Activity.data, keys).is_not(None)
+        return json_value(json_present, Activity.data, keys).is_not(None)
     if op in ("neq", "not_contains"):
         positive = node.model_copy(update={"op": "eq" if op == "neq" else "contains"})
         return not_(_property(positive))
     if isinstance(value, bool):
-        column = _json(json_bool_text, Activity.data, keys)
+        column = json_value(json_bool_text, Activity.data, keys)
         return and_(column.is_not(None), column == ("true" if value else "false"))
     if op in ("gt", "gte", "lt", "lte") or (op == "eq" and not isinstance(value, str)):
-        number = _json(json_number, Activity.data, keys)
+        number = json_value(json_number, Activity.data, keys)
         return and_(number.is_not(None), _COMPARE[op](number, value))
-    text = _json(json_text, Activity.data, keys)
+    text = json_value(json_text, Activity.data, keys)
     assert isinstance(value, str)
     if op == "contains":
         return and_(text.is_not(None), func.lower(text).contains(value.lower(), autoescape=True))
@@ -572,7 +398,7 @@ def _purchase_total_after(
     node: PurchaseTotalCondition, now: datetime, after: Any
 ) -> ColumnElement[bool]:
     """The purchase total of the contact's own purchases after `after` (correlated)."""
-    amount = func.coalesce(_json(json_number, Activity.data, ("amount_minor",)), 0)
+    amount = func.coalesce(json_value(json_number, Activity.data, ("amount_minor",)), 0)
     total = (
         select(func.coalesce(func.sum(amount), 0))
         .where(
@@ -593,7 +419,7 @@ def _purchase_total(node: PurchaseTotalCondition, now: datetime) -> ColumnElemen
     if node.within_days is None and node.since is None and node.until is None:
         # All time: the summary column, exact even after raw events are pruned.
         return compare(Contact.purchase_total_minor, target)  # type: ignore[no-any-return]
-    amount = func.coalesce(_json(json_number, Activity.data, ("amount_minor",)), 0)
+    amount = func.coalesce(json_value(json_number, Activity.data, ("amount_minor",)), 0)
     total = func.sum(amount)
     buyers = (
         select(Activity.contact_id)
